@@ -1,0 +1,191 @@
+"""HCAM model configuration."""
+
+from transformers import PretrainedConfig
+
+# A small wav2vec2 trained from scratch in stage I: no pretrained speech weights can be downloaded
+# offline, and at this size a CPU forward runs at roughly 50 audio-seconds per second.
+# Layer norm in the feature encoder (not group norm) makes the encoder honour padding masks, so a
+# padded utterance gives the same embedding as the same utterance alone.
+TINY_AUDIO_ENCODER_CONFIG = {
+    "model_type": "wav2vec2",
+    "hidden_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 256,
+    "conv_dim": [64, 64, 64, 64, 64, 64, 64],
+    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "num_conv_pos_embeddings": 32,
+    "num_conv_pos_embedding_groups": 4,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "mask_time_prob": 0.0,
+    "hidden_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.0,
+    "layerdrop": 0.0,
+}
+
+DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+MODALITIES = ("audio", "text")
+
+
+class HCAMConfig(PretrainedConfig):
+    r"""
+    Configuration of [`HCAMForEmotionRecognition`]: every hyperparameter of all three stages.
+
+    Defaults follow the authors' related code (GRU 200 per direction, 3 heads, fusion width 60) unless said otherwise.
+
+    Args:
+        modalities (`list[str]`, *optional*, defaults to `["audio", "text"]`):
+            Which modalities the model has. Stage 3 needs both.
+        stage (`int`, *optional*, defaults to 1):
+            The highest stage built: 1 = utterance encoders, 2 = + dialogue context, 3 = + co-attention fusion.
+        audio_encoder_name_or_path (`str`, *optional*):
+            Hub name or local path of a pretrained wav2vec2 (e.g. `facebook/wav2vec2-base`); `None` = the random
+            tiny encoder described by `audio_encoder_config`.
+        audio_encoder_config (`dict`, *optional*):
+            The audio encoder's `Wav2Vec2Config` as a dict, kept nested so a saved model loads with no download.
+        text_encoder_name_or_path (`str`, *optional*, defaults to all-MiniLM-L6-v2):
+            Hub name or local path of the text encoder (any `AutoModel`, e.g. `roberta-base`).
+        text_encoder_config (`dict`, *optional*):
+            The text encoder's config as a dict (with `model_type`), nested for the same reason.
+        use_weighted_layer_sum (`bool`, *optional*, defaults to `False`):
+            Pool the encoders' hidden layers with learned softmax weights instead of taking the last layer; middle
+            layers of wav2vec2 carry more paralinguistic information than the last.
+        freeze_feature_encoder (`bool`, *optional*, defaults to `True`):
+            Keep wav2vec2's convolutional feature encoder fixed when fine-tuning a *pretrained* audio encoder (the
+            usual recipe; it saves memory). Ignored for the random default encoder, which must learn everything.
+        gru_hidden_size (`int`, *optional*, defaults to 200):
+            Width of every bi-GRU per direction; utterance and context embeddings are twice as wide.
+        num_attention_heads (`int`, *optional*, defaults to 3):
+            Heads of every attention layer (pooling hops in stage I, heads in stages II and III).
+        fusion_hidden_size (`int`, *optional*, defaults to 60):
+            Width of the co-attention fusion in stage III.
+        dropout (`float`, *optional*, defaults to 0.2):
+            Dropout on the GRU outputs and before every classifier.
+        supcon_temperature (`float`, *optional*, defaults to 0.07):
+            Temperature of the supervised contrastive loss (Khosla et al.'s value, as in the paper).
+        supcon_weight (`float`, *optional*, defaults to 0.5):
+            Weight of the contrastive loss against cross-entropy in stage I; 0 disables it.
+        focal_gamma (`float`, *optional*, defaults to 0.0):
+            Focal-loss focusing parameter; 0 is plain cross-entropy. Helps on MELD's long-tailed labels.
+        class_weights (`list[float]`, *optional*):
+            Per-class weights for the classification loss (e.g. inverse frequency), in label-id order.
+        use_speaker_masks (`bool`, *optional*, defaults to `True`):
+            In stage II, the second head attends only to the same speaker's turns and the third only to the
+            other speakers' turns (each turn always sees itself); the first head is global.
+        max_audio_seconds (`float`, *optional*, defaults to 15.0):
+            The processor cuts longer utterances; 15 s covers > 99% of IEMOCAP and MELD turns.
+        max_text_tokens (`int`, *optional*, defaults to 128):
+            The processor truncates longer transcripts.
+        encoder_chunk_size (`int`, *optional*, defaults to 64):
+            Utterances sent through an encoder at once, so that a dialogue of hundreds of turns runs in bounded
+            memory.
+        ensemble_stages (`list[str]`, *optional*):
+            Which stage heads the test-time ensemble averages (names as in [`HCAMOutput`], e.g.
+            `["audio_context", "text_context", "fusion"]`); `None` = every head the model has.
+    """
+
+    model_type = "hcam"
+    sub_configs = {}
+
+    def __init__(
+        self,
+        modalities=("audio", "text"),
+        stage=1,
+        audio_encoder_name_or_path=None,
+        audio_encoder_config=None,
+        text_encoder_name_or_path=DEFAULT_TEXT_ENCODER,
+        text_encoder_config=None,
+        use_weighted_layer_sum=False,
+        freeze_feature_encoder=True,
+        gru_hidden_size=200,
+        num_attention_heads=3,
+        fusion_hidden_size=60,
+        dropout=0.2,
+        supcon_temperature=0.07,
+        supcon_weight=0.5,
+        focal_gamma=0.0,
+        class_weights=None,
+        use_speaker_masks=True,
+        max_audio_seconds=15.0,
+        max_text_tokens=128,
+        encoder_chunk_size=64,
+        ensemble_stages=None,
+        **kwargs,
+    ):
+        modalities = list(modalities)
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if not modalities or unknown:
+            raise ValueError(f"`modalities` must be a non-empty subset of {list(MODALITIES)}, got {modalities}.")
+        if stage not in (1, 2, 3):
+            raise ValueError(f"`stage` must be 1, 2 or 3, got {stage}.")
+        if stage == 3 and len(modalities) != 2:
+            raise ValueError("Stage 3 fuses audio and text: `modalities` must be ['audio', 'text'].")
+        if "audio" in modalities and audio_encoder_config is None:
+            audio_encoder_config = dict(TINY_AUDIO_ENCODER_CONFIG)
+        self.modalities = modalities
+        self.stage = stage
+        self.audio_encoder_name_or_path = audio_encoder_name_or_path
+        self.audio_encoder_config = audio_encoder_config
+        self.text_encoder_name_or_path = text_encoder_name_or_path
+        self.text_encoder_config = text_encoder_config
+        self.use_weighted_layer_sum = use_weighted_layer_sum
+        self.freeze_feature_encoder = freeze_feature_encoder
+        self.gru_hidden_size = gru_hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.fusion_hidden_size = fusion_hidden_size
+        self.dropout = dropout
+        self.supcon_temperature = supcon_temperature
+        self.supcon_weight = supcon_weight
+        self.focal_gamma = focal_gamma
+        self.class_weights = class_weights
+        self.use_speaker_masks = use_speaker_masks
+        self.max_audio_seconds = max_audio_seconds
+        self.max_text_tokens = max_text_tokens
+        self.encoder_chunk_size = encoder_chunk_size
+        self.ensemble_stages = ensemble_stages
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_encoders(cls, audio_encoder=None, text_encoder=None, *, audio_encoder_path=None,
+                      text_encoder_path=None, **kwargs):
+        """A config whose encoder configs are read from pretrained encoders.
+
+        Args:
+            audio_encoder (`str`, *optional*): name of a pretrained wav2vec2, or `None` for the random tiny one.
+            text_encoder (`str`, *optional*): name of a pretrained text encoder.
+            audio_encoder_path, text_encoder_path (`str`, *optional*): where to read them if not from the name
+                (e.g. a packaged copy); the config records the name.
+            kwargs: any other [`HCAMConfig`] argument (`modalities`, `id2label`, ...).
+        """
+        from transformers import AutoConfig
+
+        modalities = kwargs.get("modalities", MODALITIES)
+        if "audio" in modalities and audio_encoder is not None:
+            kwargs["audio_encoder_name_or_path"] = audio_encoder
+            kwargs["audio_encoder_config"] = AutoConfig.from_pretrained(audio_encoder_path or audio_encoder).to_dict()
+        if "text" in modalities:
+            text_encoder = text_encoder or DEFAULT_TEXT_ENCODER
+            kwargs["text_encoder_name_or_path"] = text_encoder
+            kwargs["text_encoder_config"] = AutoConfig.from_pretrained(text_encoder_path or text_encoder).to_dict()
+        return cls(**kwargs)
+
+    @property
+    def utterance_embedding_size(self):
+        return 2 * self.gru_hidden_size
+
+    def stage_heads(self):
+        """Names of the classification heads this configuration builds, in stage order."""
+        heads = [f"{m}_utterance" for m in self.modalities]
+        if self.stage >= 2:
+            heads += [f"{m}_context" for m in self.modalities]
+        if self.stage >= 3:
+            heads.append("fusion")
+        return heads
+
+
+HCAMConfig.register_for_auto_class()

@@ -1,0 +1,539 @@
+"""PyTorch HCAM: Hierarchical Cross-Attention Model for emotion recognition in conversation (arXiv 2304.06910).
+
+Stage I encodes each utterance (wav2vec2 or a text encoder → bi-GRU → self-attention pooling), stage II adds
+the dialogue context (bi-GRU → speaker-aware self-attention over turns), stage III fuses the two modalities
+with co-attention. At test time the stages' predictions are averaged.
+
+Batches are batches of dialogues: every tensor has a leading (dialogues, turns) pair of dimensions.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel, Wav2Vec2Config, Wav2Vec2Model
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_hcam import HCAMConfig
+
+# Log-probabilities of the ensemble are clamped here so that a head that is certain gives finite logits.
+_MIN_PROBABILITY = 1e-8
+
+
+@dataclass
+class HCAMOutput(ModelOutput):
+    r"""
+    Output of [`HCAMForEmotionRecognition`]. D = dialogues, T = turns, C = labels, E = embedding width.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Training loss of the configuration's stage: `classification_loss + supcon_weight * contrastive_loss`.
+        classification_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Cross-entropy (or focal loss) of the stage's heads, averaged over heads.
+        contrastive_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Supervised contrastive loss of the stage-I utterance embeddings (stage 1 only).
+        logits (`torch.FloatTensor` of shape `(D, T, C)`):
+            The test-time ensemble: the log of the mean softmax of the heads in `config.ensemble_stages`.
+        audio_utterance_logits, text_utterance_logits (`torch.FloatTensor` of shape `(D, T, C)`, *optional*):
+            Stage-I predictions per modality.
+        audio_context_logits, text_context_logits (`torch.FloatTensor` of shape `(D, T, C)`, *optional*):
+            Stage-II predictions per modality.
+        fusion_logits (`torch.FloatTensor` of shape `(D, T, C)`, *optional*):
+            Stage-III prediction.
+        audio_embeddings, text_embeddings (`torch.FloatTensor` of shape `(D, T, E)`, *optional*):
+            Stage-I utterance embeddings (zeros at padded turns).
+        audio_context_embeddings, text_context_embeddings (`torch.FloatTensor` of shape `(D, T, E)`, *optional*):
+            Stage-II context embeddings.
+    """
+
+    loss: torch.FloatTensor | None = None
+    classification_loss: torch.FloatTensor | None = None
+    contrastive_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    audio_utterance_logits: torch.FloatTensor | None = None
+    text_utterance_logits: torch.FloatTensor | None = None
+    audio_context_logits: torch.FloatTensor | None = None
+    text_context_logits: torch.FloatTensor | None = None
+    fusion_logits: torch.FloatTensor | None = None
+    audio_embeddings: torch.FloatTensor | None = None
+    text_embeddings: torch.FloatTensor | None = None
+    audio_context_embeddings: torch.FloatTensor | None = None
+    text_context_embeddings: torch.FloatTensor | None = None
+
+
+class SupervisedContrastiveLoss(nn.Module):
+    """Supervised contrastive loss (Khosla et al., 2020, the "L_out" form) over a batch of embeddings.
+
+    Each anchor is pulled towards the other samples with its label and pushed from the rest. Anchors whose label
+    occurs once in the batch have no positive and are left out; a batch without any positive pair gives 0.
+    """
+
+    def __init__(self, temperature: float = 0.07):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            embeddings (`torch.Tensor` of shape `(N, E)`): one embedding per sample (normalised here).
+            labels (`torch.Tensor` of shape `(N,)`): integer labels.
+        """
+        features = F.normalize(embeddings.float(), dim=-1)
+        similarity = features @ features.T / self.temperature
+        not_self = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        positives = (labels[:, None] == labels[None, :]) & not_self
+        # log-softmax over every other sample; the diagonal is excluded from the denominator
+        similarity = similarity.masked_fill(~not_self, float("-inf"))
+        log_prob = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
+        positive_counts = positives.sum(1)
+        has_positive = positive_counts > 0
+        if not has_positive.any():
+            return embeddings.sum() * 0.0  # keeps the graph connected for DDP
+        mean_log_prob_positive = log_prob.masked_fill(~positives, 0.0).sum(1)[has_positive] / positive_counts[has_positive]
+        return -mean_log_prob_positive.mean()
+
+
+def focal_cross_entropy(logits, labels, gamma=0.0, class_weights=None):
+    """Cross-entropy when `gamma == 0`, otherwise the focal loss of Lin et al. (2017); labels -100 are ignored."""
+    valid = labels != -100
+    if not valid.any():
+        return logits.sum() * 0.0
+    logits, labels = logits[valid].float(), labels[valid]
+    log_probs = F.log_softmax(logits, dim=-1)
+    log_p_true = log_probs.gather(1, labels[:, None]).squeeze(1)
+    losses = -log_p_true if gamma == 0 else -((1 - log_p_true.exp()) ** gamma) * log_p_true
+    if class_weights is None:
+        return losses.mean()
+    weights = class_weights[labels]
+    return (losses * weights).sum() / weights.sum()
+
+
+class HCAMAttention(nn.Module):
+    """Multi-head attention whose head width is `ceil(embed_dim / num_heads)`, so any width works with 3 heads.
+
+    `attention_mask` is boolean, `True` = may attend, of shape `(D, 1 or heads, T_query, T_key)`.
+    """
+
+    def __init__(self, embed_dim, num_heads, dropout=0.0, key_value_dim=None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = math.ceil(embed_dim / num_heads)
+        inner_dim = num_heads * self.head_dim
+        key_value_dim = key_value_dim or embed_dim
+        self.q_proj = nn.Linear(embed_dim, inner_dim)
+        self.k_proj = nn.Linear(key_value_dim, inner_dim)
+        self.v_proj = nn.Linear(key_value_dim, inner_dim)
+        self.out_proj = nn.Linear(inner_dim, embed_dim)
+        self.dropout = dropout
+
+    def forward(self, query, key_value, attention_mask):
+        batch, query_len, _ = query.shape
+        key_len = key_value.shape[1]
+
+        def split_heads(x, length):
+            return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q = split_heads(self.q_proj(query), query_len)
+        k = split_heads(self.k_proj(key_value), key_len)
+        v = split_heads(self.v_proj(key_value), key_len)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1))
+
+
+class HCAMAttentionPooling(nn.Module):
+    """Structured self-attention pooling (Lin et al., 2017): one attention distribution over frames per head, the
+    heads' weighted sums concatenated and projected back to the input width."""
+
+    def __init__(self, hidden_size, num_heads):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, num_heads))
+        self.projection = nn.Linear(num_heads * hidden_size, hidden_size)
+
+    def forward(self, hidden_states, mask):
+        scores = self.score(hidden_states).masked_fill(~mask[..., None], float("-inf"))
+        weights = scores.softmax(dim=1)  # (N, frames, heads)
+        pooled = torch.einsum("nfh,nfd->nhd", weights, hidden_states)
+        return torch.tanh(self.projection(pooled.flatten(1)))
+
+
+def run_bigru(gru, inputs, lengths):
+    """A bi-GRU over left-aligned padded sequences; padded steps give zeros and never touch real ones."""
+    packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    outputs, _ = gru(packed)
+    outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=inputs.shape[1])
+    return outputs
+
+
+class HCAMUtteranceEncoder(nn.Module):
+    """Stage I for one modality: encoder → bi-GRU → self-attention pooling → classifier."""
+
+    def __init__(self, config: HCAMConfig, modality: str):
+        super().__init__()
+        self.modality = modality
+        if modality == "audio":
+            self.encoder = Wav2Vec2Model(Wav2Vec2Config(**config.audio_encoder_config))
+        else:
+            if config.text_encoder_config is None:
+                raise ValueError(
+                    "HCAMConfig.text_encoder_config is missing: build the config with "
+                    "HCAMConfig.from_encoders(text_encoder=...) so the text encoder's architecture is known."
+                )
+            encoder_config = AutoConfig.for_model(**config.text_encoder_config)
+            try:  # the pooler is never used: leaving it out keeps every parameter trainable
+                self.encoder = AutoModel.from_config(encoder_config, add_pooling_layer=False)
+            except TypeError:
+                self.encoder = AutoModel.from_config(encoder_config)
+        encoder_width = self.encoder.config.hidden_size
+        num_layers = self.encoder.config.num_hidden_layers + 1  # + the embedding output
+        self.use_weighted_layer_sum = config.use_weighted_layer_sum
+        if self.use_weighted_layer_sum:
+            self.layer_weights = nn.Parameter(torch.zeros(num_layers))
+        self.gru = nn.GRU(encoder_width, config.gru_hidden_size, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.pooling = HCAMAttentionPooling(config.utterance_embedding_size, config.num_attention_heads)
+        self.classifier = nn.Linear(config.utterance_embedding_size, config.num_labels)
+        self.chunk_size = config.encoder_chunk_size
+
+    def _encode(self, values, mask):
+        if self.modality == "audio":
+            outputs = self.encoder(values, attention_mask=mask, output_hidden_states=self.use_weighted_layer_sum)
+            frame_mask = self.encoder._get_feature_vector_attention_mask(outputs.last_hidden_state.shape[1], mask)
+        else:
+            outputs = self.encoder(input_ids=values, attention_mask=mask, output_hidden_states=self.use_weighted_layer_sum)
+            frame_mask = mask
+        if self.use_weighted_layer_sum:
+            layers = torch.stack(outputs.hidden_states, dim=0)
+            hidden = (self.layer_weights.softmax(0)[:, None, None, None] * layers).sum(0)
+        else:
+            hidden = outputs.last_hidden_state
+        return hidden, frame_mask.bool()
+
+    def forward_features(self, values, mask):
+        """Utterance embeddings `(N, E)` for `N` utterances given as padded `values` `(N, length)` and `mask`."""
+        embeddings = []
+        for start in range(0, len(values), self.chunk_size):
+            chunk_mask = mask[start : start + self.chunk_size]
+            # Cut the chunk's common padding: utterances batched with longer ones cost only their own length.
+            length = int(chunk_mask.sum(1).max())
+            chunk_values, chunk_mask = values[start : start + self.chunk_size, :length], chunk_mask[:, :length]
+            hidden, frame_mask = self._encode(chunk_values, chunk_mask)
+            hidden = run_bigru(self.gru, hidden, frame_mask.sum(1))
+            embeddings.append(self.pooling(self.dropout(hidden), frame_mask))
+        return torch.cat(embeddings)
+
+    def forward_head(self, embeddings):
+        return self.classifier(self.dropout(embeddings))
+
+
+class HCAMContextEncoder(nn.Module):
+    """Stage II for one modality: bi-GRU over a dialogue's utterance embeddings → self-attention → classifier."""
+
+    def __init__(self, config: HCAMConfig):
+        super().__init__()
+        width = config.utterance_embedding_size
+        self.gru = nn.GRU(width, config.gru_hidden_size, batch_first=True, bidirectional=True)
+        self.attention = HCAMAttention(width, config.num_attention_heads, dropout=config.dropout)
+        self.layer_norm = nn.LayerNorm(width)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(width, config.num_labels)
+
+    def forward_features(self, embeddings, lengths, attention_mask):
+        hidden = self.dropout(run_bigru(self.gru, embeddings, lengths))
+        return self.layer_norm(hidden + self.attention(hidden, hidden, attention_mask))
+
+    def forward_head(self, context):
+        return self.classifier(self.dropout(context))
+
+
+class HCAMFusion(nn.Module):
+    """Stage III: co-attention in both directions (audio queries text, text queries audio), self-attention on
+    each result, concatenation and a fully connected classifier."""
+
+    def __init__(self, config: HCAMConfig):
+        super().__init__()
+        width, heads = config.fusion_hidden_size, config.num_attention_heads
+        self.audio_projection = nn.Linear(config.utterance_embedding_size, width)
+        self.text_projection = nn.Linear(config.utterance_embedding_size, width)
+        self.audio_to_text = HCAMAttention(width, heads, dropout=config.dropout)
+        self.text_to_audio = HCAMAttention(width, heads, dropout=config.dropout)
+        self.audio_self_attention = HCAMAttention(width, heads, dropout=config.dropout)
+        self.text_self_attention = HCAMAttention(width, heads, dropout=config.dropout)
+        self.norms = nn.ModuleList([nn.LayerNorm(width) for _ in range(4)])
+        self.dropout = nn.Dropout(config.dropout)
+        self.fully_connected = nn.Linear(2 * width, width)
+        self.classifier = nn.Linear(width, config.num_labels)
+
+    def forward_features(self, audio_context, text_context, attention_mask):
+        audio = self.audio_projection(self.dropout(audio_context))
+        text = self.text_projection(self.dropout(text_context))
+        audio_attended = self.norms[0](audio + self.audio_to_text(audio, text, attention_mask))
+        text_attended = self.norms[1](text + self.text_to_audio(text, audio, attention_mask))
+        audio_attended = self.norms[2](audio_attended + self.audio_self_attention(audio_attended, audio_attended, attention_mask))
+        text_attended = self.norms[3](text_attended + self.text_self_attention(text_attended, text_attended, attention_mask))
+        return torch.relu(self.fully_connected(self.dropout(torch.cat([audio_attended, text_attended], dim=-1))))
+
+    def forward_head(self, fused):
+        return self.classifier(self.dropout(fused))
+
+
+class HCAMPreTrainedModel(PreTrainedModel):
+    config_class = HCAMConfig
+    config: HCAMConfig
+    base_model_prefix = "hcam"
+    main_input_name = "input_values"
+    # forward returns a mean loss: the Trainer must not pass num_items_in_batch or rescale it
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, nn.GRU):
+            for name, param in module.named_parameters():
+                if name.startswith("weight_hh"):
+                    init.orthogonal_(param)
+                elif name.startswith("weight_ih"):
+                    init.xavier_uniform_(param)
+                else:
+                    init.zeros_(param)
+        elif isinstance(module, HCAMUtteranceEncoder) and module.use_weighted_layer_sum:
+            init.zeros_(module.layer_weights)
+
+
+class HCAMForEmotionRecognition(HCAMPreTrainedModel):
+    r"""
+    HCAM with every stage the configuration enables: `config.stage` 1 has the utterance encoders, 2 adds the
+    dialogue context encoders, 3 adds the co-attention fusion. `logits` is the test-time ensemble.
+    """
+
+    def __init__(self, config: HCAMConfig):
+        super().__init__(config)
+        self.utterance_encoders = nn.ModuleDict({m: HCAMUtteranceEncoder(config, m) for m in config.modalities})
+        if config.stage >= 2:
+            self.context_encoders = nn.ModuleDict({m: HCAMContextEncoder(config) for m in config.modalities})
+        if config.stage >= 3:
+            self.fusion = HCAMFusion(config)
+        self.supcon = SupervisedContrastiveLoss(config.supcon_temperature)
+        self._frozen_below_stage = 1
+        if "audio" in config.modalities and config.audio_encoder_name_or_path and config.freeze_feature_encoder:
+            self.utterance_encoders["audio"].encoder.freeze_feature_encoder()
+        self.post_init()
+
+    # ----- freezing ---------------------------------------------------------------------------------------------
+    def stage_modules(self, stage: int) -> list:
+        """The modules that belong to `stage`."""
+        if stage == 1:
+            return list(self.utterance_encoders.values())
+        if stage == 2:
+            return list(self.context_encoders.values()) if self.config.stage >= 2 else []
+        return [self.fusion] if self.config.stage >= 3 else []
+
+    def freeze_stages_below(self, stage: int):
+        """Freeze every stage below `stage`: no gradients, and eval mode (no dropout) even under `model.train()`."""
+        self._frozen_below_stage = stage
+        for lower in range(1, stage):
+            for module in self.stage_modules(lower):
+                module.requires_grad_(False)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for lower in range(1, self._frozen_below_stage):
+            for module in self.stage_modules(lower):
+                module.eval()
+        return self
+
+    # ----- construction helpers ---------------------------------------------------------------------------------
+    def load_pretrained_encoders(self, audio_encoder_path=None, text_encoder_path=None):
+        """Load pretrained encoder weights (once, when stage I starts from scratch). Paths default to the config's
+        encoder names; an audio encoder without a name stays randomly initialised."""
+        audio_encoder_path = audio_encoder_path or self.config.audio_encoder_name_or_path
+        text_encoder_path = text_encoder_path or self.config.text_encoder_name_or_path
+        if "audio" in self.config.modalities and audio_encoder_path:
+            pretrained = Wav2Vec2Model.from_pretrained(audio_encoder_path)
+            self.utterance_encoders["audio"].encoder.load_state_dict(pretrained.state_dict(), strict=False)
+            if self.config.freeze_feature_encoder:
+                self.utterance_encoders["audio"].encoder.freeze_feature_encoder()
+        if "text" in self.config.modalities and text_encoder_path:
+            pretrained = AutoModel.from_pretrained(text_encoder_path)
+            missing, _ = self.utterance_encoders["text"].encoder.load_state_dict(pretrained.state_dict(), strict=False)
+            if missing:
+                raise ValueError(f"Text encoder {text_encoder_path} does not match text_encoder_config: missing {missing[:5]}")
+        return self
+
+    @classmethod
+    def from_unimodal(cls, audio_model: "HCAMForEmotionRecognition", text_model: "HCAMForEmotionRecognition"):
+        """A stage-3 model made of an audio and a text stage-2 model (their weights are copied, fusion is new)."""
+        for name, model, modality in (("audio", audio_model, "audio"), ("text", text_model, "text")):
+            if modality not in model.config.modalities or model.config.stage < 2:
+                raise ValueError(f"The {name} model must be a stage-2 {modality} model; it has modalities "
+                                 f"{model.config.modalities} at stage {model.config.stage}.")
+        if audio_model.config.label2id != text_model.config.label2id:
+            raise ValueError(f"The audio and text models have different labels: {audio_model.config.label2id} vs "
+                             f"{text_model.config.label2id}.")
+        config_dict = audio_model.config.to_dict()
+        for key in ("text_encoder_name_or_path", "text_encoder_config", "max_text_tokens"):
+            config_dict[key] = getattr(text_model.config, key)
+        config_dict.update(modalities=["audio", "text"], stage=3)
+        for key in ("model_type", "transformers_version", "architectures", "auto_map"):
+            config_dict.pop(key, None)
+        model = cls(HCAMConfig(**config_dict))
+        for modality, source in (("audio", audio_model), ("text", text_model)):
+            model.utterance_encoders[modality].load_state_dict(source.utterance_encoders[modality].state_dict())
+            model.context_encoders[modality].load_state_dict(source.context_encoders[modality].state_dict())
+        return model
+
+    # ----- forward ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _turn_lengths(utterance_mask):
+        lengths = utterance_mask.sum(1)
+        positions = torch.arange(utterance_mask.shape[1], device=utterance_mask.device)
+        if not torch.equal(utterance_mask.bool(), positions[None, :] < lengths[:, None]):
+            raise ValueError("`utterance_mask` must mark each dialogue's turns as a prefix (1s, then 0s for padding).")
+        if (lengths == 0).any():
+            raise ValueError(f"Dialogues {torch.nonzero(lengths == 0).flatten().tolist()} have no turns.")
+        return lengths
+
+    def _default_utterance_mask(self, *tensors):
+        reference = next(t for t in tensors if t is not None)
+        return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
+
+    def get_utterance_embeddings(self, input_values=None, attention_mask=None, input_ids=None,
+                                 text_attention_mask=None, utterance_mask=None, modalities=None, **unused):
+        """Stage-I utterance embeddings per modality, each `(D, T, E)` with zeros at padded turns."""
+        inputs = {"audio": (input_values, attention_mask), "text": (input_ids, text_attention_mask)}
+        if utterance_mask is None:
+            utterance_mask = self._default_utterance_mask(input_values, input_ids)
+        turns = utterance_mask.bool()
+        embeddings = {}
+        for modality in modalities or self.config.modalities:
+            values, mask = inputs[modality]
+            if values is None:
+                raise ValueError(f"This model has the {modality} modality: pass its inputs "
+                                 f"({'input_values' if modality == 'audio' else 'input_ids'}) or precomputed "
+                                 f"`{modality}_embeddings`.")
+            if mask is None:
+                mask = torch.ones_like(values, dtype=torch.long)
+            features = self.utterance_encoders[modality].forward_features(values[turns], mask[turns])
+            scattered = features.new_zeros(*turns.shape, features.shape[-1])
+            scattered[turns] = features
+            embeddings[modality] = scattered
+        return embeddings
+
+    def _attention_masks(self, utterance_mask, speaker_ids):
+        """Turn-level boolean masks: `context` (D, heads, T, T) with optional speaker masks, `plain` (D, 1, T, T)."""
+        turns = utterance_mask.bool()
+        length = turns.shape[1]
+        self_only = torch.eye(length, dtype=torch.bool, device=turns.device)
+        # every turn may attend to itself, so no row is empty (padded rows attend only to themselves)
+        plain = (turns[:, None, None, :] | self_only)
+        if not self.config.use_speaker_masks or speaker_ids is None:
+            return plain, plain
+        same = speaker_ids[:, :, None] == speaker_ids[:, None, :]
+        heads = [plain[:, 0]] + [turns[:, None, :] & same, turns[:, None, :] & ~same]
+        heads = [heads[h % 3] for h in range(self.config.num_attention_heads)]
+        context = torch.stack(heads, dim=1) | self_only
+        return context, plain
+
+    def forward(
+        self,
+        input_values: torch.FloatTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        text_attention_mask: torch.LongTensor | None = None,
+        utterance_mask: torch.LongTensor | None = None,
+        speaker_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        audio_embeddings: torch.FloatTensor | None = None,
+        text_embeddings: torch.FloatTensor | None = None,
+        return_dict: bool | None = None,
+    ) -> HCAMOutput | tuple:
+        r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(D, T, samples)`, *optional*):
+                Normalised 16 kHz audio per turn, zero-padded; from [`HCAMProcessor`].
+            attention_mask (`torch.LongTensor` of shape `(D, T, samples)`, *optional*):
+                1 for real audio samples, 0 for padding.
+            input_ids (`torch.LongTensor` of shape `(D, T, tokens)`, *optional*):
+                Token ids of each turn's transcript.
+            text_attention_mask (`torch.LongTensor` of shape `(D, T, tokens)`, *optional*):
+                1 for real tokens, 0 for padding.
+            utterance_mask (`torch.LongTensor` of shape `(D, T)`, *optional*):
+                1 for real turns, 0 for padded turns (a prefix per dialogue). Defaults to all turns real.
+            speaker_ids (`torch.LongTensor` of shape `(D, T)`, *optional*):
+                Speaker index per turn, used by the stage-II speaker masks.
+            labels (`torch.LongTensor` of shape `(D, T)`, *optional*):
+                Label ids; -100 is ignored. When given, `loss` is the loss of `config.stage`.
+            audio_embeddings, text_embeddings (`torch.FloatTensor` of shape `(D, T, E)`, *optional*):
+                Precomputed stage-I embeddings; the encoder of that modality is then not run.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        precomputed = {"audio": audio_embeddings, "text": text_embeddings}
+        if utterance_mask is None:
+            utterance_mask = self._default_utterance_mask(input_values, input_ids, audio_embeddings, text_embeddings)
+        lengths = self._turn_lengths(utterance_mask)
+        turns = utterance_mask.bool()
+
+        needs_encoding = [m for m in self.config.modalities if precomputed[m] is None]
+        if needs_encoding:
+            precomputed.update(self.get_utterance_embeddings(
+                input_values=input_values, attention_mask=attention_mask, input_ids=input_ids,
+                text_attention_mask=text_attention_mask, utterance_mask=utterance_mask, modalities=needs_encoding,
+            ))
+
+        output = {}
+        for modality in self.config.modalities:
+            embeddings = precomputed[modality]
+            output[f"{modality}_embeddings"] = embeddings
+            output[f"{modality}_utterance_logits"] = self.utterance_encoders[modality].forward_head(embeddings)
+
+        if self.config.stage >= 2:
+            context_mask, plain_mask = self._attention_masks(utterance_mask, speaker_ids)
+            for modality in self.config.modalities:
+                encoder = self.context_encoders[modality]
+                context = encoder.forward_features(output[f"{modality}_embeddings"], lengths, context_mask)
+                output[f"{modality}_context_embeddings"] = context
+                output[f"{modality}_context_logits"] = encoder.forward_head(context)
+        if self.config.stage >= 3:
+            fused = self.fusion.forward_features(
+                output["audio_context_embeddings"], output["text_context_embeddings"], plain_mask
+            )
+            output["fusion_logits"] = self.fusion.forward_head(fused)
+
+        heads = self.config.ensemble_stages or self.config.stage_heads()
+        missing = [h for h in heads if f"{h}_logits" not in output]
+        if missing:
+            raise ValueError(f"config.ensemble_stages names heads this model does not have: {missing}.")
+        probabilities = torch.stack([output[f"{h}_logits"].float().softmax(-1) for h in heads]).mean(0)
+        output["logits"] = probabilities.clamp_min(_MIN_PROBABILITY).log()
+
+        if labels is not None:
+            output.update(self._loss(output, labels.masked_fill(~turns, -100)))
+        result = HCAMOutput(**output)
+        return result if return_dict else result.to_tuple()
+
+    def _loss(self, output, labels):
+        stage = self.config.stage
+        heads = [h for h in self.config.stage_heads() if (h == "fusion") == (stage == 3)
+                 and h.endswith("_context") == (stage == 2)]
+        class_weights = None
+        if self.config.class_weights is not None:
+            class_weights = torch.tensor(self.config.class_weights, device=labels.device)
+        classification = torch.stack([
+            focal_cross_entropy(output[f"{h}_logits"], labels, self.config.focal_gamma, class_weights) for h in heads
+        ]).mean()
+        losses = {"classification_loss": classification, "loss": classification}
+        if stage == 1 and self.config.supcon_weight > 0:
+            valid = labels != -100
+            contrastive = torch.stack([
+                self.supcon(output[f"{m}_embeddings"][valid], labels[valid]) for m in self.config.modalities
+            ]).mean()
+            losses["contrastive_loss"] = contrastive
+            losses["loss"] = classification + self.config.supcon_weight * contrastive
+        return losses
+
+
+HCAMForEmotionRecognition.register_for_auto_class("AutoModel")
