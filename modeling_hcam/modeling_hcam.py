@@ -207,7 +207,9 @@ class HCAMUtteranceEncoder(nn.Module):
             outputs = self.encoder(input_ids=values, attention_mask=mask, output_hidden_states=self.use_weighted_layer_sum)
             frame_mask = mask
         if self.use_weighted_layer_sum:
-            layers = torch.stack(outputs.hidden_states, dim=0)
+            # the last entry as the encoder returns it: wav2vec2's stable-layer-norm variant applies its final
+            # layer norm only to last_hidden_state
+            layers = torch.stack(outputs.hidden_states[:-1] + (outputs.last_hidden_state,), dim=0)
             hidden = (self.layer_weights.softmax(0)[:, None, None, None] * layers).sum(0)
         else:
             hidden = outputs.last_hidden_state
