@@ -1,0 +1,341 @@
+"""Model cards for HCAM checkpoints: YAML metadata with a model-index, stage table, per-class scores,
+the confusion matrix (markdown table + PNG), the command and hyperparameters, usage, limitations.
+
+The card is rendered from ``templates/model_card.md.j2`` with huggingface_hub's ``ModelCard.from_template``,
+so its metadata is exactly what ``ModelCardData`` writes and the Hub parses.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+__all__ = ["build_model_card", "render_confusion_matrix_png", "results_to_eval_results", "TEMPLATE_PATH"]
+
+TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md.j2"
+
+# all_results.json prefixes (Trainer's metric_key_prefix) -> the dataset split they were measured on.
+SPLIT_OF_PREFIX = {"test": "test", "eval": "validation", "validation": "validation", "train": "train"}
+# metric key in all_results.json -> (model-index metric type, display name, metric args)
+METRICS = {
+    "weighted_f1": ("f1", "Weighted F1", {"average": "weighted"}),
+    "macro_f1": ("f1", "Macro F1", {"average": "macro"}),
+    "accuracy": ("accuracy", "Accuracy", None),
+    "unweighted_accuracy": ("recall", "Unweighted accuracy (macro recall)", {"average": "macro"}),
+}
+# What each corpus is, for the limitations section (the card says so when the corpus is unknown).
+DATASET_NATURE = {
+    "iemocap": "is acted: ten actors in scripted and improvised dyadic sessions recorded in a studio.",
+    "meld": "comes from the TV series Friends: scripted, acted dialogue with laughter tracks and overlapping speech.",
+    "cmu-mosi": "holds opinion monologues from YouTube videos, one speaker at a time, not conversations.",
+    "mosi": "holds opinion monologues from YouTube videos, one speaker at a time, not conversations.",
+}
+DATASET_LANGUAGE = {"iemocap": "en", "meld": "en", "cmu-mosi": "en", "mosi": "en"}
+_LOCAL_PATH = re.compile(r"^(/|\.{1,2}/|~|[A-Za-z]:\\)")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _config_dict(config) -> dict:
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return dict(config)
+    return config.to_dict()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{100 * value:.2f}" if 0.0 <= value <= 1.0 else f"{value:.4g}"
+    if isinstance(value, int):
+        return str(value)
+    return str(value)
+
+
+def results_to_eval_results(results: Mapping[str, Any], *, dataset_name: str, dataset_type: str, task_type: str,
+                            dataset_config: str | None = None) -> list[EvalResult]:
+    """Every ``{prefix}_{metric}`` of ``results`` with a known prefix and metric, as model-index entries.
+
+    Values are copied unchanged (fractions, as all_results.json holds them), so the card's metadata can be
+    compared with the results file exactly.
+    """
+    out = []
+    for key in sorted(results):
+        prefix, _, metric = key.partition("_")
+        if prefix not in SPLIT_OF_PREFIX or metric not in METRICS:
+            continue
+        value = results[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        metric_type, metric_name, metric_args = METRICS[metric]
+        out.append(
+            EvalResult(
+                task_type=task_type,
+                task_name="Emotion recognition in conversation",
+                dataset_type=dataset_type,
+                dataset_name=dataset_name,
+                dataset_config=dataset_config,
+                dataset_split=SPLIT_OF_PREFIX[prefix],
+                metric_type=metric_type,
+                metric_name=metric_name,
+                metric_value=value,
+                metric_args=metric_args,
+            )
+        )
+    return out
+
+
+def _hub_ids(names: Sequence[str] | None) -> list[str]:
+    """Names that can be Hub repo ids (local folders are not: they go in the card's text only)."""
+    ids = []
+    for name in names or []:
+        if name and not _LOCAL_PATH.match(name) and not os.path.isdir(name) and _HUB_ID.match(name):
+            ids.append(name)
+    return list(dict.fromkeys(ids))
+
+
+def _table(rows: Any, preferred: Sequence[str]) -> tuple[list[str], list[dict]]:
+    """Rows given as {name: {col: value}} or [{"name"/"stage": ..., col: value}] -> (columns, rows)."""
+    if isinstance(rows, Mapping):
+        items = [(str(name), dict(values)) for name, values in rows.items()]
+    else:
+        items = []
+        for row in rows or []:
+            row = dict(row)
+            name = row.pop("name", None) or row.pop("stage", None) or row.pop("label", None)
+            items.append((str(name), row))
+    columns = []
+    for _, values in items:
+        for col in values:
+            if col not in columns:
+                columns.append(col)
+    order = list(columns)
+    columns.sort(key=lambda c: (preferred.index(c) if c in preferred else len(preferred), order.index(c)))
+    pretty = {"weighted_f1": "Weighted F1", "macro_f1": "Macro F1", "accuracy": "Accuracy", "precision": "Precision",
+              "recall": "Recall", "f1": "F1", "support": "Support"}
+    return [pretty.get(c, c) for c in columns], [
+        {"name": name, "values": [_fmt(values.get(c, float("nan"))) for c in columns]} for name, values in items
+    ]
+
+
+def build_model_card(
+    config,
+    results: Mapping[str, Any],
+    *,
+    stage_table,
+    per_class,
+    confusion_matrix: Sequence[Sequence[int]],
+    labels: Sequence[str],
+    setting: str,
+    command: str,
+    hyperparameters: Mapping[str, Any],
+    dataset_name: str,
+    repo_id: str,
+    base_models: Sequence[str] | None,
+    dataset_id: str | None = None,
+    dataset_config: str | None = None,
+    license: str = "apache-2.0",
+    language: str | list[str] | None = None,
+    revision: str | None = None,
+    revisions: Mapping[str, str] | None = None,
+    confusion_matrix_file: str | None = "confusion_matrix.png",
+    confusion_matrix_split: str = "test",
+    transcripts: str = "the corpus's human transcripts",
+    extra_tags: Sequence[str] = (),
+) -> ModelCard:
+    """Fill the HCAM model card.
+
+    Args:
+        config: the model's `HCAMConfig` (or its dict): modalities, stage, labels and encoder names.
+        results: the run's all_results.json; every `test_*`/`eval_*` weighted F1, macro F1 and accuracy goes into the
+            model-index, with its value unchanged.
+        stage_table: one row per stage and one for the ensemble, as `{name: {metric: value}}` or a list of dicts with
+            a "name" (or "stage") key; fractions in [0, 1] are shown as percentages.
+        per_class: `{label: {"precision":, "recall":, "f1":, "support":}}` (or a list of dicts with "label").
+        confusion_matrix: counts, rows = true labels, columns = predicted labels, in `labels` order.
+        labels: the label names in id order.
+        setting: e.g. "IEMOCAP 6-class, session 5 held out".
+        command: the exact command that produced the checkpoint.
+        hyperparameters: the hyperparameters of the run (shown as a table).
+        dataset_name: human name of the corpus (model-index dataset name), e.g. "IEMOCAP".
+        repo_id: the Hub repo the card is for (used in the usage snippet).
+        base_models: encoder names; Hub ids go to the `base_model` metadata, local folders only into the text.
+        dataset_id: Hub dataset id for the `datasets` metadata and the model-index dataset type (defaults to
+            the lower-cased dataset name).
+        revision: the revision this card describes, shown in the usage snippet (None = main).
+        revisions: stage name -> revision, listed in the card.
+        confusion_matrix_file: the PNG's name in the repo (None = no picture).
+
+    Returns:
+        huggingface_hub.ModelCard (call `.validate()` against an endpoint, `.save(path)` to write README.md).
+    """
+    cfg = _config_dict(config)
+    labels = [str(label) for label in labels]
+    if len(confusion_matrix) != len(labels) or any(len(row) != len(labels) for row in confusion_matrix):
+        raise ValueError(
+            f"confusion_matrix must be {len(labels)}x{len(labels)} (one row and column per label {labels}); "
+            f"got {len(confusion_matrix)} rows of lengths {[len(r) for r in confusion_matrix]}"
+        )
+    modalities = list(cfg.get("modalities") or ["audio", "text"])
+    stage = cfg.get("stage", "?")
+    task_type = "audio-classification" if "audio" in modalities else "text-classification"
+    dataset_key = dataset_name.lower().replace(" ", "-")
+    dataset_type = dataset_id or dataset_key
+    if language is None:
+        language = DATASET_LANGUAGE.get(dataset_key)
+
+    eval_results = results_to_eval_results(
+        results, dataset_name=dataset_name, dataset_type=dataset_type, task_type=task_type,
+        dataset_config=dataset_config,
+    )
+    encoders = _hub_ids(base_models)
+    tags = ["hcam", "emotion-recognition", "emotion-recognition-in-conversation", "multimodal", "custom_code",
+            "safetensors"] + [m for m in modalities if m in ("audio", "text")] + list(extra_tags)
+    card_data = ModelCardData(
+        language=language,
+        license=license,
+        library_name="transformers",
+        pipeline_tag=task_type,
+        tags=list(dict.fromkeys(tags)),
+        datasets=[dataset_id] if dataset_id else None,
+        base_model=(encoders[0] if len(encoders) == 1 else encoders) or None,
+        metrics=sorted({r.metric_type for r in eval_results}) or None,
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results or None,
+    )
+
+    results_rows = [
+        {"split": r.dataset_split, "metric": r.metric_name, "value": _fmt(r.metric_value)} for r in eval_results
+    ]
+    headline = ""
+    for split in ("test", "validation"):
+        found = {r.metric_name: r.metric_value for r in eval_results if r.dataset_split == split}
+        if "Weighted F1" in found:
+            headline = f"{split.capitalize()} weighted F1: {_fmt(found['Weighted F1'])}"
+            if "Accuracy" in found:
+                headline += f", accuracy: {_fmt(found['Accuracy'])}"
+            headline += f" ({setting})."
+            break
+
+    stage_columns, stage_rows = _table(stage_table, ["weighted_f1", "accuracy", "macro_f1"])
+    per_class_columns, per_class_rows = _table(per_class, ["precision", "recall", "f1", "support"])
+    base_model_lines = []
+    for name, key in (("audio", "audio_encoder_name_or_path"), ("text", "text_encoder_name_or_path")):
+        if name not in modalities:
+            continue
+        value = cfg.get(key)
+        if value is None and name == "audio":
+            base_model_lines.append("audio: a small wav2vec2 initialised at random and trained in stage I")
+        elif value is not None:
+            base_model_lines.append(f"{name}: `{value}`")
+    for name in base_models or []:
+        if name not in encoders:
+            base_model_lines.append(f"also given: `{name}` (a local folder, not a Hub id)")
+
+    modality_phrase = {
+        ("audio", "text"): "speech and its transcript",
+        ("audio",): "speech alone",
+        ("text",): "the transcript alone",
+    }.get(tuple(m for m in ("audio", "text") if m in modalities), ", ".join(modalities))
+    if "audio" in modalities and "text" in modalities:
+        usage_inputs = "text=[\"Hi.\", \"Go away!\"], audio=[wave_1, wave_2]"
+    elif "audio" in modalities:
+        usage_inputs = "audio=[wave_1, wave_2]"
+    else:
+        usage_inputs = "text=[\"Hi.\", \"Go away!\"]"
+    lang = language if isinstance(language, str) else ", ".join(language or [])
+    revision_rows = [{"stage": s, "revision": r} for s, r in (revisions or {}).items()]
+
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_title=f"HCAM — {dataset_name} ({setting})",
+        repo_id=repo_id,
+        revision_arg=f', revision="{revision}"' if revision and revision != "main" else "",
+        dataset_name=dataset_name,
+        setting=setting,
+        headline=headline,
+        labels=labels,
+        modalities=modalities,
+        modality_phrase=modality_phrase,
+        stage=stage,
+        base_model_lines=base_model_lines,
+        results_rows=results_rows,
+        stage_columns=stage_columns,
+        stage_rows=stage_rows,
+        revision_rows=revision_rows,
+        per_class_columns=per_class_columns,
+        per_class_rows=per_class_rows,
+        matrix_rows=[{"label": label, "values": [int(v) for v in row]} for label, row in zip(labels, confusion_matrix)],
+        matrix_split=confusion_matrix_split,
+        confusion_matrix_file=confusion_matrix_file,
+        command=command.strip(),
+        hyperparameters=[(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in hyperparameters.items()],
+        dataset_nature=DATASET_NATURE.get(
+            dataset_key, "may be acted or collected in particular conditions: check how it was recorded."
+        ),
+        language_phrase=f"language `{lang}`" if lang else "the corpus's language(s) only",
+        transcript_phrase=transcripts,
+        usage_inputs=usage_inputs,
+    )
+
+
+# ---- the confusion-matrix picture (no matplotlib: a PNG written with zlib and struct) -------------------------
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _write_png(path: str | os.PathLike, pixels: list[bytearray], width: int, height: int) -> None:
+    raw = b"".join(b"\x00" + bytes(row) for row in pixels)  # filter type 0 on every scanline
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))  # 8-bit RGB
+        + _png_chunk(b"IDAT", zlib.compress(raw, 9))
+        + _png_chunk(b"IEND", b"")
+    )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(png)
+
+
+def render_confusion_matrix_png(matrix: Sequence[Sequence[float]], labels: Sequence[str], path: str | os.PathLike,
+                                *, cell: int = 48, border: int = 2) -> str:
+    """Draw the row-normalised confusion matrix as a heat-map grid (white = 0, dark blue = the whole row).
+
+    Rows are true labels, columns predicted labels, both in `labels` order; the picture has no text (the card's
+    table carries the labels and counts). Returns the path written.
+    """
+    n = len(labels)
+    if n == 0 or len(matrix) != n or any(len(row) != n for row in matrix):
+        raise ValueError(f"matrix must be {n}x{n} for labels {list(labels)}")
+    side = n * cell + (n + 1) * border
+    grid, white, dark = (200, 200, 200), (255, 255, 255), (8, 48, 107)
+    pixels = [bytearray(grid * side) for _ in range(side)]
+    for i, row in enumerate(matrix):
+        total = float(sum(row))
+        for j, count in enumerate(row):
+            share = float(count) / total if total > 0 else 0.0
+            colour = bytes(round(w + (d - w) * share) for w, d in zip(white, dark))
+            if i == j:  # a thin frame marks the diagonal (correct predictions)
+                frame = bytes((220, 120, 0))
+            else:
+                frame = colour
+            top, left = border + i * (cell + border), border + j * (cell + border)
+            for y in range(top, top + cell):
+                line = pixels[y]
+                edge_row = y < top + 2 or y >= top + cell - 2
+                for x in range(left, left + cell):
+                    edge = edge_row or x < left + 2 or x >= left + cell - 2
+                    line[3 * x:3 * x + 3] = frame if edge else colour
+    _write_png(path, pixels, side, side)
+    return str(path)
