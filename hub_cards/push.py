@@ -12,6 +12,7 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import struct
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,7 +53,7 @@ ALLOWED_PATTERNS = (
 )
 # Never uploaded: formats that unpickle (run code) when loaded.
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.joblib", "*.npy", "*.npz")
-STAGE_REVISION = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+STAGE_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class PickleRefusedError(ValueError):

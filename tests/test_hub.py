@@ -5,12 +5,15 @@ sets HF_ENDPOINT and HF_HUB_DISABLE_XET before huggingface_hub is imported; the 
 this project (sys.modules["hcam"] = None, another cwd, PYTHONPATH empty) and has its own HF_HOME. The retry and
 refusal tests push in-process with an explicit endpoint= (the other way push_stage is used).
 """
+import hashlib
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 import zlib
 
@@ -18,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tiny import TINY_LABELS, tiny_hcam_config
 
 from hcam.hub_cards import PickleRefusedError, build_model_card, push_stage, render_confusion_matrix_png
@@ -371,7 +374,7 @@ def test_server_checks_lfs_uploads_and_commits(hub, stages):
     api = HfApi(endpoint=hub.url)
     api.create_repo("org/hcam-raw", exist_ok=True)
     data = b"some weights" * 100
-    oid = __import__("hashlib").sha256(data).hexdigest()
+    oid = hashlib.sha256(data).hexdigest()
     put = urllib.request.Request(f"{hub.url}/lfs/upload/{oid}?size={len(data)}", data=data[:-1] + b"X", method="PUT")
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(put, timeout=10)
@@ -386,6 +389,23 @@ def test_server_checks_lfs_uploads_and_commits(hub, stages):
         urllib.request.urlopen(commit, timeout=10)
     assert err.value.code == 400 and b"was not uploaded" in err.value.read()
     assert hub.branch_head("org/hcam-raw") == head
+
+    # A client killed halfway through sending a (valid) commit body changes nothing; the full body commits.
+    body = (json.dumps({"key": "header", "value": {"summary": "add notes"}}) + "\n"
+            + json.dumps({"key": "file", "value": {"path": "notes.txt", "encoding": "base64",
+                                                   "content": "aGVsbG8="}}) + "\n").encode()
+    host, port = hub.url.split("//")[1].split(":")
+    request = (f"POST /api/models/org/hcam-raw/commit/main HTTP/1.1\r\nHost: {host}\r\n"
+               f"Content-Type: application/x-ndjson\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request + body[: len(body) // 2])
+    time.sleep(0.3)
+    assert hub.branch_head("org/hcam-raw") == head
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request + body)
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    assert hub.branch_head("org/hcam-raw") != head
+    assert api.list_repo_files("org/hcam-raw") == [".gitattributes", "notes.txt"]
 
 
 def test_command_line_server_prints_its_url(tmp_path):
