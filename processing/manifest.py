@@ -1,0 +1,352 @@
+"""The standard schema, the shared row checks, and the plain manifest reader (CSV / TSV / JSONL).
+
+Schema (see spec/INTERFACES.md): one row per utterance with ``dialogue_id`` (str), ``turn`` (int,
+0-based order inside the dialogue), ``speaker`` (str), ``text`` (str), ``audio`` (str: absolute path
+or ""), ``label`` (str: label name), plus optional extra columns (``utterance_id``, ``duration`` in
+seconds, ``sentiment``, ...). Rows are sorted by (dialogue order of first appearance, turn).
+
+Turns are renumbered 0, 1, 2, ... inside each dialogue after sorting and after bad rows are
+skipped, so the model always sees a gap-free sequence; the source's own ids stay in
+``utterance_id`` where the format has them.
+
+A manifest is a CSV (``.csv``), TSV (``.tsv``) or JSON-lines file (``.jsonl``/``.json``) with the
+columns above; names can be overridden (``text_column="transcript"``), like transformers' example
+scripts. Audio paths are relative to the manifest file (absolute paths are kept). Optional columns:
+``turn`` (default: order of appearance in the dialogue), ``speaker`` (default ""), ``audio``
+(default "", text-only), ``text`` (absent = audio-only dataset: text "" everywhere), ``label``
+(``label_column=None``: unlabelled data, label ""). Any other column is kept as an extra column.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from datasets import Dataset, DatasetDict, Features, Value
+
+from .report import DataReport, HCAMDataError, Problem, raise_or_skip
+
+SCHEMA_COLUMNS = ["dialogue_id", "turn", "speaker", "text", "audio", "label"]
+SCHEMA_FEATURES = {"dialogue_id": Value("string"), "turn": Value("int64"), "speaker": Value("string"),
+                   "text": Value("string"), "audio": Value("string"), "label": Value("string")}
+SPLIT_ORDER = ("train", "validation", "test")
+# libsndfile reads these headers cheaply; other formats (mp4, m4a, ...) get duration NaN here.
+_SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au"}
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by every reader
+# --------------------------------------------------------------------------------------------
+def audio_duration(path: str) -> float:
+    """Duration in seconds read from the file header (NaN when libsndfile can't read the format).
+
+    Raises ``ValueError`` when a wav/flac/ogg/mp3 header is unreadable (a corrupt file).
+    """
+    if Path(path).suffix.lower() not in _SOUNDFILE_EXTENSIONS:
+        return float("nan")
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+    except Exception as err:  # soundfile raises LibsndfileError/RuntimeError depending on version
+        raise ValueError(str(err)) from err
+    return info.frames / float(info.samplerate) if info.samplerate else 0.0
+
+
+def check_rows(split: str, rows: list[dict[str, Any]], *, label_names: Iterable[str] | None = None,
+               require_text: bool = True, require_audio: bool = False, require_label: bool = True,
+               read_durations: bool = True) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Check rows of one split; return (good rows, problems). Rows may carry ``_item`` (a source id).
+
+    Checks: empty dialogue id, non-integer turn, empty/unknown label, empty text (when required),
+    missing/empty/corrupt audio file, duplicate (dialogue_id, turn). Fills ``duration`` from the
+    audio header when the row has none.
+    """
+    allowed = set(label_names) if label_names is not None else None
+    good, problems, seen = [], [], {}
+    for row in rows:
+        item = row.pop("_item", None) or f"{split}/{row.get('dialogue_id')}#{row.get('turn')}"
+
+        def bad(kind: str, message: str) -> None:
+            problems.append(Problem(item=item, kind=kind, message=message, split=split))
+
+        dialogue_id = str(row.get("dialogue_id") or "").strip()
+        if not dialogue_id:
+            bad("bad_row", "empty dialogue id; every row needs the id of its dialogue")
+            continue
+        row["dialogue_id"] = dialogue_id
+        try:
+            turn = row.get("turn")
+            if isinstance(turn, float) and not turn.is_integer():
+                raise ValueError
+            row["turn"] = int(str(turn).strip()) if isinstance(turn, str) else int(turn)
+        except (TypeError, ValueError):
+            bad("bad_turn", f"turn {row.get('turn')!r} is not an integer; give 0, 1, 2, ... per dialogue")
+            continue
+        label = str(row.get("label") or "").strip()
+        row["label"] = label
+        if require_label and not label:
+            bad("unknown_label", "empty label")
+            continue
+        if require_label and allowed is not None and label not in allowed:
+            bad("unknown_label", f"label {label!r} is not one of {sorted(allowed)}; fix it or drop the row")
+            continue
+        row["text"] = "" if row.get("text") is None else str(row["text"]).strip()
+        if require_text and not row["text"]:
+            bad("empty_text", "empty text; give the transcript (or an ASR transcript) for this utterance")
+            continue
+        row["speaker"] = "" if row.get("speaker") is None else str(row["speaker"]).strip()
+        audio = str(row.get("audio") or "")
+        row["audio"] = audio
+        if audio:
+            if not os.path.isfile(audio):
+                bad("missing_audio", f"audio file not found: {audio}")
+                continue
+            if os.path.getsize(audio) == 0:
+                bad("empty_audio", f"audio file is empty (0 bytes): {audio}")
+                continue
+            duration = row.get("duration")
+            if read_durations and (duration is None or (isinstance(duration, float) and math.isnan(duration))):
+                try:
+                    row["duration"] = audio_duration(audio)
+                except ValueError as err:
+                    bad("corrupt_audio", f"cannot read {audio}: {err}; re-export or remove the file")
+                    continue
+                if row["duration"] == 0:
+                    bad("empty_audio", f"audio file has no samples: {audio}")
+                    continue
+        elif require_audio:
+            bad("missing_audio", "no audio path given, but this dataset has audio")
+            continue
+        key = (dialogue_id, row["turn"])
+        if key in seen:
+            bad("duplicate_id", f"dialogue {dialogue_id!r} turn {row['turn']} appears twice "
+                                f"(first: {seen[key]}); the first one is kept")
+            continue
+        seen[key] = item
+        good.append(row)
+    return good, problems
+
+
+def rows_to_dataset(rows: list[dict[str, Any]]) -> Dataset:
+    """Sort rows by (dialogue first appearance, turn), renumber turns 0.., and build a Dataset."""
+    order: dict[str, int] = {}
+    for row in rows:
+        order.setdefault(row["dialogue_id"], len(order))
+    rows = sorted(rows, key=lambda r: (order[r["dialogue_id"]], r["turn"]))
+    position: dict[str, int] = {}
+    for row in rows:
+        row["turn"] = position.get(row["dialogue_id"], 0)
+        position[row["dialogue_id"]] = row["turn"] + 1
+
+    extras: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in SCHEMA_FEATURES and key not in extras and not key.startswith("_"):
+                extras.append(key)
+    features = dict(SCHEMA_FEATURES)
+    for key in extras:
+        values = [row.get(key) for row in rows if row.get(key) is not None]
+        if values and all(isinstance(v, bool) for v in values):
+            features[key] = Value("bool")
+        elif values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            features[key] = Value("int64")
+        elif values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            features[key] = Value("float64")
+        else:
+            features[key] = Value("string")
+    columns = {}
+    for key, feature in features.items():
+        column = [row.get(key) for row in rows]
+        if feature.dtype == "string":
+            column = [None if v is None else str(v) for v in column]
+        elif feature.dtype == "float64":
+            column = [float("nan") if v is None else float(v) for v in column]
+        columns[key] = column
+    return Dataset.from_dict(columns, features=Features(features))
+
+
+def build_dataset_dict(rows_by_split: dict[str, list[dict[str, Any]]], report: DataReport, *,
+                       skip_bad: bool = True, what: str = "", problems: list[Problem] | None = None,
+                       **check_kwargs) -> DatasetDict:
+    """Check every split's rows, skip or raise on problems, build the DatasetDict, fill the report.
+
+    ``problems`` found earlier (e.g. malformed lines) are raised or recorded together with these.
+    """
+    checked, problems = {}, list(problems or [])
+    for split, rows in rows_by_split.items():
+        good, found = check_rows(split, rows, **check_kwargs)
+        checked[split] = good
+        problems.extend(found)
+    raise_or_skip(problems, report, skip_bad, what=what)
+    splits = sorted(checked, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER))
+    dataset_dict = DatasetDict({split: rows_to_dataset(checked[split]) for split in splits})
+    report.fill_stats(dataset_dict)
+    return dataset_dict
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest files
+# --------------------------------------------------------------------------------------------
+def _read_table(path: Path, report: DataReport, split: str) -> tuple[list[str], list[tuple[int, dict]], list[Problem]]:
+    """Rows of a CSV/TSV/JSONL file as (line number, dict); malformed rows become problems."""
+    suffix = path.suffix.lower()
+    problems: list[Problem] = []
+    rows: list[tuple[int, dict]] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            if suffix in (".jsonl", ".json"):
+                columns: list[str] = []
+                for line_no, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        problems.append(Problem(f"{path.name}:{line_no}", "bad_row",
+                                                f"not valid JSON ({err.msg}); fix the line", split))
+                        continue
+                    if not isinstance(record, dict):
+                        problems.append(Problem(f"{path.name}:{line_no}", "bad_row",
+                                                "a JSON-lines manifest needs one object per line", split))
+                        continue
+                    columns.extend(k for k in record if k not in columns)
+                    rows.append((line_no, record))
+                return columns, rows, problems
+            if suffix not in (".csv", ".tsv", ".txt"):
+                raise HCAMDataError(f"{path}: unknown manifest format {suffix!r}; use .csv, .tsv or .jsonl")
+            reader = csv.reader(f, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise HCAMDataError(f"{path} is empty; a manifest needs a header row and one row per utterance")
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:
+                    raise HCAMDataError(f"{path} is not a valid CSV near line {reader.line_num}: {err}. "
+                                        "Check quoting (a field with commas or newlines must be quoted).")
+                if not fields or all(not x.strip() for x in fields):
+                    continue
+                if len(fields) != len(header):
+                    problems.append(Problem(f"{path.name}:{reader.line_num}", "bad_row",
+                                            f"{len(fields)} fields but the header has {len(header)}; "
+                                            "quote fields containing the delimiter", split))
+                    continue
+                rows.append((reader.line_num, dict(zip(header, fields))))
+            return header, rows, problems
+    except UnicodeDecodeError as err:
+        raise HCAMDataError(f"{path} is not UTF-8 text (byte {err.start}): save it as UTF-8") from err
+
+
+def read_manifest_file(path, split: str, report: DataReport, *, dialogue_id_column: str = "dialogue_id",
+                       turn_column: str | None = "turn", speaker_column: str | None = "speaker",
+                       text_column: str | None = "text", audio_column: str | None = "audio",
+                       label_column: str | None = "label") -> tuple[list[dict], list[Problem], dict]:
+    """Rows of one manifest file in the standard schema (not yet checked) and the file's traits."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise HCAMDataError(f"Manifest for split {split!r} not found: {path}")
+    columns, raw_rows, problems = _read_table(path, report, split)
+
+    def need(column, flag):
+        if column is None or column not in columns:
+            raise HCAMDataError(f"{path}: column {column!r} not found (columns: {columns}); rename it or "
+                                f"pass {flag}=<your column name>")
+
+    need(dialogue_id_column, "dialogue_id_column")
+    if label_column is not None:
+        need(label_column, "label_column")
+    has_text = text_column is not None and text_column in columns
+    has_audio = audio_column is not None and audio_column in columns
+    has_turn = turn_column is not None and turn_column in columns
+    has_speaker = speaker_column is not None and speaker_column in columns
+    if not has_text and not has_audio:
+        raise HCAMDataError(f"{path}: neither a text column ({text_column!r}) nor an audio column "
+                            f"({audio_column!r}) found (columns: {columns})")
+    for missing, name in ((has_text, "text"), (has_audio, "audio"), (has_turn, "turn"), (has_speaker, "speaker")):
+        if not missing:
+            report.note(f"{path.name}: no {name} column"
+                        + {"text": " (audio-only)", "audio": " (text-only)", "turn": " (turn = order of rows)",
+                           "speaker": " (speaker = \"\")"}[name])
+    mapped = {dialogue_id_column, turn_column, speaker_column, text_column, audio_column, label_column}
+    base = path.parent
+    rows, turn_counter = [], {}
+    for line_no, raw in raw_rows:
+        dialogue_id = raw.get(dialogue_id_column)
+        dialogue_id = "" if dialogue_id is None else str(dialogue_id).strip()
+        if has_turn:
+            turn = raw.get(turn_column)
+        else:
+            turn = turn_counter.get(dialogue_id, 0)
+            turn_counter[dialogue_id] = turn + 1
+        audio = ""
+        if has_audio and raw.get(audio_column) not in (None, ""):
+            audio_path = Path(str(raw[audio_column]).strip()).expanduser()
+            audio = str(audio_path if audio_path.is_absolute() else (base / audio_path).resolve())
+        row = {
+            "_item": f"{split}/{dialogue_id}#{turn} ({path.name}:{line_no})",
+            "dialogue_id": dialogue_id,
+            "turn": turn,
+            "speaker": raw.get(speaker_column, "") if has_speaker else "",
+            "text": raw.get(text_column, "") if has_text else "",
+            "audio": audio,
+            "label": raw.get(label_column, "") if label_column is not None else "",
+        }
+        for key, value in raw.items():
+            if key not in mapped and key not in SCHEMA_FEATURES:
+                row[key] = _parse_extra(key, value)
+        rows.append(row)
+    return rows, problems, {"has_text": has_text, "has_audio": has_audio}
+
+
+def _parse_extra(key: str, value: Any) -> Any:
+    if key == "duration":
+        try:
+            return float(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+    return value
+
+
+def read_manifest(train_file=None, validation_file=None, test_file=None, *, data_files: dict | None = None,
+                  label_names: Iterable[str] | None = None, skip_bad: bool = True, require_audio: bool | None = None,
+                  dataset_name: str = "manifest", **column_names) -> tuple[DatasetDict, DataReport]:
+    """Read manifest files into a DatasetDict in the standard schema.
+
+    Args:
+        train_file, validation_file, test_file: paths of the split manifests (any may be None).
+        data_files: alternatively {split: path}.
+        label_names: allowed label names; other labels are problems (None = accept any non-empty label).
+        skip_bad: leave bad rows out and list them in the report (True) or raise one error listing them.
+        require_audio: every row must have an existing audio file (default: when the manifest has an
+            audio column).
+        **column_names: ``dialogue_id_column``, ``turn_column``, ``speaker_column``, ``text_column``,
+            ``audio_column``, ``label_column`` (None to drop an optional one).
+    Returns:
+        (DatasetDict, DataReport)
+    """
+    files = dict(data_files or {})
+    for split, path in (("train", train_file), ("validation", validation_file), ("test", test_file)):
+        if path is not None:
+            files[split] = path
+    if not files:
+        raise HCAMDataError("No manifest given: pass train_file/validation_file/test_file (or data_files)")
+    report = DataReport(dataset=dataset_name)
+    rows_by_split, problems, has_text, has_audio = {}, [], True, False
+    for split, path in files.items():
+        rows, found, traits = read_manifest_file(path, split, report, **column_names)
+        rows_by_split[split] = rows
+        problems.extend(found)
+        has_text &= traits["has_text"]
+        has_audio |= traits["has_audio"]
+    return build_dataset_dict(
+        rows_by_split, report, skip_bad=skip_bad, what="the manifest", problems=problems, label_names=label_names,
+        require_text=has_text, require_audio=has_audio if require_audio is None else require_audio,
+        require_label=column_names.get("label_column", "label") is not None,
+    ), report
