@@ -1,0 +1,89 @@
+"""Frozen stage-I embeddings, computed once per split and kept on disk, so stages II and III never run an encoder.
+
+A cache file is keyed by a fingerprint of (a) the stage-I weights of that modality, (b) the settings that change
+what the encoder sees (processor config, max lengths), and (c) the split's rows (ids, turns, texts, audio paths
+with file size and mtime). Change any of them and the file name changes: a stale cache is never read.
+Files are safetensors, written under a temporary name and renamed.
+"""
+
+import hashlib
+import json
+import logging
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+def weights_fingerprint(module):
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_fingerprint(dataset, modality):
+    digest = hashlib.sha256()
+    column = "text" if modality == "text" else "audio"
+    for dialogue_id, turn, value in zip(dataset["dialogue_id"], dataset["turn"], dataset[column]):
+        digest.update(f"{dialogue_id}\x1f{turn}\x1f{value}\x1e".encode())
+        if modality == "audio" and value and os.path.exists(value):
+            stat = os.stat(value)
+            digest.update(f"{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()
+
+
+def cache_key(model, processor, dataset, modality):
+    settings = {
+        "modality": modality,
+        "max_audio_seconds": model.config.max_audio_seconds,
+        "max_text_tokens": model.config.max_text_tokens,
+        "use_weighted_layer_sum": model.config.use_weighted_layer_sum,
+        "processor": processor.to_dict() if hasattr(processor, "to_dict") else repr(processor),
+    }
+    digest = hashlib.sha256()
+    digest.update(weights_fingerprint(model.utterance_encoders[modality]).encode())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(data_fingerprint(dataset, modality).encode())
+    return digest.hexdigest()[:24]
+
+
+@torch.no_grad()
+def compute_embeddings(model, processor, dataset, modality, batch_size=32, device="cpu", desc=None):
+    """Stage-I embeddings `(rows, E)` of one modality, in row order, utterance by utterance (as stage I saw them)."""
+    was_training = model.training
+    model.eval()
+    column = "text" if modality == "text" else "audio"
+    values = dataset[column]
+    chunks = []
+    for start in tqdm(range(0, len(values), batch_size), desc=desc or f"{modality} embeddings", leave=False):
+        batch = [[value] for value in values[start : start + batch_size]]
+        inputs = processor(text=batch, return_tensors="pt") if modality == "text" else processor(audio=batch, return_tensors="pt")
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        chunks.append(model.get_utterance_embeddings(**inputs, modalities=[modality])[modality][:, 0].float().cpu())
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
+def cached_embeddings(model, processor, dataset, modality, cache_dir, split, batch_size=32, device="cpu"):
+    """Load the split's embeddings from `cache_dir`, computing and saving them first when absent."""
+    key = cache_key(model, processor, dataset, modality)
+    path = os.path.join(cache_dir, f"{split}-{modality}-{key}.safetensors")
+    if os.path.exists(path):
+        embeddings = load_file(path)["embeddings"]
+        if embeddings.shape[0] == len(dataset):
+            logger.info("Stage-I %s embeddings of %s read from %s", modality, split, path)
+            return embeddings
+        logger.warning("Cache %s has %d rows for %d utterances: recomputing", path, embeddings.shape[0], len(dataset))
+    embeddings = compute_embeddings(model, processor, dataset, modality, batch_size, device, desc=f"{split} {modality} embeddings")
+    os.makedirs(cache_dir, exist_ok=True)
+    partial = f"{path}.partial-{os.getpid()}"
+    save_file({"embeddings": embeddings.contiguous()}, partial, metadata={"split": split, "modality": modality, "key": key})
+    os.replace(partial, path)
+    logger.info("Stage-I %s embeddings of %s written to %s", modality, split, path)
+    return embeddings

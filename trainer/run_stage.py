@@ -1,0 +1,338 @@
+#!/usr/bin/env python
+"""Train one HCAM stage.
+
+    accelerate launch trainer/run_stage.py --stage 1 --modality text --dataset_name demo --output_dir outputs/demo/stage1-text
+    python trainer/run_stage.py --stage 2 --modality text --init_from outputs/demo/stage1-text --dataset_name demo \\
+        --output_dir outputs/demo/stage2-text
+    torchrun --nproc_per_node 2 trainer/run_stage.py --stage 3 --init_from outputs/demo/stage2-audio \\
+        outputs/demo/stage2-text --dataset_name demo --output_dir outputs/demo/stage3 --use_cpu
+
+Every TrainingArguments flag works; with none, each stage uses its own defaults (trainer/arguments.py).
+`--recipe trainer/recipes/<name>.json` reads a recipe, and flags override it.
+
+The output folder ends with the best checkpoint by validation weighted F1 (config, model.safetensors, processor,
+the .py bundle: loads with AutoModel/AutoProcessor and trust_remote_code=True), all_results.json (eval_* and test_*),
+eval_report.json/test_report.json (per-class F1 and confusion matrix per head) and hcam_stage.json, written last:
+a folder without it is an unfinished stage. Rerunning the same command resumes from the last checkpoint.
+"""
+
+import json
+import logging
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+import transformers
+from transformers import EarlyStoppingCallback, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition
+from hcam.trainer.arguments import parse_args
+from hcam.trainer.data import (
+    DialogueEmbeddingDataset,
+    UtteranceCollator,
+    check_labels,
+    check_modality_inputs,
+    collate_dialogues,
+    corpus_label_names,
+    load_splits,
+)
+from hcam.trainer.embedding_cache import cached_embeddings
+from hcam.trainer.evaluation import detailed_report
+from hcam.trainer.trainer import HCAMStageTrainer
+
+logger = logging.getLogger("hcam.trainer.run_stage")
+
+STAGE_MARKER = "hcam_stage.json"
+
+
+class IncompatibleStageError(SystemExit):
+    """An --init_from folder that this stage cannot start from (the message says why)."""
+
+
+# ----- earlier stages ---------------------------------------------------------------------------------------------
+def read_marker(folder):
+    path = os.path.join(folder, STAGE_MARKER)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def stage_name(stage, modality):
+    return f"stage{stage}-{modality}" if modality else f"stage{stage}"
+
+
+def check_init_from(training_args, model_args, label_names):
+    """Refuse to start from a folder that is not a finished, compatible earlier stage; say which part differs."""
+    stage, modality = training_args.stage, training_args.modality
+    expected = [(1, modality)] if stage == 2 else [(2, "audio"), (2, "text")]
+    configs = []
+    for folder, (want_stage, want_modality) in zip(training_args.init_from, expected):
+        marker = read_marker(folder)
+        if marker is None:
+            raise IncompatibleStageError(
+                f"--init_from {folder}: not a finished HCAM stage ({STAGE_MARKER} missing). Finish "
+                f"{stage_name(want_stage, want_modality)} there first (rerun its command to resume it)."
+            )
+        if marker["stage"] != want_stage:
+            raise IncompatibleStageError(
+                f"--init_from {folder}: it holds stage {marker['stage']}, stage {stage} starts from stage {want_stage}."
+            )
+        if marker["modality"] != want_modality:
+            raise IncompatibleStageError(
+                f"--init_from {folder}: its modality is {marker['modality']}, stage {stage} needs {want_modality} "
+                + ("(--modality)." if stage == 2 else "(pass the audio folder first, then the text folder).")
+            )
+        config = HCAMConfig.from_pretrained(folder)
+        for given, field, flag in (
+            (model_args.audio_encoder, "audio_encoder_name_or_path", "--audio_encoder"),
+            (model_args.text_encoder, "text_encoder_name_or_path", "--text_encoder"),
+        ):
+            if given is not None and want_modality in field and given != getattr(config, field):
+                raise IncompatibleStageError(
+                    f"--init_from {folder}: its {want_modality} encoder is {getattr(config, field)!r}, but {flag} "
+                    f"{given!r} was given. Drop {flag} or retrain stage 1 with it."
+                )
+        model_labels = [config.id2label[i] for i in range(config.num_labels)]
+        if model_labels != list(label_names):
+            raise IncompatibleStageError(
+                f"--init_from {folder}: its labels {model_labels} differ from this dataset's {list(label_names)}. "
+                f"Use the same --dataset_name/--dataset_config as its stage 1."
+            )
+        configs.append(config)
+    return configs
+
+
+# ----- models -----------------------------------------------------------------------------------------------------
+def config_overrides(model_args, training_args):
+    overrides = {k: v for k, v in vars(model_args).items() if v is not None and k not in ("audio_encoder", "text_encoder")}
+    for key in ("supcon_weight", "supcon_temperature", "focal_gamma"):
+        if getattr(training_args, key) is not None:
+            overrides[key] = getattr(training_args, key)
+    return overrides
+
+
+def class_weights(train_split, label_names):
+    counts = np.bincount([label_names.index(x) for x in train_split["label"]], minlength=len(label_names)).astype(float)
+    weights = counts.sum() / np.maximum(counts, 1) / len(label_names)
+    return weights.round(4).tolist()
+
+
+def build_stage1(model_args, training_args, label_names):
+    from hcam.processing.encoders import DEFAULT_TEXT_ENCODER, build_processor, resolve_encoder_path
+
+    modality = training_args.modality
+    text_encoder = model_args.text_encoder or DEFAULT_TEXT_ENCODER
+    kwargs = dict(
+        modalities=[modality], stage=1,
+        id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
+        **config_overrides(model_args, training_args),
+    )
+    if modality == "text":
+        config = HCAMConfig.from_encoders(text_encoder=text_encoder, text_encoder_path=resolve_encoder_path(text_encoder), **kwargs)
+    else:
+        audio_path = resolve_encoder_path(model_args.audio_encoder) if model_args.audio_encoder else None
+        config = HCAMConfig.from_encoders(audio_encoder=model_args.audio_encoder, audio_encoder_path=audio_path, **kwargs)
+    model = HCAMForEmotionRecognition(config)
+    if modality == "text":
+        model.load_pretrained_encoders(text_encoder_path=resolve_encoder_path(text_encoder))
+    elif model_args.audio_encoder:
+        model.load_pretrained_encoders(audio_encoder_path=resolve_encoder_path(model_args.audio_encoder))
+    feature_kwargs = {"max_duration_seconds": config.max_audio_seconds} if modality == "audio" else {}
+    processor = build_processor(text_encoder=text_encoder, audio=modality == "audio", max_text_tokens=config.max_text_tokens, **feature_kwargs)
+    return model, processor
+
+
+def load_processor(folder):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+
+
+def build_later_stage(model_args, training_args):
+    stage = training_args.stage
+    overrides = {k: v for k, v in config_overrides(model_args, training_args).items()
+                 if k in ("focal_gamma", "dropout", "use_speaker_masks", "fusion_hidden_size", "num_attention_heads")}
+    if stage == 2:
+        folder = training_args.init_from[0]
+        config = HCAMConfig.from_pretrained(folder)
+        config.stage = 2
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        model = HCAMForEmotionRecognition.from_pretrained(folder, config=config)
+        processor = load_processor(folder)
+    else:
+        audio_folder, text_folder = training_args.init_from
+        audio_model = HCAMForEmotionRecognition.from_pretrained(audio_folder)
+        text_model = HCAMForEmotionRecognition.from_pretrained(text_folder)
+        for key, value in overrides.items():
+            setattr(audio_model.config, key, value)
+        model = HCAMForEmotionRecognition.from_unimodal(audio_model, text_model)
+        audio_processor, text_processor = load_processor(audio_folder), load_processor(text_folder)
+        processor = type(text_processor)(
+            feature_extractor=audio_processor.feature_extractor,
+            tokenizer=text_processor.tokenizer,
+            max_text_tokens=text_processor.max_text_tokens,
+        )
+    model.freeze_stages_below(stage)
+    return model, processor
+
+
+# ----- data -------------------------------------------------------------------------------------------------------
+def embedding_datasets(model, processor, dataset, training_args, data_args):
+    """Stages II/III: each split as dialogues of cached stage-I embeddings (computed once, by the main process)."""
+    cache_dir = data_args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(training_args.output_dir)), ".embedding_cache")
+    modalities = model.config.modalities
+    device = training_args.device
+    model.to(device)
+    result = {}
+    with training_args.main_process_first(desc="stage-I embeddings"):
+        for split, rows in dataset.items():
+            embeddings = {
+                m: cached_embeddings(model, processor, rows, m, cache_dir, split,
+                                     batch_size=training_args.per_device_eval_batch_size * 2, device=device)
+                for m in modalities
+            }
+            result[split] = DialogueEmbeddingDataset(rows, embeddings, model.config.label2id)
+    return result
+
+
+# ----- output -----------------------------------------------------------------------------------------------------
+def finish_output(trainer, output_dir, marker):
+    """Move the saved best model from the staging folder into output_dir, write the marker last, drop checkpoints."""
+    if not trainer.is_world_process_zero():
+        return
+    staging = os.path.join(output_dir, ".final")
+    for name in os.listdir(staging):
+        if name == "training_args.bin":  # a pickle; the arguments are in hcam_stage.json
+            continue
+        os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+    shutil.rmtree(staging, ignore_errors=True)
+    partial = os.path.join(output_dir, STAGE_MARKER + ".partial")
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump(marker, f, indent=2)
+    os.replace(partial, os.path.join(output_dir, STAGE_MARKER))
+    for name in os.listdir(output_dir):
+        if name.startswith("checkpoint-") or name in (".staging",):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+
+
+def push(training_args, output_dir, marker):
+    from hcam.hub_cards.push import push_stage
+
+    tag = stage_name(training_args.stage, training_args.modality)
+    push_stage(output_dir, repo_id=training_args.hub_model_id, stage_tag=tag, token=training_args.hub_token,
+               private=training_args.hub_private_repo, also_main=training_args.stage == 3)
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
+    transformers.utils.logging.set_verbosity_warning()
+    stage, modality, output_dir = training_args.stage, training_args.modality, training_args.output_dir
+    name = stage_name(stage, modality)
+
+    finished = read_marker(output_dir)
+    if finished is not None:
+        if finished["stage"] != stage or finished["modality"] != modality:
+            raise IncompatibleStageError(
+                f"--output_dir {output_dir} holds a finished {stage_name(finished['stage'], finished['modality'])}; "
+                f"{name} never overwrites it. Choose another --output_dir."
+            )
+        logger.info("%s in %s is already finished: nothing to do (delete the folder to retrain).", name, output_dir)
+        return finished
+
+    dataset = load_splits(data_args, [modality] if modality else ["audio", "text"])
+    label_names = corpus_label_names(data_args, dataset)
+    for split in ("train", "validation"):
+        if split not in dataset:
+            raise SystemExit(f"The corpus has no {split} split: stage training needs train and validation.")
+
+    set_seed(training_args.seed)
+    if stage == 1:
+        check_modality_inputs(dataset, modality)
+        model, processor = build_stage1(model_args, training_args, label_names)
+    else:
+        check_init_from(training_args, model_args, label_names)
+        model, processor = build_later_stage(model_args, training_args)
+    check_labels(dataset, model.config.label2id, where=f"{name} ({output_dir})")
+    if training_args.class_weighting:
+        model.config.class_weights = class_weights(dataset["train"], label_names)
+
+    if stage == 1:
+        splits, collator = dataset, UtteranceCollator(processor, modality, model.config.label2id)
+    else:
+        splits, collator = embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
+
+    push_to_hub = training_args.push_to_hub
+    training_args.push_to_hub = False  # the Trainer's push drops the .py bundle and rewrites README: we push ourselves
+    callbacks = []
+    if training_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
+    trainer = HCAMStageTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=callbacks,
+        label_names=label_names,
+    )
+
+    if trainer.is_world_process_zero():
+        shutil.rmtree(os.path.join(output_dir, ".staging"), ignore_errors=True)
+    resume = training_args.resume_from_checkpoint
+    if resume is None and os.path.isdir(output_dir):
+        resume = get_last_checkpoint(output_dir)
+        if resume:
+            logger.info("Resuming %s from %s", name, resume)
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_metrics("train", train_result.metrics)
+
+    results, reports = {}, {}
+    for split, prefix in (("validation", "eval"), ("test", "test")):
+        if split not in splits:
+            continue
+        prediction = trainer.predict(splits[split], metric_key_prefix=prefix)
+        trainer.log_metrics(prefix, prediction.metrics)
+        trainer.save_metrics(prefix, prediction.metrics)
+        results.update(prediction.metrics)
+        reports[prefix] = detailed_report(prediction.predictions, prediction.label_ids, trainer.heads, label_names)
+
+    if trainer.is_world_process_zero():
+        for prefix, report in reports.items():
+            with open(os.path.join(output_dir, f"{prefix}_report.json"), "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
+    trainer.save_model(os.path.join(output_dir, ".final"))
+    marker = {
+        "stage": stage,
+        "modality": modality,
+        "name": name,
+        "init_from": [os.path.abspath(p) for p in training_args.init_from or []],
+        "labels": label_names,
+        "modalities": model.config.modalities,
+        "audio_encoder": model.config.audio_encoder_name_or_path if "audio" in model.config.modalities else None,
+        "text_encoder": model.config.text_encoder_name_or_path if "text" in model.config.modalities else None,
+        "dataset": data_args.dataset_name or {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file},
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_validation_weighted_f1": trainer.state.best_metric,
+        "results": {k: v for k, v in results.items() if not k.split("_", 1)[1].startswith("f1_")},
+        "training_arguments": training_args.to_dict(),
+    }
+    finish_output(trainer, output_dir, marker)
+    trainer.accelerator.wait_for_everyone()
+    if push_to_hub and trainer.is_world_process_zero():
+        push(training_args, output_dir, marker)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return marker
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

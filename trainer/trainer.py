@@ -1,0 +1,133 @@
+"""The stage Trainer: HCAM's losses logged per component, per-head predictions, atomic checkpoints."""
+
+import os
+import shutil
+
+import torch
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from hcam.trainer.evaluation import build_compute_metrics
+
+ENCODER_PREFIX = "utterance_encoders."
+TMP_CHECKPOINT_PREFIX = "tmp-" + PREFIX_CHECKPOINT_DIR
+
+
+class HCAMStageTrainer(Trainer):
+    """A `Trainer` for one HCAM stage (the stage is the model config's `stage`).
+
+    - `compute_loss` adds `classification_loss` and, in stage I, `contrastive_loss` to the logs, separately.
+    - Predictions are the argmax of every head the model has, stacked `[D, T, heads]`, so evaluation reports each
+      stage alone and the ensemble (see `hcam.trainer.evaluation`).
+    - In stage I the pretrained encoder gets `args.encoder_learning_rate`, the GRU/attention head `args.learning_rate`.
+    - A checkpoint is written as `tmp-checkpoint-N` and renamed to `checkpoint-N` once complete, so a killed run
+      never leaves a partial checkpoint that looks finished.
+    """
+
+    def __init__(self, *args, label_names=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = self.model.config
+        self.heads = ["ensemble"] + config.stage_heads()
+        self.primary_head = {1: config.stage_heads()[0], 2: f"{config.modalities[0]}_context", 3: "fusion"}[config.stage]
+        if self.compute_metrics is None:
+            self.compute_metrics = build_compute_metrics(self.heads, self.primary_head, label_names)
+        self._loss_sums = {}
+        self._loss_count = 0
+
+    # ----- loss -------------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            for name in ("classification_loss", "contrastive_loss"):
+                value = getattr(outputs, name, None)
+                if value is not None:
+                    self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value.detach().float().item()
+            self._loss_count += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs and self._loss_count:
+            for name, total in self._loss_sums.items():
+                logs[name] = round(total / self._loss_count, 4)
+            self._loss_sums, self._loss_count = {}, 0
+        super().log(logs, start_time)
+
+    # ----- evaluation -------------------------------------------------------------------------------------------
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        with torch.no_grad(), self.compute_loss_context_manager():
+            outputs = model(**inputs)
+        loss = outputs.loss.detach().mean() if outputs.loss is not None else None
+        if prediction_loss_only:
+            return loss, None, None
+        predictions = torch.stack(
+            [(outputs.logits if head == "ensemble" else getattr(outputs, f"{head}_logits")).argmax(-1) for head in self.heads],
+            dim=-1,
+        )
+        return loss, predictions, labels
+
+    # ----- optimiser --------------------------------------------------------------------------------------------
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None:
+            return self.optimizer
+        model = model or self.model
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+        encoder_lr = getattr(self.args, "encoder_learning_rate", None) or self.args.learning_rate
+        groups = {}
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            is_encoder = name.startswith(ENCODER_PREFIX) and ".encoder." in name
+            decay = 0.0 if any(name.endswith(n) for n in no_decay) else self.args.weight_decay
+            lr = encoder_lr if is_encoder else self.args.learning_rate
+            groups.setdefault((lr, decay), []).append(param)
+        param_groups = [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        optimizer_kwargs.pop("lr", None)
+        self.optimizer = optimizer_cls(param_groups, lr=self.args.learning_rate, **optimizer_kwargs)
+        return self.optimizer
+
+    # ----- checkpoints ------------------------------------------------------------------------------------------
+    def _get_output_dir(self, trial):
+        if getattr(self, "_saving_to_tmp", False):
+            return os.path.join(self.args.output_dir, ".staging")
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        """Write the checkpoint under .staging/, then rename it to checkpoint-N in one step."""
+        run_dir = self.args.output_dir
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = os.path.join(run_dir, ".staging")
+        best_before = self.state.best_model_checkpoint
+        self._saving_to_tmp = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_to_tmp = False
+        self.accelerator.wait_for_everyone()
+        # super() pointed best_model_checkpoint into .staging when this step is the best one
+        if self.state.best_model_checkpoint and os.path.dirname(self.state.best_model_checkpoint) == staging:
+            self.state.best_model_checkpoint = os.path.join(run_dir, os.path.basename(self.state.best_model_checkpoint))
+        elif self.state.best_model_checkpoint is None:
+            self.state.best_model_checkpoint = best_before
+        if self.args.should_save:
+            tmp_path = os.path.join(staging, name)
+            self.state.save_to_json(os.path.join(tmp_path, "trainer_state.json"))
+            final_path = os.path.join(run_dir, name)
+            if os.path.exists(final_path):
+                shutil.rmtree(final_path)
+            os.replace(tmp_path, final_path)
+            self._rotate_final_checkpoints(run_dir)
+        self.accelerator.wait_for_everyone()
+
+    def _rotate_final_checkpoints(self, run_dir):
+        from transformers.trainer_utils import rotate_checkpoints
+
+        rotate_checkpoints(
+            output_dir=run_dir,
+            save_total_limit=self.args.save_total_limit,
+            best_model_checkpoint=self.state.best_model_checkpoint,
+            use_mtime=False,
+        )
+
