@@ -301,7 +301,9 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
             needs_transcript = [t for t in turns if transcriber is not None and (asr_for_eval != "none" or not t["text"])]
             _load_waveforms(conversation, uses_audio or bool(needs_transcript))
             if needs_transcript:
-                transcripts = transcriber([t["waveform"] for t in needs_transcript])
+                # ASR is the slow part (about a second a turn on CPU): its own bar on long input
+                transcripts = transcriber([t["waveform"] for t in needs_transcript],
+                                          progress=progress and len(needs_transcript) >= 20)
                 for turn, transcript in zip(needs_transcript, transcripts):
                     if turn["text"]:
                         turn["gold_text"] = turn["text"]
