@@ -195,10 +195,17 @@ def parse_args(argv=None):
     recipe_path = _peek(argv, "recipe")
     if recipe_path:
         with open(recipe_path, encoding="utf-8") as f:
-            recipe_values = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
-    given = _flags_given(argv) | set(recipe_values)
+            recipe = json.load(f)
+        recipe_values = {k: v for k, v in recipe.items() if not k.startswith("_") and k not in ("common", "stages")}
     stage = _peek(argv, "stage", int) or recipe_values.get("stage", 1)
     modality = _peek(argv, "modality") or recipe_values.get("modality")
+    if recipe_path and "stages" in recipe:
+        # sectioned recipe: "common" values, then the section of this stage ("stage1-text", "stage2-audio", "stage3")
+        section = f"stage{stage}-{modality}" if modality else f"stage{stage}"
+        recipe_values.update(recipe.get("common", {}))
+        recipe_values.update(recipe["stages"].get(section, {}))
+        recipe_values = {k: v for k, v in recipe_values.items() if not k.startswith("_")}
+    given = _flags_given(argv) | set(recipe_values)
     defaults = {k: v for k, v in stage_defaults(stage, modality).items() if k not in given}
     parser = HfArgumentParser((ModelArguments, DataArguments, HCAMTrainingArguments))
     full_argv = _to_argv(defaults) + _to_argv(recipe_values) + argv

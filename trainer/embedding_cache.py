@@ -38,13 +38,26 @@ def data_fingerprint(dataset, modality):
     return digest.hexdigest()
 
 
+def processor_fingerprint(processor, modality):
+    """What of the processor shapes this modality's inputs: the feature extractor (audio) or the tokenizer (text).
+    Stage 3 combines two stage-2 processors, so a whole-processor key would miss the stage-2 caches."""
+    if modality == "audio":
+        settings = processor.feature_extractor.to_dict()
+        return {k: v for k, v in settings.items() if k not in ("processor_class", "auto_map")}
+    tokenizer = processor.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocabulary = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return {"tokenizer": hashlib.sha256(vocabulary.encode()).hexdigest(), "class": type(tokenizer).__name__,
+            "max_text_tokens": getattr(processor, "max_text_tokens", None)}
+
+
 def cache_key(model, processor, dataset, modality):
     settings = {
         "modality": modality,
         "max_audio_seconds": model.config.max_audio_seconds,
         "max_text_tokens": model.config.max_text_tokens,
         "use_weighted_layer_sum": model.config.use_weighted_layer_sum,
-        "processor": processor.to_dict() if hasattr(processor, "to_dict") else repr(processor),
+        "processor": processor_fingerprint(processor, modality),
     }
     digest = hashlib.sha256()
     digest.update(weights_fingerprint(model.utterance_encoders[modality]).encode())
