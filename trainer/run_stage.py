@@ -224,8 +224,9 @@ def push(training_args, output_dir, marker):
     from hcam.hub_cards.push import push_stage
 
     tag = stage_name(training_args.stage, training_args.modality)
-    push_stage(output_dir, repo_id=training_args.hub_model_id, stage_tag=tag, token=training_args.hub_token,
-               private=training_args.hub_private_repo, also_main=training_args.stage == 3)
+    # TODO: build the card with hcam.hub_cards.card.build_model_card from all_results/eval_report (not wired yet)
+    push_stage(output_dir, training_args.hub_model_id, tag, card=None, token=training_args.hub_token,
+               private=bool(training_args.hub_private_repo), also_main=training_args.stage == 3)
 
 
 def main(argv=None):
