@@ -8,6 +8,7 @@ Batches are batches of dialogues: every tensor has a leading (dialogues, turns) 
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -161,12 +162,38 @@ class HCAMAttentionPooling(nn.Module):
         return torch.tanh(self.projection(pooled.flatten(1)))
 
 
+def reverse_padded(sequences, lengths):
+    """Reverse the first `lengths[i]` steps of each sequence `i` of `sequences` `(N, T, E)`; padding stays behind."""
+    positions = torch.arange(sequences.shape[1], device=sequences.device)
+    index = lengths[:, None] - 1 - positions[None, :]
+    index = torch.where(index >= 0, index, positions[None, :])
+    return sequences.gather(1, index[..., None].expand(-1, -1, sequences.shape[2]))
+
+
 def run_bigru(gru, inputs, lengths):
-    """A bi-GRU over left-aligned padded sequences; padded steps give zeros and never touch real ones."""
-    packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    outputs, _ = gru(packed)
-    outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=inputs.shape[1])
-    return outputs
+    """A bi-GRU over left-aligned padded sequences; padded steps give zeros and never touch real ones.
+
+    When gradients flow on CPU, each direction runs as a one-directional GRU over the padded batch, the backward one
+    over every sequence reversed within its length: real steps come first in both, so the padding after them cannot
+    reach them. That is the packed bi-GRU's result without packing, whose per-step slicing makes the CPU backward
+    pass twice as slow. Without gradients (inference, frozen stages) packing is faster: it skips the padded steps.
+    """
+    needs_gradient = torch.is_grad_enabled() and (inputs.requires_grad or gru.weight_hh_l0.requires_grad)
+    if inputs.device.type != "cpu" or not needs_gradient:
+        packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, _ = gru(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=inputs.shape[1])
+        return outputs
+    lengths = lengths.to(inputs.device)
+    weights = gru._flat_weights
+    per_direction = len(weights) // 2
+    initial = inputs.new_zeros(1, inputs.shape[0], gru.hidden_size)
+    settings = (gru.bias, 1, 0.0, gru.training, False, True)  # bias, layers, dropout, train, bidirectional, batch_first
+    forward, _ = torch.gru(inputs, initial, weights[:per_direction], *settings)
+    backward, _ = torch.gru(reverse_padded(inputs, lengths), initial, weights[per_direction:], *settings)
+    outputs = torch.cat([forward, reverse_padded(backward, lengths)], dim=-1)
+    real = torch.arange(inputs.shape[1], device=inputs.device)[None, :] < lengths[:, None]
+    return outputs * real[..., None]
 
 
 class HCAMUtteranceEncoder(nn.Module):
@@ -290,6 +317,39 @@ class HCAMPreTrainedModel(PreTrainedModel):
     main_input_name = "input_values"
     # forward returns a mean loss: the Trainer must not pass num_items_in_batch or rescale it
     accepts_loss_kwargs = False
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained` that reads safetensors only.
+
+        Pickled weights (`pytorch_model.bin`, `*.pt`) can run code when they are loaded, so they are refused without
+        being opened; a truncated or corrupt `model.safetensors` raises an `OSError` naming the model and the file.
+        """
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("HCAM loads safetensors weights only (unpickling a checkpoint can run code): drop "
+                             "use_safetensors=False.")
+        kwargs["use_safetensors"] = True
+        source = os.fspath(pretrained_model_name_or_path) if isinstance(pretrained_model_name_or_path, (str, os.PathLike)) else None
+        folder = os.path.join(source, kwargs.get("subfolder") or "") if source else None
+        if folder and os.path.isdir(folder):
+            files = os.listdir(folder)
+            pickled = sorted(f for f in files if f.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl")))
+            if pickled and not any(f.endswith(".safetensors") for f in files):
+                raise OSError(
+                    f"{folder} holds pickled weights only ({', '.join(pickled)}); HCAM reads safetensors only, because "
+                    "loading a pickle can run arbitrary code. If you trust the file, convert it once with "
+                    "`model.save_pretrained(folder)` from a session that loaded it, which writes model.safetensors."
+                )
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as error:
+            if type(error).__name__ != "SafetensorError":
+                raise
+            where = os.path.join(folder, "model.safetensors") if folder and os.path.isdir(folder) else "model.safetensors"
+            raise OSError(
+                f"cannot read the weights of {source or 'the model'}: {where} is truncated or corrupt ({error}). "
+                "Copy or download it again (an interrupted copy or push leaves a partial file)."
+            ) from error
 
     def _init_weights(self, module):
         super()._init_weights(module)
