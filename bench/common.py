@@ -81,20 +81,23 @@ def dialogue_batch(dialogue_turns, seconds, tokens, seed=0, vocab=30000, num_lab
 
 
 def interleaved(functions, repeats, warmup=1):
-    """Run each function `warmup` times, then `repeats` rounds of all of them in turn; median seconds of each."""
+    """Run each function `warmup` times, then `repeats` rounds of all of them in turn (the order flips every round,
+    so neither side always runs on a cache the other warmed); median seconds of each."""
     for _ in range(warmup):
         for function in functions.values():
             function()
     times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
+    for round_ in range(repeats):
+        order = list(functions.items())
+        for name, function in order if round_ % 2 == 0 else order[::-1]:  # alternate who goes first
             start = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}, times
 
 
-def machine():
+def machine(threads=None):
+    threads = threads or torch.get_num_threads()
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -104,7 +107,7 @@ def machine():
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()}-core CPU ({model}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{os.cpu_count()}-core CPU ({model}), torch {torch.__version__}, {threads} intra-op thread(s)"
 
 
 class _Parser(argparse.ArgumentParser):

@@ -44,7 +44,7 @@ def main():
                 continue
             with open(out) as f:
                 rows += json.load(f)
-    lines = [f"Machine: {machine().replace('1 threads', f'{args.threads} thread(s)')}"
+    lines = [f"Machine: {machine(args.threads or None)}"
              + (" — quick mode" if args.quick else ""), "",
              "| benchmark | case | measured | bar | result |", "|---|---|---|---|---|"]
     for r in rows:

@@ -459,6 +459,44 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             raise ValueError(f"Dialogues {torch.nonzero(lengths == 0).flatten().tolist()} have no turns.")
         return lengths
 
+    def _check_inputs(self, tensors, labels):
+        """Clear errors for inputs of the wrong shape, type or label range, before torch fails somewhere deep inside.
+
+        `tensors` maps argument names to tensors (or None); all share the leading (dialogues, turns) dimensions.
+        """
+        given = {name: t for name, t in tensors.items() if t is not None}
+        expected_dims = {"utterance_mask": 2, "speaker_ids": 2, "labels": 2}
+        for name, tensor in given.items():
+            dims = expected_dims.get(name, 3)
+            if tensor.dim() != dims:
+                layout = "(dialogues, turns)" if dims == 2 else "(dialogues, turns, ...)"
+                raise ValueError(f"`{name}` must have shape {layout}, got {tuple(tensor.shape)}. Use HCAMProcessor, or "
+                                 "add the batch dimension (a single dialogue is a batch of 1).")
+        leading = {name: tuple(t.shape[:2]) for name, t in given.items()}
+        if len(set(leading.values())) > 1:
+            raise ValueError(f"The inputs disagree on (dialogues, turns): {leading}. Every tensor must cover the same "
+                             "dialogues and turns.")
+        for values, mask in (("input_values", "attention_mask"), ("input_ids", "text_attention_mask")):
+            if values in given and mask in given and given[values].shape != given[mask].shape:
+                raise ValueError(f"`{mask}` has shape {tuple(given[mask].shape)} but `{values}` has "
+                                 f"{tuple(given[values].shape)}: they must match.")
+        if "input_ids" in given and given["input_ids"].is_floating_point():
+            raise ValueError("`input_ids` must hold integer token ids, got a floating-point tensor.")
+        width = self.config.utterance_embedding_size
+        for name in ("audio_embeddings", "text_embeddings"):
+            if name in given and given[name].shape[-1] != width:
+                raise ValueError(f"`{name}` must be {width} wide (2 x gru_hidden_size), got {given[name].shape[-1]}: "
+                                 "were they computed by a model with another configuration?")
+        if labels is not None:
+            bad = (labels != -100) & ((labels < 0) | (labels >= self.config.num_labels))
+            if "utterance_mask" in given:  # padded turns are ignored anyway
+                bad &= given["utterance_mask"].bool()
+            if bad.any():
+                positions = [tuple(p) for p in torch.nonzero(bad)[:5].tolist()]
+                raise ValueError(f"labels {labels[bad][:5].tolist()} at (dialogue, turn) {positions} are outside this "
+                                 f"model's label ids 0..{self.config.num_labels - 1} ({list(self.config.label2id)}); "
+                                 "use -100 to ignore a turn.")
+
     def _default_utterance_mask(self, *tensors):
         reference = next(t for t in tensors if t is not None)
         return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -533,6 +571,10 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
                 Precomputed stage-I embeddings; the encoder of that modality is then not run.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_inputs(dict(input_values=input_values, attention_mask=attention_mask, input_ids=input_ids,
+                                text_attention_mask=text_attention_mask, utterance_mask=utterance_mask,
+                                speaker_ids=speaker_ids, labels=labels, audio_embeddings=audio_embeddings,
+                                text_embeddings=text_embeddings), labels)
         precomputed = {"audio": audio_embeddings, "text": text_embeddings}
         if utterance_mask is None:
             utterance_mask = self._default_utterance_mask(input_values, input_ids, audio_embeddings, text_embeddings)

@@ -207,6 +207,39 @@ def test_mismatched_dialogue_and_turn_ids_are_named():
         dialogue_spans(Rows(rows))
 
 
+MODEL_CASES = {
+    "2-D audio": (lambda i: dict(i, input_values=i["input_values"][0], attention_mask=i["attention_mask"][0]),
+                  r"`input_values` must have shape \(dialogues, turns, \.\.\.\), got \(3, 1600\)"),
+    "turn count mismatch": (lambda i: dict(i, speaker_ids=i["speaker_ids"][:, :2]),
+                            r"disagree on \(dialogues, turns\).*'speaker_ids': \(2, 2\)"),
+    "label id too large": (lambda i: dict(i, labels=i["labels"].masked_fill(i["labels"] == 0, 9)),
+                           r"labels \[9, 9\] at \(dialogue, turn\) \[\(0, 0\), \(1, 0\)\] are outside"),
+    "negative label": (lambda i: dict(i, labels=i["labels"].masked_fill(i["labels"] == 0, -3)), r"labels \[-3, -3\]"),
+    "mask shorter than audio": (lambda i: dict(i, attention_mask=i["attention_mask"][..., :100]),
+                                r"`attention_mask` has shape \(2, 3, 100\) but `input_values` has \(2, 3, 1600\)"),
+    "float token ids": (lambda i: dict(i, input_ids=i["input_ids"].float()), r"integer token ids"),
+    "embeddings of another model": (
+        lambda i: dict(utterance_mask=i["utterance_mask"], audio_embeddings=torch.randn(2, 3, 5),
+                       text_embeddings=torch.randn(2, 3, 12)), r"`audio_embeddings` must be 12 wide"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_CASES))
+def test_model_inputs_of_the_wrong_shape_or_label_range_get_clear_errors(case):
+    transform, match = MODEL_CASES[case]
+    model = HCAMForEmotionRecognition(tiny_hcam_config(3)).eval()
+    with pytest.raises(ValueError, match=match):
+        model(**transform(random_inputs((3, 2))))
+
+
+def test_junk_labels_at_padded_turns_are_ignored():
+    model = HCAMForEmotionRecognition(tiny_hcam_config(2)).eval()
+    inputs = random_inputs((3, 2))
+    junk = inputs["labels"].clone()
+    junk[1, 2] = -1  # a padded turn
+    torch.testing.assert_close(model(**dict(inputs, labels=junk)).loss, model(**inputs).loss)
+
+
 def test_bigru_training_path_equals_the_packed_one():
     """run_bigru's CPU training path (no packing) must give the packed bi-GRU's outputs and gradients exactly."""
     from hcam.modeling_hcam.modeling_hcam import run_bigru
