@@ -404,3 +404,46 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp
     for key in ("eval_weighted_f1", "eval_accuracy", "eval_loss", "test_weighted_f1", "test_loss"):
         assert got[key] == pytest.approx(want[key], abs=1e-5), key
     assert not [f for f in os.listdir(run_dir) if f.endswith((".bin", ".pt", ".pth")) or f.startswith("checkpoint-")]
+
+
+# ----- stages refuse incompatible earlier stages ------------------------------------------------------------------
+def _finished_stage(folder, stage, modality, labels=TINY_LABELS, text_encoder="tiny-bert"):
+    config = tiny_hcam_config(1, (modality,), text_encoder_name_or_path=text_encoder,
+                              id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    config.stage = stage
+    config.save_pretrained(folder)
+    (folder / "hcam_stage.json").write_text(json.dumps({"stage": stage, "modality": modality}), encoding="utf-8")
+    return str(folder)
+
+
+def test_stage_refuses_an_incompatible_earlier_stage_and_says_which(tmp_path):
+    from types import SimpleNamespace
+
+    from hcam.trainer.run_stage import IncompatibleStageError, check_init_from
+
+    text1 = _finished_stage(tmp_path / "s1-text", 1, "text")
+    audio1 = _finished_stage(tmp_path / "s1-audio", 1, "audio")
+    text2 = _finished_stage(tmp_path / "s2-text", 2, "text")
+    audio2 = _finished_stage(tmp_path / "s2-audio", 2, "audio")
+    other_labels = _finished_stage(tmp_path / "s1-other", 1, "text", labels=["calm", "happy", "sad", "angry"])
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+
+    def check(stage, modality, init_from, text_encoder=None, labels=TINY_LABELS):
+        check_init_from(SimpleNamespace(stage=stage, modality=modality, init_from=init_from),
+                        SimpleNamespace(audio_encoder=None, text_encoder=text_encoder), labels)
+
+    check(2, "text", [text1])  # compatible: no error
+    check(3, None, [audio2, text2])
+    cases = [
+        ((2, "audio", [text1]), r"modality is text, stage 2 needs audio"),
+        ((2, "text", [text2]), r"holds stage 2, stage 2 starts from stage 1"),
+        ((2, "text", [other_labels]), r"labels \['calm', 'happy', 'sad', 'angry'\] differ"),
+        ((2, "text", [text1], "roberta-base"), r"text encoder is 'tiny-bert', but --text_encoder 'roberta-base'"),
+        ((2, "text", [str(unfinished)]), r"not a finished HCAM stage"),
+        ((3, None, [text2, audio2]), r"modality is text, stage 3 needs audio"),
+        ((3, None, [audio1, text2]), r"holds stage 1, stage 3 starts from stage 2"),
+    ]
+    for arguments, message in cases:
+        with pytest.raises(IncompatibleStageError, match=message):
+            check(*arguments)
