@@ -14,6 +14,13 @@ The output folder ends with the best checkpoint by validation weighted F1 (confi
 the .py bundle: loads with AutoModel/AutoProcessor and trust_remote_code=True), all_results.json (eval_* and test_*),
 eval_report.json/test_report.json (per-class F1 and confusion matrix per head) and hcam_stage.json, written last:
 a folder without it is an unfinished stage. Rerunning the same command resumes from the last checkpoint.
+The folder also holds the pipeline files (`pipeline("emotion-recognition-in-conversation", model=folder,
+trust_remote_code=True)`), the model card README.md and confusion_matrix.png (hcam.trainer.hub).
+
+`--push_to_hub --hub_model_id ORG/NAME` (with --hub_token, --hub_private_repo; HF_ENDPOINT from the environment) pushes
+the finished stage to branch stage1-audio/stage1-text/stage2-audio/stage2-text/stage3 of that repo, stage 3 to main
+too. The Trainer itself never pushes. If the push fails, the stage stays finished: rerun the same command to retry
+the push only.
 """
 
 import json
@@ -41,6 +48,7 @@ from hcam.trainer.data import (
 )
 from hcam.trainer.embedding_cache import cached_embeddings
 from hcam.trainer.evaluation import detailed_report
+from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage
 from hcam.trainer.trainer import HCAMStageTrainer
 
 logger = logging.getLogger("hcam.trainer.run_stage")
@@ -201,8 +209,9 @@ def embedding_datasets(model, processor, dataset, training_args, data_args):
 
 
 # ----- output -----------------------------------------------------------------------------------------------------
-def finish_output(trainer, output_dir, marker):
-    """Move the saved best model from the staging folder into output_dir, write the marker last, drop checkpoints."""
+def finish_output(trainer, output_dir, marker, hub_model_id=None):
+    """Move the saved best model from the staging folder into output_dir, add the pipeline files, the model card and
+    the confusion-matrix picture, write the marker last, drop checkpoints."""
     if not trainer.is_world_process_zero():
         return
     staging = os.path.join(output_dir, ".final")
@@ -211,6 +220,7 @@ def finish_output(trainer, output_dir, marker):
             continue
         os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
     shutil.rmtree(staging, ignore_errors=True)
+    finalize_stage_folder(output_dir, marker, hub_model_id)
     partial = os.path.join(output_dir, STAGE_MARKER + ".partial")
     with open(partial, "w", encoding="utf-8") as f:
         json.dump(marker, f, indent=2)
@@ -221,12 +231,17 @@ def finish_output(trainer, output_dir, marker):
 
 
 def push(training_args, output_dir, marker):
-    from hcam.hub_cards.push import push_stage
-
-    tag = stage_name(training_args.stage, training_args.modality)
-    # TODO: build the card with hcam.hub_cards.card.build_model_card from all_results/eval_report (not wired yet)
-    push_stage(output_dir, training_args.hub_model_id, tag, card=None, token=training_args.hub_token,
-               private=bool(training_args.hub_private_repo), also_main=training_args.stage == 3)
+    """Push the finished stage with its card (hcam.trainer.hub); a failure leaves the folder finished and says how to
+    retry."""
+    try:
+        push_finished_stage(output_dir, marker, training_args.hub_model_id, token=training_args.hub_token,
+                            private=bool(training_args.hub_private_repo), endpoint=os.environ.get("HF_ENDPOINT"))
+    except Exception as error:
+        logger.exception("Push of %s failed", output_dir)
+        raise SystemExit(
+            f"The push of {output_dir} to {training_args.hub_model_id} failed ({type(error).__name__}: {error}). "
+            f"The stage itself is finished and intact; rerun the same command to retry the push only."
+        ) from error
 
 
 def main(argv=None):
@@ -235,6 +250,9 @@ def main(argv=None):
     transformers.utils.logging.set_verbosity_warning()
     stage, modality, output_dir = training_args.stage, training_args.modality, training_args.output_dir
     name = stage_name(stage, modality)
+    push_to_hub = training_args.push_to_hub
+    if push_to_hub and not training_args.hub_model_id:
+        raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME: every stage is a branch of that one repo.")
 
     finished = read_marker(output_dir)
     if finished is not None:
@@ -243,7 +261,9 @@ def main(argv=None):
                 f"--output_dir {output_dir} holds a finished {stage_name(finished['stage'], finished['modality'])}; "
                 f"{name} never overwrites it. Choose another --output_dir."
             )
-        logger.info("%s in %s is already finished: nothing to do (delete the folder to retrain).", name, output_dir)
+        logger.info("%s in %s is already finished: not retraining (delete the folder to retrain).", name, output_dir)
+        if push_to_hub:
+            push(training_args, output_dir, finished)
         return finished
 
     dataset = load_splits(data_args, [modality] if modality else ["audio", "text"])
@@ -268,7 +288,6 @@ def main(argv=None):
     else:
         splits, collator = embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
 
-    push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False  # the Trainer's push drops the .py bundle and rewrites README: we push ourselves
     callbacks = []
     if training_args.early_stopping_patience:
@@ -323,14 +342,18 @@ def main(argv=None):
         "best_validation_weighted_f1": trainer.state.best_metric,
         "results": {k: v for k, v in results.items() if not k.split("_", 1)[1].startswith("f1_")},
         "training_arguments": training_args.to_dict(),
+        "num_processes": training_args.world_size,
+        "data_arguments": vars(data_args),
+        "command": command_line(argv),
     }
-    finish_output(trainer, output_dir, marker)
+    finish_output(trainer, output_dir, marker, training_args.hub_model_id if push_to_hub else None)
     trainer.accelerator.wait_for_everyone()
-    if push_to_hub and trainer.is_world_process_zero():
-        push(training_args, output_dir, marker)
+    is_main = trainer.is_world_process_zero()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+    if push_to_hub and is_main:  # after the other processes are released: they need not wait for the upload
+        push(training_args, output_dir, marker)
     return marker
 
 
