@@ -2,19 +2,24 @@
 
 from transformers import PretrainedConfig
 
-# A small wav2vec2 trained from scratch in stage I: no pretrained speech weights can be downloaded
-# offline, and at this size a CPU forward runs at roughly 50 audio-seconds per second.
-# Layer norm in the feature encoder (not group norm) makes the encoder honour padding masks, so a
-# padded utterance gives the same embedding as the same utterance alone.
+# A small wav2vec2 trained from scratch in stage I: no pretrained speech weights can be downloaded offline.
+# Its feature encoder is a learned filterbank, not wav2vec2-base's 7-layer stack: a 25 ms window every 10 ms
+# (kernel 400, stride 160) resolves pitch harmonics, which a randomly initialised 10-sample first layer must
+# learn to build over many layers; on the demo corpus it reached validation weighted F1 0.55 in 3 epochs, where
+# the 7-layer stack was still at chance after its first epoch, which took several times as long. A second convolution halves the rate to wav2vec2's
+# 50 frames per second. Convolution biases let loudness (an arousal cue) survive the per-frame layer norm, and
+# layer norm rather than group norm makes the encoder honour padding masks (a padded utterance gives the same
+# embedding as the same utterance alone).
 TINY_AUDIO_ENCODER_CONFIG = {
     "model_type": "wav2vec2",
     "hidden_size": 128,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "intermediate_size": 256,
-    "conv_dim": [64, 64, 64, 64, 64, 64, 64],
-    "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-    "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+    "conv_dim": [64, 64],
+    "conv_stride": [160, 2],
+    "conv_kernel": [400, 2],
+    "conv_bias": True,
     "num_conv_pos_embeddings": 32,
     "num_conv_pos_embedding_groups": 4,
     "feat_extract_norm": "layer",

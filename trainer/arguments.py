@@ -114,6 +114,9 @@ COMMON_DEFAULTS = {
 # embeddings, so epochs are cheap: many of them, with early stopping.
 STAGE_DEFAULTS = {
     (1, "text"): {
+        # similar lengths in a batch: padding, and so compute, drops severalfold on real corpora
+        "train_sampling_strategy": "group_by_length",
+        "length_column_name": "length",
         "learning_rate": 1e-3,
         "encoder_learning_rate": 3e-5,
         "num_train_epochs": 4,
@@ -122,6 +125,8 @@ STAGE_DEFAULTS = {
         "early_stopping_patience": 2,
     },
     (1, "audio"): {
+        "train_sampling_strategy": "group_by_length",
+        "length_column_name": "length",
         # The default audio encoder is random: it learns everything, so it gets a larger rate than a
         # fine-tuned one would (pass --encoder_learning_rate 3e-5 with wav2vec2-base).
         "learning_rate": 1e-3,

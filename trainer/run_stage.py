@@ -149,7 +149,12 @@ def build_stage1(model_args, training_args, label_names):
         model.load_pretrained_encoders(text_encoder_path=resolve_encoder_path(text_encoder))
     elif model_args.audio_encoder:
         model.load_pretrained_encoders(audio_encoder_path=resolve_encoder_path(model_args.audio_encoder))
-    feature_kwargs = {"max_duration_seconds": config.max_audio_seconds} if modality == "audio" else {}
+    feature_kwargs = {}
+    if modality == "audio":
+        # A pretrained wav2vec2 expects zero-mean unit-variance input; the random default encoder keeps the
+        # waveform's level, since loudness is an emotion cue it can learn from.
+        feature_kwargs = {"max_duration_seconds": config.max_audio_seconds,
+                          "do_normalize": model_args.audio_encoder is not None}
     processor = build_processor(text_encoder=text_encoder, audio=modality == "audio", max_text_tokens=config.max_text_tokens, **feature_kwargs)
     return model, processor
 
@@ -244,6 +249,22 @@ def push(training_args, output_dir, marker):
         ) from error
 
 
+def with_lengths(dataset, modality):
+    """Stage I batches utterances of similar length together (--train_sampling_strategy group_by_length): the
+    `length` column is the duration for audio and the character count for text, which is what padding costs."""
+    from datasets import DatasetDict
+
+    from hcam.processing.sampling import utterance_lengths
+
+    with_length = {}
+    for name, split in dataset.items():
+        lengths = [float(len(t)) for t in split["text"]] if modality == "text" else utterance_lengths(split)
+        known = sorted(x for x in lengths if x == x)
+        fill = known[len(known) // 2] if known else 0.0  # unknown durations (NaN) sort as a typical utterance
+        with_length[name] = split.add_column("length", [x if x == x else fill for x in lengths])
+    return DatasetDict(with_length)
+
+
 def main(argv=None):
     model_args, data_args, training_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
@@ -284,7 +305,7 @@ def main(argv=None):
         model.config.class_weights = class_weights(dataset["train"], label_names)
 
     if stage == 1:
-        splits, collator = dataset, UtteranceCollator(processor, modality, model.config.label2id)
+        splits, collator = with_lengths(dataset, modality), UtteranceCollator(processor, modality, model.config.label2id)
     else:
         splits, collator = embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
 
