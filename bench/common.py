@@ -75,7 +75,8 @@ def dialogue_batch(dialogue_turns, seconds, tokens, seed=0, vocab=30000, num_lab
     input_values = torch.randn(dialogues, turns, samples, generator=generator) * attention_mask
     input_ids = torch.randint(1000, vocab, (dialogues, turns, tokens), generator=generator) * text_mask
     speaker_ids = (torch.arange(turns)[None, :] % 2).repeat(dialogues, 1).masked_fill(utterance_mask == 0, -1)
-    labels = torch.randint(0, num_labels, (dialogues, turns), generator=generator).masked_fill(utterance_mask == 0, -100)
+    labels = torch.randint(0, num_labels, (dialogues, turns), generator=generator)
+    labels = labels.masked_fill(utterance_mask == 0, -100)
     return dict(input_values=input_values, attention_mask=attention_mask, input_ids=input_ids,
                 text_attention_mask=text_mask, utterance_mask=utterance_mask, speaker_ids=speaker_ids, labels=labels)
 
@@ -94,6 +95,14 @@ def interleaved(functions, repeats, warmup=1):
             function()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}, times
+
+
+def paired_ratio(times, numerator, denominator):
+    """Median and quartiles of the per-round ratios: each round's two runs are adjacent in time, so a change of load
+    between rounds cancels out of their ratio."""
+    ratios = sorted(a / b for a, b in zip(times[numerator], times[denominator]))
+    quartile = lambda q: ratios[min(len(ratios) - 1, int(q * len(ratios)))]  # noqa: E731
+    return statistics.median(ratios), quartile(0.25), quartile(0.75)
 
 
 def machine(threads=None):

@@ -329,7 +329,8 @@ class HCAMPreTrainedModel(PreTrainedModel):
             raise ValueError("HCAM loads safetensors weights only (unpickling a checkpoint can run code): drop "
                              "use_safetensors=False.")
         kwargs["use_safetensors"] = True
-        source = os.fspath(pretrained_model_name_or_path) if isinstance(pretrained_model_name_or_path, (str, os.PathLike)) else None
+        source = pretrained_model_name_or_path
+        source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
         folder = os.path.join(source, kwargs.get("subfolder") or "") if source else None
         if folder and os.path.isdir(folder):
             files = os.listdir(folder)
@@ -345,7 +346,8 @@ class HCAMPreTrainedModel(PreTrainedModel):
         except Exception as error:
             if type(error).__name__ != "SafetensorError":
                 raise
-            where = os.path.join(folder, "model.safetensors") if folder and os.path.isdir(folder) else "model.safetensors"
+            local = folder and os.path.isdir(folder)
+            where = os.path.join(folder, "model.safetensors") if local else "model.safetensors"
             raise OSError(
                 f"cannot read the weights of {source or 'the model'}: {where} is truncated or corrupt ({error}). "
                 "Copy or download it again (an interrupted copy or push leaves a partial file)."
