@@ -34,7 +34,7 @@ def pad(vector, length):
     return torch.nn.functional.pad(vector, (0, length - vector.shape[0]))
 
 
-def build_cache(model, batches, chunk=32):
+def build_cache(model, batches, chunk=8):
     """Stage-I embeddings of every turn, utterances batched by length (what the trainer's cache stores)."""
     utterances = []
     for b, batch in enumerate(batches):
