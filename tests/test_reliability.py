@@ -381,6 +381,19 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp
     rng = random.Random(8)
     run_dir = tmp_path / "killed" / "stage1-text"
     kills, checkpoints_seen = 0, set()
+    # first a kill right after the first checkpoint appears, so resuming from one is always exercised (on a quiet
+    # machine start-up dominates and random moments can all fall before it)
+    process = _start(_stage_run(corpus, encoder, tmp_path / "killed"), logs / "killed-after-checkpoint.log")
+    while process.poll() is None and not (run_dir.is_dir() and any(
+            name.startswith("checkpoint-") for name in os.listdir(run_dir))):
+        time.sleep(0.02)
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+        kills += 1
+    process.wait()
+    _assert_no_partial_checkpoint(run_dir)
+    if run_dir.is_dir():
+        checkpoints_seen |= {name for name in os.listdir(run_dir) if name.startswith("checkpoint-")}
     for attempt, fraction in enumerate(sorted(rng.uniform(0.4, 0.9) for _ in range(3))):
         process = _start(_stage_run(corpus, encoder, tmp_path / "killed"), logs / f"killed-{attempt}.log")
         deadline = time.time() + duration * fraction
