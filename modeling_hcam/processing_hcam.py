@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
-from .feature_extraction_hcam import HCAMFeatureExtractor, as_dialogue_batch
+from .feature_extraction_hcam import as_dialogue_batch
 
 
 def _text_as_batch(text) -> tuple[list[list[str]], bool]:

@@ -383,21 +383,14 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp
     kills, checkpoints_seen = 0, set()
     # first a kill right after the first checkpoint appears, so resuming from one is always exercised (on a quiet
     # machine start-up dominates and random moments can all fall before it)
-    process = _start(_stage_run(corpus, encoder, tmp_path / "killed"), logs / "killed-after-checkpoint.log")
-    while process.poll() is None and not (run_dir.is_dir() and any(
-            name.startswith("checkpoint-") for name in os.listdir(run_dir))):
-        time.sleep(0.02)
-    if process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-        kills += 1
-    process.wait()
-    _assert_no_partial_checkpoint(run_dir)
-    if run_dir.is_dir():
-        checkpoints_seen |= {name for name in os.listdir(run_dir) if name.startswith("checkpoint-")}
-    for attempt, fraction in enumerate(sorted(rng.uniform(0.4, 0.9) for _ in range(3))):
-        process = _start(_stage_run(corpus, encoder, tmp_path / "killed"), logs / f"killed-{attempt}.log")
-        deadline = time.time() + duration * fraction
-        while process.poll() is None and time.time() < deadline:
+    def has_checkpoint():
+        return run_dir.is_dir() and any(name.startswith("checkpoint-") for name in os.listdir(run_dir))
+
+    def run_and_kill(log_name, keep_running):
+        """Start the command, SIGKILL it once `keep_running()` turns false (unless it ended first)."""
+        nonlocal kills, checkpoints_seen
+        process = _start(_stage_run(corpus, encoder, tmp_path / "killed"), logs / log_name)
+        while process.poll() is None and keep_running():
             time.sleep(0.02)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
@@ -406,6 +399,11 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp
         _assert_no_partial_checkpoint(run_dir)
         if run_dir.is_dir():
             checkpoints_seen |= {name for name in os.listdir(run_dir) if name.startswith("checkpoint-")}
+
+    run_and_kill("killed-after-checkpoint.log", lambda: not has_checkpoint())
+    for attempt, fraction in enumerate(sorted(rng.uniform(0.4, 0.9) for _ in range(3))):
+        deadline = time.time() + duration * fraction
+        run_and_kill(f"killed-{attempt}.log", lambda: time.time() < deadline)
     final = _start(_stage_run(corpus, encoder, tmp_path / "killed"), logs / "final.log")
     assert final.wait(timeout=300) == 0, (logs / "final.log").read_text()[-3000:]
     assert kills >= 2, "the run finished before it could be killed: the kill points are too late"

@@ -112,6 +112,16 @@ COMMON_DEFAULTS = {
 # Per stage (and modality): a pretrained encoder is fine-tuned with a small learning rate while the
 # GRU/attention head trained from scratch needs ~1e-3. Stages 2 and 3 train only small heads on cached
 # embeddings, so epochs are cheap: many of them, with early stopping.
+# Stages 2 and 3 train small heads on cached embeddings: epochs take seconds, so many of them, with early stopping.
+CONTEXT_AND_FUSION_DEFAULTS = {
+    "learning_rate": 1e-3,
+    "num_train_epochs": 40,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 16,
+    "early_stopping_patience": 8,
+    "warmup_steps": 0,
+}
+
 STAGE_DEFAULTS = {
     (1, "text"): {
         # similar lengths in a batch: padding, and so compute, drops severalfold on real corpora
@@ -136,22 +146,8 @@ STAGE_DEFAULTS = {
         "per_device_eval_batch_size": 32,
         "early_stopping_patience": 4,
     },
-    (2, None): {
-        "learning_rate": 1e-3,
-        "num_train_epochs": 40,
-        "per_device_train_batch_size": 8,
-        "per_device_eval_batch_size": 16,
-        "early_stopping_patience": 8,
-        "warmup_steps": 0,
-    },
-    (3, None): {
-        "learning_rate": 1e-3,
-        "num_train_epochs": 40,
-        "per_device_train_batch_size": 8,
-        "per_device_eval_batch_size": 16,
-        "early_stopping_patience": 8,
-        "warmup_steps": 0,
-    },
+    (2, None): CONTEXT_AND_FUSION_DEFAULTS,
+    (3, None): CONTEXT_AND_FUSION_DEFAULTS,
 }
 
 

@@ -265,12 +265,17 @@ def finalize_stage_folder(folder, marker, hub_model_id=None):
 
 
 # ----- the push -----------------------------------------------------------------------------------------------------
-def read_push_record(folder):
-    path = os.path.join(folder, PUSH_RECORD)
+def read_json(folder, name):
+    """The JSON file `name` in `folder`, or None when there is none."""
+    path = os.path.join(folder, name)
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_push_record(folder):
+    return read_json(folder, PUSH_RECORD)
 
 
 def earlier_revisions(marker, repo_id):

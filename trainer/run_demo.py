@@ -93,7 +93,7 @@ def gold_vs_asr(model, manifest, output_dir):
             metrics[name] = json.load(f)
         metrics[name]["seconds"] = round(time.time() - started, 1)
     heads = list(metrics["gold"]["heads"])
-    print(f"\nStage-3 model on the test split, weighted F1 with gold vs ASR (Whisper) transcripts"
+    print("\nStage-3 model on the test split, weighted F1 with gold vs ASR (Whisper) transcripts"
           + (f", WER {metrics['asr']['asr_word_error_rate']:.3f}" if "asr_word_error_rate" in metrics["asr"] else ""))
     print(f"{'head':24s} {'gold':>7s} {'ASR':>7s}")
     for head in heads:

@@ -48,7 +48,7 @@ from hcam.trainer.data import (
 )
 from hcam.trainer.embedding_cache import cached_embeddings
 from hcam.trainer.evaluation import detailed_report
-from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage
+from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage, read_json, stage_tag
 from hcam.trainer.trainer import HCAMStageTrainer
 
 logger = logging.getLogger("hcam.trainer.run_stage")
@@ -62,15 +62,7 @@ class IncompatibleStageError(SystemExit):
 
 # ----- earlier stages ---------------------------------------------------------------------------------------------
 def read_marker(folder):
-    path = os.path.join(folder, STAGE_MARKER)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def stage_name(stage, modality):
-    return f"stage{stage}-{modality}" if modality else f"stage{stage}"
+    return read_json(folder, STAGE_MARKER)
 
 
 def check_init_from(training_args, model_args, label_names):
@@ -83,7 +75,7 @@ def check_init_from(training_args, model_args, label_names):
         if marker is None:
             raise IncompatibleStageError(
                 f"--init_from {folder}: not a finished HCAM stage ({STAGE_MARKER} missing). Finish "
-                f"{stage_name(want_stage, want_modality)} there first (rerun its command to resume it)."
+                f"{stage_tag(want_stage, want_modality)} there first (rerun its command to resume it)."
             )
         if marker["stage"] != want_stage:
             raise IncompatibleStageError(
@@ -270,7 +262,7 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity_warning()
     stage, modality, output_dir = training_args.stage, training_args.modality, training_args.output_dir
-    name = stage_name(stage, modality)
+    name = stage_tag(stage, modality)
     push_to_hub = training_args.push_to_hub
     if push_to_hub and not training_args.hub_model_id:
         raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME: every stage is a branch of that one repo.")
@@ -279,7 +271,7 @@ def main(argv=None):
     if finished is not None:
         if finished["stage"] != stage or finished["modality"] != modality:
             raise IncompatibleStageError(
-                f"--output_dir {output_dir} holds a finished {stage_name(finished['stage'], finished['modality'])}; "
+                f"--output_dir {output_dir} holds a finished {stage_tag(finished['stage'], finished['modality'])}; "
                 f"{name} never overwrites it. Choose another --output_dir."
             )
         logger.info("%s in %s is already finished: not retraining (delete the folder to retrain).", name, output_dir)
