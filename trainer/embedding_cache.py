@@ -15,16 +15,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from hcam.processing.fingerprint import hash_model_weights
+
 logger = logging.getLogger(__name__)
-
-
-def weights_fingerprint(module):
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def data_fingerprint(dataset, modality):
@@ -60,7 +53,7 @@ def cache_key(model, processor, dataset, modality):
         "processor": processor_fingerprint(processor, modality),
     }
     digest = hashlib.sha256()
-    digest.update(weights_fingerprint(model.utterance_encoders[modality]).encode())
+    digest.update(hash_model_weights(model.utterance_encoders[modality]).encode())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(data_fingerprint(dataset, modality).encode())
     return digest.hexdigest()[:24]
