@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 
-DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-_MINILM_NAMES = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
+from hcam.modeling_hcam.configuration_hcam import DEFAULT_TEXT_ENCODER
+
+_MINILM_NAMES = {DEFAULT_TEXT_ENCODER, "all-MiniLM-L6-v2"}
 
 
 def _in_hf_cache(repo_id: str) -> bool:
