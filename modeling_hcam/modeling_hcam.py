@@ -519,7 +519,11 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
                                  f"`{modality}_embeddings`.")
             if mask is None:
                 mask = torch.ones_like(values, dtype=torch.long)
-            features = self.utterance_encoders[modality].forward_features(values[turns], mask[turns])
+            if turns.all():  # a view, not a copy of every sample (stage I batches one-turn dialogues)
+                values, mask = values.flatten(0, 1), mask.flatten(0, 1)
+            else:
+                values, mask = values[turns], mask[turns]
+            features = self.utterance_encoders[modality].forward_features(values, mask)
             scattered = features.new_zeros(*turns.shape, features.shape[-1])
             scattered[turns] = features
             embeddings[modality] = scattered
