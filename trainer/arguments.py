@@ -111,8 +111,7 @@ COMMON_DEFAULTS = {
 
 # Per stage (and modality): a pretrained encoder is fine-tuned with a small learning rate while the
 # GRU/attention head trained from scratch needs ~1e-3. Stages 2 and 3 train only small heads on cached
-# embeddings, so epochs are cheap: many of them, with early stopping.
-# Stages 2 and 3 train small heads on cached embeddings: epochs take seconds, so many of them, with early stopping.
+# embeddings, so epochs take seconds: many of them, with early stopping.
 CONTEXT_AND_FUSION_DEFAULTS = {
     "learning_rate": 1e-3,
     "num_train_epochs": 40,
