@@ -45,6 +45,10 @@ def encoder_configs(size):
     raise ValueError(size)
 
 
+# HCAMConfig arguments given on the command line (--gru_hidden_size), for every model a benchmark builds
+HCAM_OVERRIDES = {}
+
+
 def hcam_config(size="tiny", stage=3, modalities=("audio", "text"), **overrides):
     from hcam.modeling_hcam import HCAMConfig
 
@@ -53,6 +57,7 @@ def hcam_config(size="tiny", stage=3, modalities=("audio", "text"), **overrides)
         stage=stage, modalities=list(modalities), audio_encoder_config=audio, text_encoder_config=text,
         id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
     )
+    kwargs.update(HCAM_OVERRIDES)
     kwargs.update(overrides)
     return HCAMConfig(**kwargs)
 
@@ -124,6 +129,8 @@ class _Parser(argparse.ArgumentParser):
         parsed = super().parse_args(*args, **kwargs)
         if parsed.threads:
             torch.set_num_threads(parsed.threads)
+        if parsed.gru_hidden_size:
+            HCAM_OVERRIDES["gru_hidden_size"] = parsed.gru_hidden_size
         return parsed
 
 
@@ -134,6 +141,8 @@ def parser(description):
     # On a 2-core machine shared with other work, a 2-thread op waits for the busier core at every barrier and
     # timings swing by 3x; one thread gives both sides of a ratio the same, stable conditions. 0 = torch's default.
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1; 0 = torch's default)")
+    p.add_argument("--gru_hidden_size", type=int, default=None,
+                   help="HCAM's bi-GRU width per direction (default: HCAMConfig's, 200); to see what a narrower head costs")
     return p
 
 
