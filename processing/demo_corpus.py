@@ -263,7 +263,11 @@ def _render(job) -> tuple[str, float]:
 
 def generate(out_dir, num_dialogues: int = 130, seed: int = 0, workers: int = 2, min_turns: int = 6,
              max_turns: int = 9, validation_dialogues: int | None = None, test_dialogues: int | None = None) -> dict:
-    """Writes {train,validation,test}.csv, audio/*.ogg and cues.csv under out_dir; returns summary counts."""
+    """Writes {train,validation,test}.csv, audio/*.ogg and cues.csv under out_dir; returns summary counts.
+
+    The shipped corpus is `generate(out_dir, 210, seed=0, validation_dialogues=60, test_dialogues=60)`, the
+    command line's defaults.
+    """
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not on PATH: install it (e.g. `apt-get install -y espeak-ng`) to generate "
                            "the demo corpus. Loading the shipped corpus does not need it.")
