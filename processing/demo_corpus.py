@@ -184,10 +184,9 @@ def plan_corpus(num_dialogues: int, seed: int, min_turns: int = 6, max_turns: in
     content_pool = _split_pool(CONTENT_SENTENCES, rng)
 
     # By default about 70/15/15 by dialogue, with at least one dialogue in each split.
-    n_test = max(1, round(0.15 * num_dialogues)) if num_dialogues >= 3 else 0
-    n_validation = max(1, round(0.15 * num_dialogues)) if num_dialogues >= 3 else 0
-    n_validation = n_validation if validation_dialogues is None else validation_dialogues
-    n_test = n_test if test_dialogues is None else test_dialogues
+    default_size = max(1, round(0.15 * num_dialogues)) if num_dialogues >= 3 else 0
+    n_validation = default_size if validation_dialogues is None else validation_dialogues
+    n_test = default_size if test_dialogues is None else test_dialogues
     if n_validation + n_test >= num_dialogues and num_dialogues >= 3:
         raise ValueError(f"{n_validation} validation + {n_test} test dialogues leave none of {num_dialogues} to train.")
     split_of = ["train"] * (num_dialogues - n_validation - n_test) + ["validation"] * n_validation + ["test"] * n_test
