@@ -11,7 +11,7 @@ its encoders (real turns only, chunked, each chunk cut to its longest utterance)
 
 import torch
 
-from common import HCAM_OVERRIDES, dialogue_batch, hcam_config, interleaved, machine, paired_ratio, parser, report, row
+from common import dialogue_batch, hcam_config, interleaved, machine, overrides_note, paired_ratio, parser, report, row
 
 BAR = 1.10
 
@@ -49,8 +49,7 @@ def measure(size, dialogue_turns, seconds, tokens, repeats):
     audio_seconds = float(inputs["attention_mask"].sum()) / 16000
     case = (f"{size} encoders, {len(dialogue_turns)} dialogues / {sum(dialogue_turns)} turns / "
             f"{audio_seconds:.0f} s audio")
-    if HCAM_OVERRIDES:
-        case += f", GRU {HCAM_OVERRIDES['gru_hidden_size']}/direction"
+    case += overrides_note()
     measured = (f"HCAM {medians['hcam']:.2f} s vs encoders {medians['encoders']:.2f} s: {ratio:.3f}x "
                 f"(quartiles {low:.3f}-{high:.3f}, {len(times['hcam'])} rounds)")
     return row("1 inference", case, measured, f"<= {BAR:.2f}x", ratio <= BAR)

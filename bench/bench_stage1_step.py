@@ -12,7 +12,7 @@ wav2vec2 and with wav2vec2-base's shape.
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
-from common import (HCAM_OVERRIDES, LABELS, dialogue_batch, encoder_configs, hcam_config, interleaved, machine,
+from common import (LABELS, dialogue_batch, encoder_configs, hcam_config, interleaved, machine, overrides_note,
                     paired_ratio, parser, report, row)
 
 BAR = 1.15
@@ -47,8 +47,7 @@ def measure(size, seconds, repeats):
     }, repeats)
     ratio, low, high = paired_ratio(times, "hcam", "reference")
     case = f"{size} wav2vec2, {len(seconds)} utterances / {sum(seconds):.0f} s audio"
-    if HCAM_OVERRIDES:
-        case += f", GRU {HCAM_OVERRIDES['gru_hidden_size']}/direction"
+    case += overrides_note()
     measured = (f"HCAM {medians['hcam']:.2f} s vs Wav2Vec2ForSequenceClassification {medians['reference']:.2f} s "
                 f": {ratio:.3f}x (quartiles {low:.3f}-{high:.3f}, {len(times['hcam'])} rounds)")
     return row("5 stage-I step", case, measured, f"<= {BAR:.2f}x", ratio <= BAR)

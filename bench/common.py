@@ -49,6 +49,11 @@ def encoder_configs(size):
 HCAM_OVERRIDES = {}
 
 
+def overrides_note():
+    """What a result row's case adds when --gru_hidden_size changed HCAM's width ("" otherwise)."""
+    return f", GRU {HCAM_OVERRIDES['gru_hidden_size']}/direction" if HCAM_OVERRIDES else ""
+
+
 def hcam_config(size="tiny", stage=3, modalities=("audio", "text"), **overrides):
     from hcam.modeling_hcam import HCAMConfig
 
@@ -142,7 +147,8 @@ def parser(description):
     # timings swing by 3x; one thread gives both sides of a ratio the same, stable conditions. 0 = torch's default.
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1; 0 = torch's default)")
     p.add_argument("--gru_hidden_size", type=int, default=None,
-                   help="HCAM's bi-GRU width per direction (default: HCAMConfig's, 200); to see what a narrower head costs")
+                   help="HCAM's bi-GRU width per direction (default: HCAMConfig's, 200), to see what a narrower "
+                        "head costs")
     return p
 
 
