@@ -1,10 +1,12 @@
 """Command-line arguments of `run_stage.py`, and the per-stage defaults used when a flag is not given.
 
 Three dataclasses, parsed together by `HfArgumentParser` as in transformers' example scripts:
-`ModelArguments` (encoders, head sizes), `DataArguments` (which corpus) and `HCAMTrainingArguments`
-(a `TrainingArguments` with the stage, the modality, the earlier stage's folder and the loss settings).
+`ModelArguments` (encoders, head sizes), `DataArguments` (which corpus: the corpus registry's `CorpusArguments`
+plus run limits) and `HCAMTrainingArguments` (a `TrainingArguments` with the stage, the modality, the earlier
+stage's folder and the loss settings). Each stage's defaults are `hcam.trainer.stages.Stage.defaults`.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
-DATASET_NAMES = ("demo", "meld", "iemocap", "mosi")
+from hcam.processing.corpora import CORPORA, CorpusArguments, get_corpus
+from hcam.trainer.stages import COMMON_DEFAULTS, Stage
 
 
 @dataclass
@@ -41,17 +44,9 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    dataset_name: str | None = field(
-        default=None, metadata={"help": f"One of {', '.join(DATASET_NAMES)}; read with hcam.processing.datasets."}
-    )
-    data_dir: str | None = field(default=None, metadata={"help": "Folder of the corpus release (not needed for demo)."})
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "Corpus variant, e.g. IEMOCAP '6class'/'4class', MOSI 'binary'/'7class'."}
-    )
-    train_file: str | None = field(default=None, metadata={"help": "Plain manifest (csv/jsonl) of the train split."})
-    validation_file: str | None = field(default=None, metadata={"help": "Plain manifest of the validation split."})
-    test_file: str | None = field(default=None, metadata={"help": "Plain manifest of the test split."})
+class DataArguments(CorpusArguments):
+    """The corpus (every reader option of hcam.processing.corpora is a flag) and how much of it a run uses."""
+
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Keep the first N dialogues of train (quick runs, tests)."}
     )
@@ -86,130 +81,88 @@ class HCAMTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without a better validation weighted F1."}
     )
+    cross_fit_folds: int = field(
+        default=0,
+        metadata={"help": "Stages 2-3: train on out-of-fold stage-1 embeddings of the train split (k >= 2: k stage-1 "
+                  "models, each trained with the stage-1 folder's recipe on the other folds, embed the dialogues they "
+                  "did not see; cost: k extra stage-1 trainings, cached). 0 = the shipped stage-1 model's own "
+                  "embeddings. Validation/test always use the shipped stage-1 model. See hcam.trainer.cross_fit."},
+    )
+    cross_fit_seed: int = field(default=0, metadata={"help": "Seed of the dialogue-to-fold assignment (--cross_fit_folds)."})
+    embedding_noise: float = field(
+        default=0.0,
+        metadata={"help": "Stages 2-3: Gaussian noise on the cached stage-1 embeddings while training, as a fraction of "
+                  "each embedding's RMS."},
+    )
+    embedding_dropout: float = field(
+        default=0.0, metadata={"help": "Stages 2-3: dropout on the cached stage-1 embeddings while training."}
+    )
 
 
-# Defaults applied when the user gave no flag for them (explicit flags and recipe values win).
-# Common to every stage: evaluate and save every epoch, keep the best by validation weighted F1.
-COMMON_DEFAULTS = {
-    "eval_strategy": "epoch",
-    "save_strategy": "epoch",
-    "logging_strategy": "steps",
-    "logging_steps": 10,
-    "load_best_model_at_end": True,
-    "metric_for_best_model": "weighted_f1",
-    "greater_is_better": True,
-    # Two checkpoints: the best and the latest (to resume from).
-    "save_total_limit": 2,
-    "report_to": ["tensorboard"],
-    "remove_unused_columns": False,
-    "label_names": ["labels"],
-    "seed": 42,
-    "dataloader_pin_memory": False,
-    "warmup_steps": 0.06,  # < 1: a fraction of the total steps (transformers v5)
-    "weight_decay": 0.01,
-}
-
-# Per stage (and modality): a pretrained encoder is fine-tuned with a small learning rate while the
-# GRU/attention head trained from scratch needs ~1e-3. Stages 2 and 3 train only small heads on cached
-# embeddings, so epochs take seconds: many of them, with early stopping.
-CONTEXT_AND_FUSION_DEFAULTS = {
-    "learning_rate": 1e-3,
-    "num_train_epochs": 40,
-    "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 16,
-    "early_stopping_patience": 8,
-    "warmup_steps": 0,
-}
-
-STAGE_DEFAULTS = {
-    (1, "text"): {
-        # similar lengths in a batch: padding, and so compute, drops severalfold on real corpora
-        "train_sampling_strategy": "group_by_length",
-        "length_column_name": "length",
-        "learning_rate": 1e-3,
-        "encoder_learning_rate": 3e-5,
-        "num_train_epochs": 4,
-        "per_device_train_batch_size": 32,
-        "per_device_eval_batch_size": 64,
-        "early_stopping_patience": 2,
-    },
-    (1, "audio"): {
-        "train_sampling_strategy": "group_by_length",
-        "length_column_name": "length",
-        # The default audio encoder is random: it learns everything, so it gets a larger rate than a
-        # fine-tuned one would (pass --encoder_learning_rate 3e-5 with wav2vec2-base).
-        "learning_rate": 1e-3,
-        "encoder_learning_rate": 3e-4,
-        "num_train_epochs": 15,
-        "per_device_train_batch_size": 16,
-        "per_device_eval_batch_size": 32,
-        "early_stopping_patience": 4,
-    },
-    (2, None): CONTEXT_AND_FUSION_DEFAULTS,
-    (3, None): CONTEXT_AND_FUSION_DEFAULTS,
-}
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, HCAMTrainingArguments)
 
 
-def stage_defaults(stage, modality):
-    defaults = dict(COMMON_DEFAULTS)
-    defaults.update(STAGE_DEFAULTS.get((stage, modality if stage == 1 else None), {}))
-    return defaults
+# Layering: explicit flags > the --recipe JSON file > the stage's defaults (hcam.trainer.stages) > the dataclasses'.
+def read_recipe(path, stage):
+    """The values of a recipe for `stage`: its top-level values, then "common", then the stage's section.
+
+    Keys starting with "_" are comments (the reasons). A key no argument dataclass has is an error naming it."""
+    with open(path, encoding="utf-8") as f:
+        recipe = json.load(f)
+    values = {k: v for k, v in recipe.items() if k not in ("common", "stages")}
+    values.update(recipe.get("common", {}))
+    if "stages" in recipe:
+        if stage is not None and stage.tag not in recipe["stages"]:
+            raise SystemExit(f"{path}: no section {stage.tag!r} (it has {sorted(recipe['stages'])}).")
+        values.update(recipe["stages"].get(stage.tag, {}) if stage is not None else {})
+    values = {k: v for k, v in values.items() if not k.startswith("_")}
+    known = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SystemExit(f"{path}: unknown key(s) {unknown}{' in ' + stage.tag if stage else ''}: not a run_stage.py "
+                         "argument (renamed? see python trainer/run_stage.py --help).")
+    return values
 
 
-def _flags_given(argv):
-    return {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
-
-
-def _to_argv(values):
-    argv = []
-    for key, value in values.items():
-        if value is None:
-            continue
-        argv.append(f"--{key}")
-        if isinstance(value, (list, tuple)):
-            argv.extend(str(v) for v in value)
-        else:
-            argv.append(str(value))
-    return argv
-
-
-def _peek(argv, name, cast=str):
-    for i, token in enumerate(argv):
-        if token == f"--{name}" and i + 1 < len(argv):
-            return cast(argv[i + 1])
-        if token.startswith(f"--{name}="):
-            return cast(token.split("=", 1)[1])
-    return None
+def _stage_of(stage, modality):
+    try:
+        return Stage(int(stage), modality if int(stage) < 3 else None) if stage is not None else None
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def parse_args(argv=None):
     """Parse `argv` (default sys.argv[1:]) into (ModelArguments, DataArguments, HCAMTrainingArguments).
 
-    Precedence: explicit flags > the `--recipe` JSON file > the stage's defaults > TrainingArguments' defaults.
-    A single argument ending in .json is read as a whole config file, as in transformers' examples.
+    Precedence: explicit flags > the `--recipe` JSON file > the stage's defaults > the dataclasses' defaults; the
+    recipe and the stage defaults are layered with `HfArgumentParser.set_defaults`. A single argument ending in
+    .json is read as transformers' example scripts read it: every argument in one flat JSON file
+    (`HfArgumentParser.parse_json_file`); a sectioned recipe is refused there (pass it with --recipe).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        argv = ["--recipe", argv[0]]
-    recipe_values = {}
-    recipe_path = _peek(argv, "recipe")
-    if recipe_path:
-        with open(recipe_path, encoding="utf-8") as f:
-            recipe = json.load(f)
-        recipe_values = {k: v for k, v in recipe.items() if not k.startswith("_") and k not in ("common", "stages")}
-    stage = _peek(argv, "stage", int) or recipe_values.get("stage", 1)
-    modality = _peek(argv, "modality") or recipe_values.get("modality")
-    if recipe_path and "stages" in recipe:
-        # sectioned recipe: "common" values, then the section of this stage ("stage1-text", "stage2-audio", "stage3")
-        section = f"stage{stage}-{modality}" if modality else f"stage{stage}"
-        recipe_values.update(recipe.get("common", {}))
-        recipe_values.update(recipe["stages"].get(section, {}))
-        recipe_values = {k: v for k, v in recipe_values.items() if not k.startswith("_")}
-    given = _flags_given(argv) | set(recipe_values)
-    defaults = {k: v for k, v in stage_defaults(stage, modality).items() if k not in given}
-    parser = HfArgumentParser((ModelArguments, DataArguments, HCAMTrainingArguments))
-    full_argv = _to_argv(defaults) + _to_argv(recipe_values) + argv
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=full_argv)
+        with open(argv[0], encoding="utf-8") as f:
+            if "stages" in json.load(f):
+                raise SystemExit(f"{argv[0]} is a sectioned recipe: run it with --recipe {argv[0]} --stage N "
+                                 "[--modality audio|text] --output_dir DIR.")
+        model_args, data_args, training_args = parser.parse_json_file(argv[0])
+        check_args(model_args, data_args, training_args)
+        return model_args, data_args, training_args
+    given, _ = parser.parse_known_args(argv)  # what the command line says (the dataclasses' defaults elsewhere)
+    recipe = {}
+    if given.recipe:
+        stage_hint = read_recipe(given.recipe, None)  # top-level/common values may name the stage
+        on_command_line = any(word == "--stage" or word.startswith("--stage=") for word in argv)
+        stage = given.stage if on_command_line else stage_hint.get("stage", given.stage)
+        modality = given.modality or stage_hint.get("modality")
+        recipe = read_recipe(given.recipe, _stage_of(stage, modality))
+    else:
+        stage, modality = given.stage, given.modality
+    stage_obj = _stage_of(stage, modality) if (modality or int(stage) == 3) else None
+    parser.set_defaults(**(stage_obj.defaults if stage_obj else COMMON_DEFAULTS))
+    parser.set_defaults(**recipe)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if training_args.output_dir is None:
         raise SystemExit("--output_dir is required.")
     check_args(model_args, data_args, training_args)
@@ -217,22 +170,21 @@ def parse_args(argv=None):
 
 
 def check_args(model_args, data_args, training_args):
-    stage, modality, init_from = training_args.stage, training_args.modality, training_args.init_from or []
-    if stage in (1, 2) and modality is None:
-        raise SystemExit(f"Stage {stage} trains one modality: pass --modality audio or --modality text.")
-    if stage == 3 and modality is not None:
-        raise SystemExit("Stage 3 fuses both modalities: drop --modality.")
-    if stage == 1 and init_from:
+    stage = _stage_of(training_args.stage, training_args.modality)
+    init_from = training_args.init_from or []
+    if stage.number == 1 and init_from:
         raise SystemExit("Stage 1 starts from the encoders (--audio_encoder/--text_encoder), not from --init_from.")
-    if stage == 2 and len(init_from) != 1:
-        raise SystemExit("Stage 2 needs --init_from <stage-1 output folder of the same modality>.")
-    if stage == 3 and len(init_from) != 2:
-        raise SystemExit("Stage 3 needs --init_from <audio stage-2 folder> <text stage-2 folder>.")
+    if len(init_from) != len(stage.starts_from):
+        wanted = " ".join(f"<{s.tag} output folder>" for s in stage.starts_from)
+        raise SystemExit(f"Stage {stage.number} needs --init_from {wanted}.")
     for folder in init_from:
         if os.path.abspath(folder) == os.path.abspath(training_args.output_dir):
             raise SystemExit(f"--output_dir {folder} is also --init_from: a stage never overwrites an earlier stage.")
     manifest = data_args.train_file or data_args.validation_file or data_args.test_file
-    if not data_args.dataset_name and not manifest:
-        raise SystemExit("Pass --dataset_name {demo,meld,iemocap,mosi} (with --data_dir) or --train_file/--validation_file/--test_file.")
-    if data_args.dataset_name and data_args.dataset_name not in DATASET_NAMES:
-        raise SystemExit(f"--dataset_name must be one of {DATASET_NAMES}, got {data_args.dataset_name!r}.")
+    if not data_args.dataset_name and not manifest and not data_args.data_dir:
+        raise SystemExit(f"Pass --dataset_name {{{','.join(CORPORA)}}} (with --data_dir) or "
+                         "--train_file/--validation_file/--test_file.")
+    try:
+        get_corpus(data_args.dataset_name)
+    except ValueError as error:
+        raise SystemExit(f"--dataset_name: {error}") from None

@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 
+import datasets
 import numpy as np
 import torch
 import transformers
@@ -43,17 +44,18 @@ from hcam.trainer.data import (
     check_labels,
     check_modality_inputs,
     collate_dialogues,
-    corpus_label_names,
-    load_splits,
+    load_corpus,
 )
-from hcam.trainer.embedding_cache import cached_embeddings
+from hcam.trainer.cross_fit import stage_embeddings
 from hcam.trainer.evaluation import detailed_report
-from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage, read_json, stage_tag
+from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage, read_json
+from hcam.trainer.stages import Stage
 from hcam.trainer.trainer import HCAMStageTrainer
 
 logger = logging.getLogger("hcam.trainer.run_stage")
 
 STAGE_MARKER = "hcam_stage.json"
+DATA_REPORT = "data_report.json"  # what the reader found: protocol, counts, every problem and skipped item
 
 
 class IncompatibleStageError(SystemExit):
@@ -65,26 +67,33 @@ def read_marker(folder):
     return read_json(folder, STAGE_MARKER)
 
 
-def check_init_from(training_args, model_args, label_names):
+def check_init_from(training_args, model_args, label_names, protocol=None):
     """Refuse to start from a folder that is not a finished, compatible earlier stage; say which part differs."""
-    stage, modality = training_args.stage, training_args.modality
-    expected = [(1, modality)] if stage == 2 else [(2, "audio"), (2, "text")]
+    stage = Stage(training_args.stage, training_args.modality)
     configs = []
-    for folder, (want_stage, want_modality) in zip(training_args.init_from, expected):
+    for folder, want in zip(training_args.init_from, stage.starts_from):
         marker = read_marker(folder)
         if marker is None:
             raise IncompatibleStageError(
                 f"--init_from {folder}: not a finished HCAM stage ({STAGE_MARKER} missing). Finish "
-                f"{stage_tag(want_stage, want_modality)} there first (rerun its command to resume it)."
+                f"{want.tag} there first (rerun its command to resume it)."
             )
-        if marker["stage"] != want_stage:
+        if marker["stage"] != want.number:
             raise IncompatibleStageError(
-                f"--init_from {folder}: it holds stage {marker['stage']}, stage {stage} starts from stage {want_stage}."
+                f"--init_from {folder}: it holds stage {marker['stage']}, stage {stage.number} starts from stage "
+                f"{want.number}."
             )
-        if marker["modality"] != want_modality:
+        if marker["modality"] != want.modality:
             raise IncompatibleStageError(
-                f"--init_from {folder}: its modality is {marker['modality']}, stage {stage} needs {want_modality} "
-                + ("(--modality)." if stage == 2 else "(pass the audio folder first, then the text folder).")
+                f"--init_from {folder}: its modality is {marker['modality']}, stage {stage.number} needs {want.modality} "
+                + ("(--modality)." if stage.number == 2 else "(pass the audio folder first, then the text folder).")
+            )
+        earlier_protocol = (marker.get("data") or {}).get("protocol")
+        if protocol and earlier_protocol and earlier_protocol != protocol:
+            raise IncompatibleStageError(
+                f"--init_from {folder}: it was trained on another split ({earlier_protocol}) than this run's "
+                f"({protocol}); its training data may hold this run's test dialogues. Use the same --fold / "
+                "--validation_fraction / data flags as its stage."
             )
         config = HCAMConfig.from_pretrained(folder)
         for given, field, flag in (
@@ -197,8 +206,8 @@ def embedding_datasets(model, processor, dataset, training_args, data_args):
     with training_args.main_process_first(desc="stage-I embeddings"):
         for split, rows in dataset.items():
             embeddings = {
-                m: cached_embeddings(model, processor, rows, m, cache_dir, split,
-                                     batch_size=training_args.per_device_eval_batch_size * 2, device=device)
+                m: stage_embeddings(model, processor, dataset, split, m, cache_dir, training_args,
+                                    batch_size=training_args.per_device_eval_batch_size * 2, device=device)
                 for m in modalities
             }
             result[split] = DialogueEmbeddingDataset(rows, embeddings, model.config.label2id)
@@ -257,75 +266,92 @@ def with_lengths(dataset, modality):
     return DatasetDict(with_length)
 
 
-def main(argv=None):
-    model_args, data_args, training_args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
-    transformers.utils.logging.set_verbosity_warning()
-    stage, modality, output_dir = training_args.stage, training_args.modality, training_args.output_dir
-    name = stage_tag(stage, modality)
-    push_to_hub = training_args.push_to_hub
-    if push_to_hub and not training_args.hub_model_id:
-        raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME: every stage is a branch of that one repo.")
+def setup_logging(training_args):
+    """Log at --log_level (the main process; the others at --log_level_replica), our modules and transformers alike."""
+    level = training_args.get_process_log_level()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    logging.getLogger("hcam").setLevel(level)
+    transformers.utils.logging.set_verbosity(min(level, logging.WARNING))
+    datasets.utils.logging.set_verbosity(min(level, logging.WARNING))
+    if training_args.disable_tqdm:
+        datasets.disable_progress_bars()
 
+
+def finished_stage(stage, output_dir):
+    """The marker of an already finished stage in `output_dir` (None: train it); another stage there is an error."""
     finished = read_marker(output_dir)
-    if finished is not None:
-        if finished["stage"] != stage or finished["modality"] != modality:
-            raise IncompatibleStageError(
-                f"--output_dir {output_dir} holds a finished {stage_tag(finished['stage'], finished['modality'])}; "
-                f"{name} never overwrites it. Choose another --output_dir."
-            )
-        logger.info("%s in %s is already finished: not retraining (delete the folder to retrain).", name, output_dir)
-        if push_to_hub:
-            push(training_args, output_dir, finished)
-        return finished
+    if finished is not None and (finished["stage"], finished["modality"]) != (stage.number, stage.modality):
+        raise IncompatibleStageError(
+            f"--output_dir {output_dir} holds a finished {Stage(finished['stage'], finished['modality']).tag}; "
+            f"{stage.tag} never overwrites it. Choose another --output_dir."
+        )
+    return finished
 
-    dataset = load_splits(data_args, [modality] if modality else ["audio", "text"])
-    label_names = corpus_label_names(data_args, dataset)
+
+def read_data(stage, data_args, training_args):
+    """The corpus for this stage, with its report written to <output_dir>/data_report.json (main process)."""
+    # Every stage that reads audio decodes each clip once: a silent clip is skipped in all of them alike.
+    dataset, report = load_corpus(data_args, stage.modalities, check_audio="audio" in stage.modalities)
     for split in ("train", "validation"):
         if split not in dataset:
-            raise SystemExit(f"The corpus has no {split} split: stage training needs train and validation.")
+            raise SystemExit(f"The corpus has no {split} split: stage training needs train and validation "
+                             f"({report.protocol or 'no protocol'}).")
+    if training_args.process_index == 0:
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        report.to_json(os.path.join(training_args.output_dir, DATA_REPORT))
+    if report.problems:
+        logger.warning("%d data problem(s), %d item(s) skipped: listed in %s", len(report.problems),
+                       len(report.skipped), os.path.join(training_args.output_dir, DATA_REPORT))
+    logger.info("Protocol: %s", report.protocol)
+    return dataset, report
 
-    set_seed(training_args.seed)
-    if stage == 1:
-        check_modality_inputs(dataset, modality)
+
+def build_model(stage, model_args, training_args, dataset, label_names, protocol):
+    if stage.number == 1:
+        check_modality_inputs(dataset, stage.modality)
         model, processor = build_stage1(model_args, training_args, label_names)
     else:
-        check_init_from(training_args, model_args, label_names)
+        check_init_from(training_args, model_args, label_names, protocol)
         model, processor = build_later_stage(model_args, training_args)
-    check_labels(dataset, model.config.label2id, where=f"{name} ({output_dir})")
+    check_labels(dataset, model.config.label2id, where=f"{stage.tag} ({training_args.output_dir})")
     if training_args.class_weighting:
         model.config.class_weights = class_weights(dataset["train"], label_names)
+    return model, processor
 
-    if stage == 1:
-        splits, collator = with_lengths(dataset, modality), UtteranceCollator(processor, modality, model.config.label2id)
-    else:
-        splits, collator = embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
 
+def stage_datasets(stage, model, processor, dataset, training_args, data_args):
+    """(splits, collator): utterance rows for stage 1, dialogues of cached stage-1 embeddings for stages 2-3."""
+    if stage.number == 1:
+        return with_lengths(dataset, stage.modality), UtteranceCollator(processor, stage.modality, model.config.label2id)
+    return embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
+
+
+def build_trainer(model, processor, splits, collator, training_args, label_names):
     training_args.push_to_hub = False  # the Trainer's push drops the .py bundle and rewrites README: we push ourselves
     callbacks = []
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
-    trainer = HCAMStageTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=splits["train"],
-        eval_dataset=splits["validation"],
-        data_collator=collator,
-        processing_class=processor,
-        callbacks=callbacks,
-        label_names=label_names,
-    )
+    return HCAMStageTrainer(model=model, args=training_args, train_dataset=splits["train"],
+                            eval_dataset=splits["validation"], data_collator=collator, processing_class=processor,
+                            callbacks=callbacks, label_names=label_names)
 
+
+def train(trainer, stage, training_args):
+    """Train, resuming from the last complete checkpoint of an interrupted run of the same command."""
+    output_dir = training_args.output_dir
     if trainer.is_world_process_zero():
         shutil.rmtree(os.path.join(output_dir, ".staging"), ignore_errors=True)
     resume = training_args.resume_from_checkpoint
     if resume is None and os.path.isdir(output_dir):
         resume = get_last_checkpoint(output_dir)
         if resume:
-            logger.info("Resuming %s from %s", name, resume)
+            logger.info("Resuming %s from %s", stage.tag, resume)
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_metrics("train", train_result.metrics)
 
+
+def evaluate(trainer, splits, label_names):
+    """The best checkpoint on validation and test: metrics per head (all_results.json) and detailed reports."""
     results, reports = {}, {}
     for split, prefix in (("validation", "eval"), ("test", "test")):
         if split not in splits:
@@ -335,37 +361,89 @@ def main(argv=None):
         trainer.save_metrics(prefix, prediction.metrics)
         results.update(prediction.metrics)
         reports[prefix] = detailed_report(prediction.predictions, prediction.label_ids, trainer.heads, label_names)
-
     if trainer.is_world_process_zero():
         for prefix, report in reports.items():
-            with open(os.path.join(output_dir, f"{prefix}_report.json"), "w", encoding="utf-8") as f:
+            with open(os.path.join(trainer.args.output_dir, f"{prefix}_report.json"), "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=2)
-    trainer.save_model(os.path.join(output_dir, ".final"))
-    marker = {
-        "stage": stage,
-        "modality": modality,
-        "name": name,
+    return results
+
+
+def data_description(report, dataset, data_args):
+    """What the card and later stages need to know of the data: corpus, setting, protocol, split sizes, problems."""
+    limits = {k: getattr(data_args, k) for k in ("max_train_samples", "max_eval_samples") if getattr(data_args, k)}
+    return {
+        "corpus": report.corpus,
+        "setting": report.setting,
+        "protocol": report.protocol,
+        "splits": {split: {"dialogues": len(set(ds["dialogue_id"])), "utterances": len(ds)}
+                   for split, ds in dataset.items()},
+        "limits": limits,
+        "problems": len(report.problems),
+        "skipped": len(report.skipped),
+        "problem_kinds": report.problem_counts(),
+        "report_file": DATA_REPORT,
+    }
+
+
+def stage_marker(stage, trainer, model, results, report, dataset, model_args, data_args, training_args, argv):
+    config = model.config
+    return {
+        "stage": stage.number,
+        "modality": stage.modality,
+        "name": stage.tag,
         "init_from": [os.path.abspath(p) for p in training_args.init_from or []],
-        "labels": label_names,
-        "modalities": model.config.modalities,
-        "audio_encoder": model.config.audio_encoder_name_or_path if "audio" in model.config.modalities else None,
-        "text_encoder": model.config.text_encoder_name_or_path if "text" in model.config.modalities else None,
-        "dataset": data_args.dataset_name or {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file},
+        "labels": report.labels,
+        "modalities": config.modalities,
+        "audio_encoder": config.audio_encoder_name_or_path if "audio" in config.modalities else None,
+        "text_encoder": config.text_encoder_name_or_path if "text" in config.modalities else None,
+        "dataset": data_args.dataset_name or "manifest",
+        "data": data_description(report, dataset, data_args),
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_validation_weighted_f1": trainer.state.best_metric,
         "results": {k: v for k, v in results.items() if not k.split("_", 1)[1].startswith("f1_")},
         "training_arguments": training_args.to_dict(),
         "num_processes": training_args.world_size,
-        "data_arguments": vars(data_args),
+        "data_arguments": {k: v for k, v in vars(data_args).items() if v is not None},
         "command": command_line(argv),
     }
-    finish_output(trainer, output_dir, marker, training_args.hub_model_id if push_to_hub else None)
+
+
+def release_processes(trainer):
+    """Wait for every process, then end the process group; returns whether this is the main process."""
     trainer.accelerator.wait_for_everyone()
     is_main = trainer.is_world_process_zero()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    if push_to_hub and is_main:  # after the other processes are released: they need not wait for the upload
+    return is_main
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args(argv)
+    setup_logging(training_args)
+    stage, output_dir = Stage(training_args.stage, training_args.modality), training_args.output_dir
+    push_to_hub = training_args.push_to_hub
+    if push_to_hub and not training_args.hub_model_id:
+        raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME: every stage is a branch of that one repo.")
+
+    finished = finished_stage(stage, output_dir)
+    if finished is not None:
+        logger.info("%s in %s is already finished: not retraining (delete the folder to retrain).", stage.tag, output_dir)
+        if push_to_hub:
+            push(training_args, output_dir, finished)
+        return finished
+
+    dataset, report = read_data(stage, data_args, training_args)
+    set_seed(training_args.seed)
+    model, processor = build_model(stage, model_args, training_args, dataset, report.labels, report.protocol)
+    splits, collator = stage_datasets(stage, model, processor, dataset, training_args, data_args)
+    trainer = build_trainer(model, processor, splits, collator, training_args, report.labels)
+    train(trainer, stage, training_args)
+    results = evaluate(trainer, splits, report.labels)
+    trainer.save_model(os.path.join(output_dir, ".final"))
+    marker = stage_marker(stage, trainer, model, results, report, dataset, model_args, data_args, training_args, argv)
+    finish_output(trainer, output_dir, marker, training_args.hub_model_id if push_to_hub else None)
+    if release_processes(trainer) and push_to_hub:  # the other processes need not wait for the upload
         push(training_args, output_dir, marker)
     return marker
 

@@ -7,6 +7,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from hcam.trainer.cross_fit import perturb_embeddings
 from hcam.trainer.evaluation import build_compute_metrics
 
 ENCODER_PREFIX = "utterance_encoders."
@@ -28,7 +29,7 @@ class HCAMStageTrainer(Trainer):
         super().__init__(*args, **kwargs)
         config = self.model.config
         self.heads = ["ensemble"] + config.stage_heads()
-        self.primary_head = {1: config.stage_heads()[0], 2: f"{config.modalities[0]}_context", 3: "fusion"}[config.stage]
+        self.primary_head = config.trained_heads()[0]  # what the stage is selected on
         if self.compute_metrics is None:
             self.compute_metrics = build_compute_metrics(self.heads, self.primary_head, label_names)
         self._loss_sums = {}
@@ -36,6 +37,9 @@ class HCAMStageTrainer(Trainer):
 
     # ----- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:  # stages II/III: noise on the cached stage-I embeddings (hcam.trainer.cross_fit)
+            inputs = perturb_embeddings(inputs, getattr(self.args, "embedding_noise", 0.0),
+                                        getattr(self.args, "embedding_dropout", 0.0))
         outputs = model(**inputs)
         if model.training:
             for name in ("classification_loss", "contrastive_loss"):

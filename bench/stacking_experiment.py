@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""Which stage-I embeddings should stages II and III learn from? Candidates measured side by side (issue 13).
+
+    python bench/stacking_experiment.py --output_dir runs/stacking            # demo corpus, every candidate, 3 seeds
+    python bench/stacking_experiment.py --candidates baseline oof5 --seeds 42 7 1234
+
+Stage I (audio and text) is trained once per stage-I setting with the demo recipe (seed 42); each candidate then
+trains stage 2 audio, stage 2 text and stage 3 with `trainer/run_stage.py` (as a user runs them) for every seed.
+All candidates share one embedding cache, so the cross-fitted (out-of-fold) stage-I embeddings are built once.
+The choice is made on validation only: the candidate with the best mean, over seeds, of the validation weighted F1
+of the heads it trains (audio context, text context, fusion, ensemble). Test scores are printed beside it and never
+enter the choice. Writes <output_dir>/stacking.json and prints one table per split (mean ± std over seeds).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_STAGE = os.path.join(REPO, "trainer", "run_stage.py")
+RECIPE = os.path.join(REPO, "trainer", "recipes", "demo.json")
+
+# name -> (flags of stages 2 and 3, stage-I setting)
+CANDIDATES = {
+    "baseline": ([], "recipe"),
+    "noise0.5": (["--embedding_noise", "0.5"], "recipe"),
+    "noise1.0": (["--embedding_noise", "1.0"], "recipe"),
+    "dropout0.3": (["--embedding_dropout", "0.3"], "recipe"),
+    "oof5": (["--cross_fit_folds", "5"], "recipe"),
+    "oof5+noise0.5": (["--cross_fit_folds", "5", "--embedding_noise", "0.5"], "recipe"),
+    # the stage-I model the cache is built from: an earlier one (half the recipe's epochs), shipped as stage I too
+    "early-stage1": ([], "early"),
+}
+STAGE1_SETTINGS = {"recipe": {}, "early": {"audio": ["--num_train_epochs", "2"], "text": ["--num_train_epochs", "1"]}}
+HEADS = ["audio_utterance", "text_utterance", "audio_context", "text_context", "fusion", "ensemble"]
+CHOICE_HEADS = ["audio_context", "text_context", "fusion", "ensemble"]
+
+
+def run(command, log):
+    started = time.time()
+    with open(log, "a", encoding="utf-8") as f:
+        finished = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT)
+    if finished.returncode != 0:
+        raise SystemExit(f"failed (exit {finished.returncode}): {' '.join(command)}; see {log}")
+    return time.time() - started
+
+
+def stage(output_dir, name, flags, extra, log, dataset_flags):
+    folder = os.path.join(output_dir, name)
+    command = [sys.executable, RUN_STAGE, *flags, "--recipe", RECIPE, *dataset_flags, "--output_dir", folder,
+               "--report_to", "none", "--disable_tqdm", "true", *extra]
+    seconds = run(command, log) if not os.path.exists(os.path.join(folder, "hcam_stage.json")) else 0.0
+    return folder, seconds
+
+
+def results(folder):
+    with open(os.path.join(folder, "all_results.json"), encoding="utf-8") as f:
+        values = json.load(f)
+    return {split: {head: values.get(f"{prefix}_{head}_weighted_f1") for head in HEADS}
+            for split, prefix in (("validation", "eval"), ("test", "test"))}
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else (None, None)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output_dir", default="runs/stacking")
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 1234])
+    parser.add_argument("--dataset_name", default="demo")
+    args = parser.parse_args(argv)
+    os.makedirs(args.output_dir, exist_ok=True)
+    log = os.path.join(args.output_dir, "runs.log")
+    dataset_flags = ["--dataset_name", args.dataset_name]
+    cache = ["--cache_dir", os.path.join(args.output_dir, ".embedding_cache")]
+    summary_path = os.path.join(args.output_dir, "stacking.json")
+    summary = {"seeds": args.seeds, "runs": {}, "seconds": {}}
+    if os.path.exists(summary_path):
+        with open(summary_path, encoding="utf-8") as f:
+            summary["runs"] = json.load(f).get("runs", {})
+
+    for candidate in args.candidates:
+        flags, setting = CANDIDATES[candidate]
+        stage1 = {}
+        for modality in ("audio", "text"):
+            folder, seconds = stage(os.path.join(args.output_dir, f"stage1-{setting}"), f"stage1-{modality}",
+                                    ["--stage", "1", "--modality", modality], STAGE1_SETTINGS[setting].get(modality, []),
+                                    log, dataset_flags)
+            stage1[modality] = folder
+            if seconds:
+                summary["seconds"][f"stage1-{setting}-{modality}"] = round(seconds, 1)
+                print(f"stage 1 {modality} ({setting}): {seconds:.0f} s", flush=True)
+        for seed in args.seeds:
+            out = os.path.join(args.output_dir, candidate, f"seed{seed}")
+            extra = [*flags, *cache, "--seed", str(seed)]
+            timing = {}
+            a2, timing["stage2-audio"] = stage(out, "stage2-audio", ["--stage", "2", "--modality", "audio", "--init_from", stage1["audio"]], extra, log, dataset_flags)
+            t2, timing["stage2-text"] = stage(out, "stage2-text", ["--stage", "2", "--modality", "text", "--init_from", stage1["text"]], extra, log, dataset_flags)
+            s3, timing["stage3"] = stage(out, "stage3", ["--stage", "3", "--init_from", a2, t2], extra, log, dataset_flags)
+            summary["runs"].setdefault(candidate, {})[str(seed)] = results(s3)
+            summary["seconds"][f"{candidate}-seed{seed}"] = {k: round(v, 1) for k, v in timing.items()}
+            r = summary["runs"][candidate][str(seed)]
+            print(f"{candidate:14s} seed {seed:5d}  " + "  ".join(
+                f"{h} {r['validation'][h]:.3f}/{r['test'][h]:.3f}" for h in HEADS) + f"  ({sum(timing.values()):.0f} s)",
+                flush=True)
+            with open(summary_path, "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=2)
+
+    table = {}
+    for candidate, by_seed in summary["runs"].items():
+        runs = [by_seed[str(s)] for s in args.seeds if str(s) in by_seed]
+        table[candidate] = {split: {h: mean_std([r[split][h] for r in runs]) for h in HEADS} for split in ("validation", "test")}
+        table[candidate]["n"] = len(runs)
+        table[candidate]["choice_score"] = statistics.mean(table[candidate]["validation"][h][0] for h in CHOICE_HEADS)
+    for split in ("validation", "test"):
+        print(f"\n{args.dataset_name} corpus, {split} weighted F1, mean ± std over seeds {args.seeds}")
+        print(f"{'candidate':16s} {'n':>2s} " + " ".join(f"{h:>16s}" for h in HEADS))
+        for candidate, row in table.items():
+            print(f"{candidate:16s} {row['n']:2d} " + " ".join(
+                f"{row[split][h][0]:.3f} ± {row[split][h][1]:.3f}".rjust(16) for h in HEADS))
+    chosen = max(table, key=lambda c: table[c]["choice_score"])
+    print(f"\nchosen on validation (mean of {', '.join(CHOICE_HEADS)}): {chosen} "
+          + ", ".join(f"{c} {row['choice_score']:.4f}" for c, row in table.items()))
+    summary.update(table=table, chosen=chosen, choice_heads=CHOICE_HEADS)
+    with open(summary_path, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

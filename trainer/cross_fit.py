@@ -1,0 +1,199 @@
+"""Train stages II and III on stage-I embeddings that look like the ones they get at test time.
+
+Stage I fits its training turns far better than new ones (demo: train loss ~0.15, validation weighted F1 ~0.6), so
+the embeddings of *training* turns that stages II and III learn from are cleaner than any they will see later. Two
+remedies, both measured in bench/stacking_experiment.py:
+
+- **Cross-fitting** (out-of-fold embeddings; Wolpert's stacked generalization, 1992): the training dialogues are
+  dealt into `k` folds; for each fold a stage-I model is trained, with the stage-I folder's own recipe, on the other
+  `k - 1` folds and embeds the dialogues of its fold, which it never saw. Stages II and III then train on these
+  out-of-fold embeddings. Validation and test are embedded by the shipped stage-I model (trained on all of train),
+  exactly as at inference. Cost: `k` extra stage-I trainings on `(k-1)/k` of train, once per stage-I model (the
+  result is cached on disk, keyed by the stage-I weights, `k` and the data).
+- **Noise / dropout** on the cached embeddings while stages II and III train (`embedding_noise`: Gaussian noise with
+  this standard deviation relative to each embedding's RMS; `embedding_dropout`: dropout rate).
+"""
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hcam.trainer.embedding_cache import cache_key, cached_embeddings, compute_embeddings
+
+logger = logging.getLogger(__name__)
+
+STAGE_MARKER = "hcam_stage.json"
+# TrainingArguments of the stage-I run that its fold models do not inherit (they train out of sight, in a scratch
+# folder, and never push or log).
+_NOT_INHERITED = ("output_dir", "logging_dir", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo",
+                  "resume_from_checkpoint", "report_to", "run_name", "init_from")
+
+
+# ----- noise on cached embeddings ---------------------------------------------------------------------------------
+def perturb_embeddings(inputs, noise=0.0, dropout=0.0):
+    """Training-time noise on the cached stage-I embeddings of a stage II/III batch (`*_embeddings` keys).
+
+    Args:
+        inputs (`dict`): the batch; returned with perturbed copies of the embeddings (padded turns stay zero).
+        noise (`float`): standard deviation of Gaussian noise, relative to each embedding's RMS.
+        dropout (`float`): dropout rate on the embedding features.
+    """
+    if not noise and not dropout:
+        return inputs
+    inputs = dict(inputs)
+    for key in ("audio_embeddings", "text_embeddings"):
+        embeddings = inputs.get(key)
+        if embeddings is None:
+            continue
+        if noise:
+            rms = embeddings.pow(2).mean(-1, keepdim=True).sqrt()
+            embeddings = embeddings + noise * rms * torch.randn_like(embeddings)
+        if dropout:
+            embeddings = torch.nn.functional.dropout(embeddings, p=dropout, training=True)
+        inputs[key] = embeddings
+    return inputs
+
+
+# ----- cross-fitting ----------------------------------------------------------------------------------------------
+def dialogue_folds(dialogue_ids, num_folds, seed=0):
+    """Fold index per row: whole dialogues are dealt round-robin into `num_folds` folds after a seeded shuffle."""
+    unique = list(dict.fromkeys(dialogue_ids))
+    if num_folds < 2 or num_folds > len(unique):
+        raise ValueError(f"cross_fit_folds={num_folds}: needs 2 <= k <= the {len(unique)} training dialogues.")
+    order = unique[:]
+    random.Random(seed).shuffle(order)
+    fold_of = {dialogue: index % num_folds for index, dialogue in enumerate(order)}
+    return [fold_of[d] for d in dialogue_ids]
+
+
+def stage1_folder_of(training_args, modality):
+    """The finished stage-I folder whose recipe the fold models reuse: --init_from itself in stage II, the
+    --init_from of the stage-II folder of that modality in stage III."""
+    if training_args.stage == 2:
+        return training_args.init_from[0]
+    stage2 = training_args.init_from[0 if modality == "audio" else 1]
+    marker = _read_marker(stage2)
+    return marker["init_from"][0]
+
+
+def _read_marker(folder):
+    path = os.path.join(folder, STAGE_MARKER)
+    if not os.path.exists(path):
+        raise SystemExit(
+            f"Cross-fitting reads the stage-I recipe that the fold models are trained with from the finished stage "
+            f"folders, and {os.path.join(folder, STAGE_MARKER)} is missing. Point --init_from at local stage folders "
+            f"whose stage-I folders are still where they were trained, or pass "
+            f"--cross_fit_folds 0 to train on the shipped stage-I model's own embeddings of train."
+        )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def fold_training_arguments(marker, output_dir, seed):
+    """The stage-I run's TrainingArguments (from its marker), in a scratch folder, with no logging or push."""
+    from dataclasses import fields
+
+    from hcam.trainer.arguments import HCAMTrainingArguments
+
+    known = {f.name for f in fields(HCAMTrainingArguments) if f.init}
+    values = {k: v for k, v in marker["training_arguments"].items() if k in known and k not in _NOT_INHERITED}
+    values.update(output_dir=output_dir, report_to=[], seed=seed, save_total_limit=1, disable_tqdm=True)
+    return HCAMTrainingArguments(**values)
+
+
+def train_fold_model(stage1_folder, marker, train_rows, validation_rows, modality, scratch_dir, seed):
+    """A stage-I model of `stage1_folder`'s configuration and recipe, trained from its starting encoders on
+    `train_rows` and chosen on `validation_rows` (weighted F1), as run_stage.py trains stage I."""
+    from transformers import AutoProcessor, EarlyStoppingCallback, set_seed
+
+    from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition
+    from hcam.processing.encoders import resolve_encoder_path
+    from hcam.trainer.data import UtteranceCollator
+    from hcam.trainer.run_stage import with_lengths
+    from hcam.trainer.trainer import HCAMStageTrainer
+
+    args = fold_training_arguments(marker, scratch_dir, seed)
+    set_seed(seed)
+    config = HCAMConfig.from_pretrained(stage1_folder)
+    model = HCAMForEmotionRecognition(config)
+    if modality == "text":
+        model.load_pretrained_encoders(text_encoder_path=resolve_encoder_path(config.text_encoder_name_or_path))
+    elif config.audio_encoder_name_or_path:
+        model.load_pretrained_encoders(audio_encoder_path=resolve_encoder_path(config.audio_encoder_name_or_path))
+    processor = AutoProcessor.from_pretrained(stage1_folder, trust_remote_code=True)
+    splits = with_lengths({"train": train_rows, "validation": validation_rows}, modality)
+    patience = marker["training_arguments"].get("early_stopping_patience")
+    trainer = HCAMStageTrainer(
+        model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"],
+        data_collator=UtteranceCollator(processor, modality, config.label2id), processing_class=processor,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [],
+        label_names=marker["labels"],
+    )
+    trainer.train()
+    best = trainer.state.best_metric
+    shutil.rmtree(scratch_dir, ignore_errors=True)
+    return trainer.model, processor, best
+
+
+def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, training_args, device="cpu", batch_size=32):
+    """Out-of-fold stage-I embeddings `(rows, E)` of `dataset["train"]`, read from `cache_dir` or computed.
+
+    The cache file is keyed like the shipped model's own (stage-I weights, settings, data) plus the number of folds
+    and the fold seed, so another stage-I run, another `k` or other data never read it.
+    """
+    rows = dataset["train"]
+    num_folds, fold_seed = training_args.cross_fit_folds, training_args.cross_fit_seed
+    digest = hashlib.sha256(f"{cache_key(model, processor, rows, modality)}|oof|{num_folds}|{fold_seed}".encode())
+    path = os.path.join(cache_dir, f"train-{modality}-oof{num_folds}-{digest.hexdigest()[:24]}.safetensors")
+    if os.path.exists(path):
+        embeddings = load_file(path)["embeddings"]
+        if embeddings.shape[0] == len(rows):
+            logger.info("Cross-fitted (k=%d) %s embeddings of train read from %s", num_folds, modality, path)
+            return embeddings
+    if training_args.world_size > 1:
+        raise SystemExit(
+            f"The cross-fitted {modality} embeddings of train are not cached yet ({path}), and the fold models are "
+            f"trained in one process: run this stage once without torchrun/accelerate (or with --cross_fit_folds 0)."
+        )
+    stage1_folder = stage1_folder_of(training_args, modality)
+    marker = _read_marker(stage1_folder)
+    folds = dialogue_folds(rows["dialogue_id"], num_folds, fold_seed)
+    embeddings = torch.zeros(len(rows), model.config.utterance_embedding_size)
+    scores = []
+    for fold in range(num_folds):
+        held_out = [i for i, f in enumerate(folds) if f == fold]
+        kept = [i for i, f in enumerate(folds) if f != fold]
+        logger.info("Cross-fitting %s stage I: fold %d/%d, training on %d turns, embedding %d held-out turns",
+                    modality, fold + 1, num_folds, len(kept), len(held_out))
+        scratch = os.path.join(cache_dir, f".fold-{modality}-{fold}-{os.getpid()}")
+        fold_model, fold_processor, score = train_fold_model(
+            stage1_folder, marker, rows.select(kept), dataset["validation"], modality, scratch,
+            seed=marker["training_arguments"].get("seed", 42) + fold + 1,
+        )
+        fold_model.to(device)
+        embeddings[held_out] = compute_embeddings(fold_model, fold_processor, rows.select(held_out), modality,
+                                                  batch_size, device, desc=f"fold {fold + 1}/{num_folds} embeddings")
+        scores.append(score)
+        logger.info("Fold %d/%d: validation weighted F1 %.4f", fold + 1, num_folds, score if score is not None else float("nan"))
+    os.makedirs(cache_dir, exist_ok=True)
+    partial = f"{path}.partial-{os.getpid()}"
+    save_file({"embeddings": embeddings.contiguous()}, partial,
+              metadata={"split": "train", "modality": modality, "cross_fit_folds": str(num_folds),
+                        "fold_validation_weighted_f1": json.dumps(scores), "stage1_folder": os.path.abspath(stage1_folder)})
+    os.replace(partial, path)
+    logger.info("Cross-fitted %s embeddings of train written to %s", modality, path)
+    return embeddings
+
+
+def stage_embeddings(model, processor, dataset, split, modality, cache_dir, training_args, batch_size=32, device="cpu"):
+    """What stages II/III train and evaluate on: out-of-fold embeddings for train when `cross_fit_folds` >= 2,
+    the model's own (cached) stage-I embeddings otherwise and for every other split."""
+    if split == "train" and (training_args.cross_fit_folds or 0) >= 2:
+        return cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, training_args, device, batch_size)
+    return cached_embeddings(model, processor, dataset[split], modality, cache_dir, split, batch_size=batch_size, device=device)
