@@ -48,6 +48,9 @@ class HCAMOutput(ModelOutput):
             Stage-I utterance embeddings (zeros at padded turns).
         audio_context_embeddings, text_context_embeddings (`torch.FloatTensor` of shape `(D, T, E)`, *optional*):
             Stage-II context embeddings.
+        audio_context_attentions, text_context_attentions (`torch.FloatTensor` of shape `(D, heads, T, T)`, *optional*):
+            Stage-II self-attention weights over turns (row = attending turn; each row sums to 1), returned with
+            `output_attentions=True`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -63,6 +66,8 @@ class HCAMOutput(ModelOutput):
     text_embeddings: torch.FloatTensor | None = None
     audio_context_embeddings: torch.FloatTensor | None = None
     text_context_embeddings: torch.FloatTensor | None = None
+    audio_context_attentions: torch.FloatTensor | None = None
+    text_context_attentions: torch.FloatTensor | None = None
 
 
 class SupervisedContrastiveLoss(nn.Module):
@@ -130,7 +135,8 @@ class HCAMAttention(nn.Module):
         self.out_proj = nn.Linear(inner_dim, embed_dim)
         self.dropout = dropout
 
-    def forward(self, query, key_value, attention_mask):
+    def forward(self, query, key_value, attention_mask, output_attentions=False):
+        """The attended values; with `output_attentions`, also the weights `(D, heads, T_query, T_key)`."""
         batch, query_len, _ = query.shape
         key_len = key_value.shape[1]
 
@@ -140,6 +146,11 @@ class HCAMAttention(nn.Module):
         q = split_heads(self.q_proj(query), query_len)
         k = split_heads(self.k_proj(key_value), key_len)
         v = split_heads(self.v_proj(key_value), key_len)
+        if output_attentions:  # the same computation as SDPA's math path, keeping the weights
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            weights = scores.masked_fill(~attention_mask, float("-inf")).softmax(-1)
+            attended = F.dropout(weights, self.dropout, self.training) @ v
+            return self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1)), weights
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
         )
@@ -271,8 +282,11 @@ class HCAMContextEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(width, config.num_labels)
 
-    def forward_features(self, embeddings, lengths, attention_mask):
+    def forward_features(self, embeddings, lengths, attention_mask, output_attentions=False):
         hidden = self.dropout(run_bigru(self.gru, embeddings, lengths))
+        if output_attentions:
+            attended, weights = self.attention(hidden, hidden, attention_mask, output_attentions=True)
+            return self.layer_norm(hidden + attended), weights
         return self.layer_norm(hidden + self.attention(hidden, hidden, attention_mask))
 
     def forward_head(self, context):
@@ -555,6 +569,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         labels: torch.LongTensor | None = None,
         audio_embeddings: torch.FloatTensor | None = None,
         text_embeddings: torch.FloatTensor | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
     ) -> HCAMOutput | tuple:
         r"""
@@ -575,6 +590,8 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
                 Label ids; -100 is ignored. When given, `loss` is the loss of `config.stage`.
             audio_embeddings, text_embeddings (`torch.FloatTensor` of shape `(D, T, E)`, *optional*):
                 Precomputed stage-I embeddings; the encoder of that modality is then not run.
+            output_attentions (`bool`, *optional*):
+                Also return the stage-II attention weights over turns (`{modality}_context_attentions`).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_inputs(dict(input_values=input_values, attention_mask=attention_mask, input_ids=input_ids,
@@ -604,7 +621,10 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             context_mask, plain_mask = self._attention_masks(utterance_mask, speaker_ids)
             for modality in self.config.modalities:
                 encoder = self.context_encoders[modality]
-                context = encoder.forward_features(output[f"{modality}_embeddings"], lengths, context_mask)
+                context = encoder.forward_features(output[f"{modality}_embeddings"], lengths, context_mask,
+                                                   output_attentions=bool(output_attentions))
+                if output_attentions:
+                    context, output[f"{modality}_context_attentions"] = context
                 output[f"{modality}_context_embeddings"] = context
                 output[f"{modality}_context_logits"] = encoder.forward_head(context)
         if self.config.stage >= 3:

@@ -24,45 +24,51 @@ import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .feature_extraction_hcam import load_audio
+from .feature_extraction_hcam import _resample, load_audio
 
 TASK = "emotion-recognition-in-conversation"
-
-
-def _resample(waveform: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    import torchaudio.functional as taf
-
-    return taf.resample(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)), orig_rate, new_rate).numpy()
 
 
 class HCAMEmotionPipeline(Pipeline):
     r"""Emotion recognition in conversation with HCAM.
 
-    Input: `{"turns": [turn, ...]}` or a list of such conversations. A turn is a dict with
-    - `"audio"`: a file path, a 1-D array at the feature extractor's rate (16 kHz), or
-      `{"array": ..., "sampling_rate": ...}` (resampled when needed); optional `"sampling_rate"` next to a bare array.
-      Needed when the model has the audio modality, ignored otherwise.
+    Input: `{"turns": [turn, ...]}` or a list of such conversations (optionally with a `"dialogue_id"`, used in error
+    messages). A turn is a dict with
+    - `"audio"`: a file path, a 1-D array at the feature extractor's rate (16 kHz; integer PCM is scaled, 2-D stereo
+      averaged), or `{"array": ..., "sampling_rate": ...}` (resampled when needed); optional `"sampling_rate"` next to
+      a bare array. Needed when the model has the audio modality, ignored otherwise.
     - `"text"`: the transcript. Needed when the model has the text modality, unless a `transcriber` is given.
     - `"speaker"`: any hashable (optional); drives the speaker-aware attention of stage II.
 
     Output per conversation: a list with one dict per turn: `turn`, `speaker`, `label` (the test-time ensemble),
     `score` (its probability), `probabilities` ({label: probability}), `stages` ({head: label} for every stage head
-    the model has), and `text` (the transcript used) when the model reads text.
+    the model has), and, when the model reads text, `text` (the transcript used) and `text_source` ("given", "asr",
+    or "asr:empty" when the recogniser heard nothing and the turn was read as "[inaudible]").
 
     Call parameters:
+        batch_size (`int`, *optional*, defaults to 1): conversations per forward pass. Their turns are encoded
+            together (longest first, `config.encoder_chunk_size` turns per encoder call) and the context and fusion
+            stages run on the conversations padded by turns; results equal those of one conversation at a time.
         transcriber (`callable`, *optional*): `transcriber(list_of_16kHz_arrays) -> list[str]`, used for turns that
-            have no text when the model reads text (e.g. `hcam.processing.asr.Transcriber("whisper")`).
-        progress (`callable`, *optional*): called with the number of turns encoded so far (for progress bars).
+            have no text when the model reads text (e.g. `hcam.processing.asr.Transcriber("whisper")`); it is called
+            once per batch with every such turn of the batch.
+        progress (`callable`, *optional*): called with the number of turns just encoded (for progress bars:
+            `progress=bar.update`).
+        output_attentions (`bool`, *optional*): also return, per turn, `attentions`: {modality: list over heads of the
+            stage-II attention weights over every turn of the conversation} (stage ≥ 2 models).
+
+    Device: `pipeline(..., device="cuda:0")` (or `device=0`), like any transformers pipeline.
 
     Long conversations: turns go through the utterance encoders `config.encoder_chunk_size` at a time, each chunk
     padded only to its own longest turn, so memory grows with the chunk, not with the conversation; the context and
-    fusion stages then run on the whole conversation's utterance embeddings.
+    fusion stages then run on the whole conversations' utterance embeddings.
     """
 
     _load_processor = True
     _load_tokenizer = False
     _load_feature_extractor = False
     _load_image_processor = False
+    INAUDIBLE = "[inaudible]"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -74,23 +80,43 @@ class HCAMEmotionPipeline(Pipeline):
             )
 
     # ----- parameters ----------------------------------------------------------------------------------------------
-    def _sanitize_parameters(self, transcriber=None, progress=None, **kwargs):
+    def _sanitize_parameters(self, transcriber=None, progress=None, output_attentions=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected arguments: {sorted(kwargs)}")
-        preprocess_params = {"transcriber": transcriber} if transcriber is not None else {}
-        forward_params = {"progress": progress} if progress is not None else {}
-        return preprocess_params, forward_params, {}
+        forward_params = {}
+        if transcriber is not None:
+            forward_params["transcriber"] = transcriber
+        if progress is not None:
+            forward_params["progress"] = progress
+        if output_attentions:
+            if self.model.config.stage < 2:
+                raise ValueError("output_attentions needs a stage-2 or stage-3 model: a stage-1 model has no "
+                                 "attention over turns")
+            forward_params["output_attentions"] = True
+        return {}, forward_params, {}
 
-    def __call__(self, inputs, *args, batch_size=None, **kwargs):
-        batch_size = batch_size if batch_size is not None else getattr(self, "_batch_size", None)
-        if batch_size not in (None, 1):
-            # transformers would stack the per-turn rows of several conversations and mix them up; conversations run
-            # one at a time, each already batched internally by config.encoder_chunk_size.
-            raise ValueError(
-                f"batch_size={batch_size} is not supported: conversations are processed one at a time (their turns are "
-                "batched internally by config.encoder_chunk_size). Leave batch_size unset."
-            )
-        return super().__call__(inputs, *args, **kwargs)
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        """Several conversations: preprocess each, run `batch_size` of them per forward, postprocess each (lazily)."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if num_workers and num_workers > 1:
+            raise ValueError("num_workers > 1 is not supported: conversations are preprocessed in the calling process")
+        return self._iterate(inputs, batch_size, preprocess_params, forward_params, postprocess_params)
+
+    def _iterate(self, inputs, batch_size, preprocess_params, forward_params, postprocess_params):
+        batch = []
+        for index, conversation in enumerate(inputs):
+            batch.append(self.preprocess(conversation, index=index, **preprocess_params))
+            if len(batch) == batch_size:
+                yield from self._run_batch(batch, forward_params, postprocess_params)
+                batch = []
+        if batch:
+            yield from self._run_batch(batch, forward_params, postprocess_params)
+
+    def _run_batch(self, batch, forward_params, postprocess_params):
+        outputs = self.forward({"conversations": batch}, **forward_params)
+        for output in outputs["conversations"]:
+            yield self.postprocess(output, **postprocess_params)
 
     # ----- preprocess ----------------------------------------------------------------------------------------------
     @property
@@ -100,125 +126,184 @@ class HCAMEmotionPipeline(Pipeline):
     def _sampling_rate(self):
         return int(self.processor.feature_extractor.sampling_rate)
 
-    def _waveform(self, audio, turn_index, turn):
+    @staticmethod
+    def _where(name, turn_index):
+        return f"{name}, turn {turn_index}" if name else f"turn {turn_index}"
+
+    def _waveform(self, audio, where, turn):
+        """A turn's audio as float32 mono at the feature extractor's rate (the feature extractor's own conversion)."""
         rate = self._sampling_rate()
         if isinstance(audio, (str, os.PathLike)):
             try:
                 return load_audio(audio, rate)
             except ValueError as error:
-                raise type(error)(f"turn {turn_index}: {error}") from error
+                raise type(error)(f"{where}: {error}") from error
         given_rate = turn.get("sampling_rate", rate)
         if isinstance(audio, dict):
             if "array" not in audio:
-                raise ValueError(f"turn {turn_index}: an audio dict needs 'array' (and 'sampling_rate'); "
-                                 f"got keys {sorted(audio)}")
+                raise ValueError(f"{where}: an audio dict needs 'array' (and 'sampling_rate'); got keys {sorted(audio)}")
             given_rate = audio.get("sampling_rate", rate)
             audio = audio["array"]
-        if isinstance(audio, torch.Tensor):
-            audio = audio.detach().cpu().numpy()
-        waveform = np.asarray(audio)
-        if waveform.ndim != 1 or waveform.size == 0:
-            raise ValueError(f"turn {turn_index}: audio must be a non-empty 1-D waveform, got shape {waveform.shape}")
-        if waveform.dtype.kind in "iu":
-            waveform = waveform.astype(np.float32) / float(np.iinfo(waveform.dtype).max)
-        waveform = waveform.astype(np.float32, copy=False)
+        waveform, _ = self.processor.feature_extractor._to_mono_float(audio, where, int(given_rate))
+        if waveform.size == 0:
+            raise ValueError(f"{where}: audio must be a non-empty waveform")
         if int(given_rate) != rate:
             waveform = _resample(waveform, int(given_rate), rate)
         return waveform
 
-    def preprocess(self, conversation, transcriber=None):
+    def preprocess(self, conversation, index=None):
         if not isinstance(conversation, dict) or "turns" not in conversation:
             raise ValueError(
                 'A conversation is a dict {"turns": [{"audio": ..., "text": ..., "speaker": ...}, ...]}; a list of such '
                 f"dicts is a batch of conversations. Got {type(conversation).__name__}."
             )
+        if conversation.get("dialogue_id") is not None:
+            name = f"dialogue {conversation['dialogue_id']!r}"
+        else:
+            name = f"conversation {index}" if index is not None else ""
         turns = conversation["turns"]
         if not isinstance(turns, (list, tuple)) or len(turns) == 0:
-            raise ValueError('conversation["turns"] must be a non-empty list of turns')
+            raise ValueError(f'{name + ": " if name else ""}conversation["turns"] must be a non-empty list of turns')
         uses_audio, uses_text = "audio" in self.modalities, "text" in self.modalities
         waveforms, texts, speakers, missing_text = [], [], [], []
-        for index, turn in enumerate(turns):
+        for turn_index, turn in enumerate(turns):
+            where = self._where(name, turn_index)
             if not isinstance(turn, dict):
-                raise ValueError(f"turn {index}: expected a dict with 'audio', 'text' and/or 'speaker', got "
+                raise ValueError(f"{where}: expected a dict with 'audio', 'text' and/or 'speaker', got "
                                  f"{type(turn).__name__}")
             speakers.append(turn.get("speaker"))
+            text = turn.get("text") if uses_text else None
+            if text is not None and not isinstance(text, str):
+                raise ValueError(f"{where}: text must be a string, got {type(text).__name__}")
+            text = (text or "").strip()
+            if uses_text and not text:
+                missing_text.append(turn_index)
+            texts.append(text)
             audio = turn.get("audio")
-            needs_audio = uses_audio or (uses_text and transcriber is not None and not str(turn.get("text") or "").strip())
-            if needs_audio:
+            if uses_audio or (uses_text and not text):
                 if audio is None or (isinstance(audio, str) and not audio):
-                    raise ValueError(f"turn {index} has no audio, but this model reads speech "
-                                     f"(modalities {self.modalities}): give each turn an 'audio' path or array")
-                waveforms.append(self._waveform(audio, index, turn))
+                    if uses_audio:
+                        raise ValueError(f"{where} has no audio, but this model reads speech "
+                                         f"(modalities {self.modalities}): give each turn an 'audio' path or array")
+                    raise ValueError(
+                        f"{where} has empty text, but this model reads transcripts (modalities {self.modalities}): "
+                        "give its transcript, or its audio and a transcriber=... (ASR) to transcribe it"
+                    )
+                waveforms.append(self._waveform(audio, where, turn))
             else:
                 waveforms.append(None)
-            if uses_text:
-                text = turn.get("text")
-                if text is not None and not isinstance(text, str):
-                    raise ValueError(f"turn {index}: text must be a string, got {type(text).__name__}")
-                text = (text or "").strip()
-                if not text:
-                    if transcriber is None:
-                        raise ValueError(
-                            f"turn {index} has empty text, but this model reads transcripts (modalities "
-                            f"{self.modalities}): give its transcript, or pass transcriber=... (ASR) to transcribe it"
-                        )
-                    missing_text.append(index)
-                texts.append(text)
-        if missing_text:
-            transcripts = transcriber([waveforms[i] for i in missing_text])
-            for index, transcript in zip(missing_text, transcripts):
-                transcript = (transcript or "").strip()
-                if not transcript:
-                    raise ValueError(f"turn {index}: the speech recogniser returned an empty transcript; give the "
-                                     "turn's text, or drop the turn")
-                texts[index] = transcript
-        if not uses_audio:
-            waveforms = None
-        return {"waveforms": waveforms, "texts": texts if uses_text else None, "speakers": speakers}
+        return {"name": name, "waveforms": waveforms if uses_audio or missing_text else None,
+                "texts": texts if uses_text else None, "speakers": speakers, "missing_text": missing_text,
+                "text_sources": ["given"] * len(turns) if uses_text else None, "uses_audio": uses_audio}
 
     # ----- forward -------------------------------------------------------------------------------------------------
-    def _chunk_inputs(self, waveforms, texts, start, stop):
-        try:
-            features = self.processor(
-                text=texts[start:stop] if texts is not None else None,
-                audio=waveforms[start:stop] if waveforms is not None else None,
-                sampling_rate=self._sampling_rate(),
-                return_tensors="pt",
+    def _transcribe(self, batch, transcriber):
+        """Fill every missing transcript of the batch with one call of the transcriber."""
+        wanted = [(conv, i) for conv in batch for i in conv["missing_text"]]
+        if not wanted:
+            return
+        if transcriber is None:
+            conv, i = wanted[0]
+            raise ValueError(
+                f"{self._where(conv['name'], i)} has empty text, but this model reads transcripts (modalities "
+                f"{self.modalities}): give its transcript, or pass transcriber=... (ASR) to transcribe it"
             )
-        except ValueError as error:
-            # the processor numbers turns inside the chunk: report the conversation's turn number
-            message = re.sub(r"dialogue 0, turn (\d+)", lambda m: f"turn {int(m.group(1)) + start}", str(error))
-            raise type(error)(message) from error
-        return {key: value.to(self.device) for key, value in features.items()}
+        transcripts = list(transcriber([conv["waveforms"][i] for conv, i in wanted]))
+        if len(transcripts) != len(wanted):
+            raise ValueError(f"the transcriber returned {len(transcripts)} transcripts for {len(wanted)} turns")
+        for (conv, i), transcript in zip(wanted, transcripts):
+            transcript = (transcript or "").strip()
+            # silence or noise still needs some text for the text encoder: read it as "[inaudible]" and say so
+            conv["texts"][i] = transcript or self.INAUDIBLE
+            conv["text_sources"][i] = "asr" if transcript else "asr:empty"
 
-    def _forward(self, model_inputs, progress=None):
-        waveforms, texts, speakers = model_inputs["waveforms"], model_inputs["texts"], model_inputs["speakers"]
-        num_turns = len(speakers)
+    def _encode(self, batch, progress=None):
+        """Stage-I embeddings of every turn of the batch, `(D, T, E)` per modality, turns padded with zeros."""
+        items = [(d, t) for d, conv in enumerate(batch) for t in range(len(conv["speakers"]))]
+        uses_audio = batch[0]["uses_audio"]
+
+        def size(item):  # longest first: each encoder chunk is padded to its own longest turn
+            d, t = item
+            return len(batch[d]["waveforms"][t]) if uses_audio else len(batch[d]["texts"][t])
+
+        items.sort(key=size, reverse=True)
         chunk = max(1, int(self.model.config.encoder_chunk_size))
-        pieces = {modality: [] for modality in self.modalities}
-        for start in range(0, num_turns, chunk):
-            stop = min(start + chunk, num_turns)
-            embeddings = self.model.get_utterance_embeddings(**self._chunk_inputs(waveforms, texts, start, stop))
-            for modality in self.modalities:
-                pieces[modality].append(embeddings[modality])
+        num_turns = max(len(conv["speakers"]) for conv in batch)
+        embeddings = {}
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            try:
+                features = self.processor(
+                    text=[batch[d]["texts"][t] for d, t in part] if batch[0]["texts"] is not None else None,
+                    audio=[batch[d]["waveforms"][t] for d, t in part] if uses_audio else None,
+                    sampling_rate=self._sampling_rate(),
+                    return_tensors="pt",
+                )
+            except ValueError as error:
+                # the processor numbers turns inside the chunk: report the conversation's own turn
+                def rename(match):
+                    d, t = part[int(match.group(1))]
+                    return self._where(batch[d]["name"], t)
+
+                raise type(error)(re.sub(r"dialogue 0, turn (\d+)", rename, str(error))) from error
+            features = {key: value.to(self.device) for key, value in features.items()}
+            encoded = self.model.get_utterance_embeddings(**features)
+            rows = torch.tensor([d for d, _ in part], device=self.device)
+            cols = torch.tensor([t for _, t in part], device=self.device)
+            for modality, values in encoded.items():
+                if modality not in embeddings:
+                    embeddings[modality] = values.new_zeros(len(batch), num_turns, values.shape[-1])
+                embeddings[modality][rows, cols] = values[0]
             if progress is not None:
-                progress(stop)
-        first_seen = {}
-        speaker_ids = [first_seen.setdefault(s, len(first_seen)) for s in speakers]
-        has_speakers = any(s is not None for s in speakers)
-        output = self.model(
-            audio_embeddings=torch.cat(pieces["audio"], dim=1) if "audio" in pieces else None,
-            text_embeddings=torch.cat(pieces["text"], dim=1) if "text" in pieces else None,
-            utterance_mask=torch.ones(1, num_turns, dtype=torch.long, device=self.device),
-            speaker_ids=torch.tensor([speaker_ids], device=self.device) if has_speakers else None,
-        )
+                progress(len(part))
+        return embeddings
+
+    def _forward(self, model_inputs, transcriber=None, progress=None, output_attentions=False):
+        batched = "conversations" in model_inputs
+        batch = model_inputs["conversations"] if batched else [model_inputs]
+        self._transcribe(batch, transcriber)
+        embeddings = self._encode(batch, progress)
+        counts = torch.tensor([len(conv["speakers"]) for conv in batch], device=self.device)
+        utterance_mask = (torch.arange(int(counts.max()), device=self.device)[None, :] < counts[:, None]).long()
+        speaker_ids = torch.full(utterance_mask.shape, -1, dtype=torch.long, device=self.device)
+        for d, conv in enumerate(batch):
+            first_seen = {}
+            speaker_ids[d, : len(conv["speakers"])] = torch.tensor(
+                [first_seen.setdefault(s, len(first_seen)) for s in conv["speakers"]])
+        # a conversation without speakers uses no speaker masks: run it apart from those that have them
+        with_speakers = [any(s is not None for s in conv["speakers"]) for conv in batch]
         heads = self.model.config.stage_heads()
-        return {
-            "probabilities": output.logits[0].float().softmax(-1).cpu(),
-            "stage_predictions": {h: getattr(output, f"{h}_logits")[0].argmax(-1).cpu() for h in heads},
-            "speakers": speakers,
-            "texts": texts,
-        }
+        results = [None] * len(batch)
+        for flag in (True, False):
+            rows = [d for d in range(len(batch)) if with_speakers[d] == flag]
+            if not rows:
+                continue
+            index = torch.tensor(rows, device=self.device)
+            length = int(counts[index].max())
+            kwargs = {"output_attentions": True} if output_attentions else {}
+            output = self.model(
+                audio_embeddings=embeddings["audio"][index, :length] if "audio" in embeddings else None,
+                text_embeddings=embeddings["text"][index, :length] if "text" in embeddings else None,
+                utterance_mask=utterance_mask[index, :length],
+                speaker_ids=speaker_ids[index, :length] if flag else None,
+                **kwargs,
+            )
+            probabilities = output.logits.float().softmax(-1).cpu()
+            predictions = {h: getattr(output, f"{h}_logits").argmax(-1).cpu() for h in heads}
+            for row, d in enumerate(rows):
+                n = len(batch[d]["speakers"])
+                results[d] = {
+                    "probabilities": probabilities[row, :n],
+                    "stage_predictions": {h: p[row, :n] for h, p in predictions.items()},
+                    "speakers": batch[d]["speakers"],
+                    "texts": batch[d]["texts"],
+                    "text_sources": batch[d]["text_sources"],
+                }
+                if output_attentions:
+                    results[d]["attentions"] = {
+                        m: getattr(output, f"{m}_context_attentions")[row, :, :n, :n].float().cpu()
+                        for m in self.modalities}
+        return {"conversations": results} if batched else results[0]
 
     # ----- postprocess ---------------------------------------------------------------------------------------------
     def postprocess(self, model_outputs):
@@ -226,6 +311,7 @@ class HCAMEmotionPipeline(Pipeline):
         labels = [id2label[i] for i in range(len(id2label))]
         probabilities = model_outputs["probabilities"].tolist()
         stages = {h: p.tolist() for h, p in model_outputs["stage_predictions"].items()}
+        attentions = {m: a.tolist() for m, a in model_outputs.get("attentions", {}).items()}
         results = []
         for index, row in enumerate(probabilities):
             best = int(np.argmax(row))
@@ -239,6 +325,9 @@ class HCAMEmotionPipeline(Pipeline):
             }
             if model_outputs["texts"] is not None:
                 result["text"] = model_outputs["texts"][index]
+                result["text_source"] = model_outputs["text_sources"][index]
+            if attentions:
+                result["attentions"] = {m: [head[index] for head in a] for m, a in attentions.items()}
             results.append(result)
         return results
 
