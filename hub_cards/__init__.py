@@ -1,5 +1,5 @@
-"""Hub side of hcam: model cards filled from a run's results, per-stage safetensors pushes, and a local
-Hub-protocol server (hcam.hub_cards.local_hub) for tests and offline demos."""
+"""Hub side of hcam: model cards filled from a run's results and per-stage safetensors pushes.
+(The local Hub-protocol server the tests and `make demo` push to is a test fixture: tests/local_hub.py.)"""
 from .card import build_model_card, render_confusion_matrix_png
 from .push import PickleRefusedError, push_stage
 

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from tiny import TINY_LABELS, tiny_hcam_config
 
 from hcam.hub_cards import PickleRefusedError, build_model_card, push_stage, render_confusion_matrix_png
-from hcam.hub_cards.local_hub import LocalHubServer
+from local_hub import LocalHubServer
 from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.processing.encoders import build_processor
 
@@ -409,13 +409,13 @@ def test_server_checks_lfs_uploads_and_commits(hub, stages):
 
 
 def test_command_line_server_prints_its_url(tmp_path):
-    process = subprocess.Popen([sys.executable, os.path.join(HERE, "hub_server.py"), "--port", "0", "--root",
+    process = subprocess.Popen([sys.executable, os.path.join(HERE, "local_hub.py"), "--port", "0", "--root",
                                 str(tmp_path / "root")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(f"{url}/api/whoami-v2", timeout=10) as response:
-            assert json.load(response)["name"] == "hcam-user"
+        HfApi(endpoint=url).create_repo("org/cli")
+        assert HfApi(endpoint=url).list_repo_files("org/cli") == [".gitattributes"]
         request = urllib.request.Request(f"{url}/api/models/org/missing", method="GET")
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(request, timeout=10)
@@ -423,3 +423,54 @@ def test_command_line_server_prints_its_url(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def request_status(url, method="GET", body=None):
+    """(status, headers) of one request, without raising on HTTP errors."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers
+
+
+def test_server_refuses_repo_ids_and_revisions_that_leave_its_root(tmp_path):
+    """Every repo id goes through huggingface_hub's validate_repo_id and every revision through a branch/commit
+    pattern before the disk is touched: a traversal is a 400, and nothing outside the root is read or written."""
+    outside = tmp_path / "x"
+    outside.mkdir()
+    (outside / "refs.json").write_text(json.dumps({"branches": {"main": "0" * 40}}))
+    root = tmp_path / "a" / "b" / "root"
+    with LocalHubServer(root) as hub:
+        assert hub.url.startswith("http://127.0.0.1:")
+        HfApi(endpoint=hub.url).create_repo("org/ok")
+        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        attempts = [
+            ("POST", "/api/repos/create", {"organization": "..", "name": "x"}),
+            ("POST", "/api/repos/create", {"organization": "../../..", "name": "x"}),
+            ("POST", "/api/repos/create", {"name": "..%2F..%2Fx"}),
+            ("GET", "/api/models/..%2F../..%2Fx", None),
+            ("GET", "/api/models/%2E%2E/%2E%2E/refs", None),
+            ("GET", "/%2E%2E/%2E%2E/resolve/main/refs.json", None),
+            ("POST", "/api/models/%2E%2E/x/commit/main", None),
+            ("GET", "/api/models/org/ok/tree/..%2F..%2F..", None),
+            ("GET", "/org/ok/resolve/..%2F..%2Fx/refs.json", None),
+            ("GET", "/org/ok/resolve/main/..%2F..%2Fx%2Frefs.json", None),
+            ("POST", "/api/models/org/ok/branch/..%2F..%2Fx", {}),
+        ]
+        for method, path, body in attempts:
+            status, _ = request_status(hub.url + path, method, body)
+            assert status == 400, (method, path, status)
+        # There is no delete endpoint at all (nothing hcam or huggingface_hub calls for a push needs one).
+        status, _ = request_status(hub.url + "/api/repos/delete", "POST", {"organization": "..", "name": "x"})
+        assert status == 404
+        # A revision cannot smuggle a header into the answer.
+        status, headers = request_status(hub.url + "/org/ok/resolve/main%0D%0AX-Injected:%201/README.md")
+        assert status == 400 and headers.get("X-Injected") is None
+        assert "\r" not in headers["X-Error-Message"] and "\n" not in headers["X-Error-Message"]
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+        assert (outside / "refs.json").is_file()
+    with pytest.raises(TypeError):
+        LocalHubServer(root, host="0.0.0.0")  # no way to listen beyond 127.0.0.1

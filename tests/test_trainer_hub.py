@@ -12,7 +12,7 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from test_trainer import stage_argv, write_corpus, write_tiny_text_encoder
 
-from hcam.hub_cards.local_hub import LocalHubServer
+from local_hub import LocalHubServer
 from hcam.hub_cards.push import PICKLE_PATTERNS
 
 REPO = "org/hcam-trainer-test"
