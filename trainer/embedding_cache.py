@@ -1,8 +1,9 @@
 """Frozen stage-I embeddings, computed once per split and kept on disk, so stages II and III never run an encoder.
 
-A cache file is keyed by a fingerprint of (a) the stage-I weights of that modality, (b) the settings that change
-what the encoder sees (processor config, max lengths), and (c) the split's rows (ids, turns, texts, audio paths
-with file size and mtime). Change any of them and the file name changes: a stale cache is never read.
+A cache file is keyed by a fingerprint of (a) the stage-I weights of that modality (`hash_model_weights`), (b) the
+settings that change what the encoder sees (`processor_fingerprint`, max lengths), and (c) the split's rows
+(`data_fingerprint`: ids, turns, texts, audio paths with file size and mtime). This is hcam's one fingerprint
+scheme: any other on-disk cache keys itself with these three helpers. Change any of them and the file name changes: a stale cache is never read.
 Files are safetensors, written under a temporary name and renamed.
 """
 
@@ -15,9 +16,19 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from hcam.processing.fingerprint import hash_model_weights
-
 logger = logging.getLogger(__name__)
+KEY_LENGTH = 24  # hex characters of a cache key
+
+
+def hash_model_weights(model) -> str:
+    """Fingerprint of a module's (or a state_dict's) weights: every tensor's name, shape, dtype and bytes."""
+    state_dict = model.state_dict() if hasattr(model, "state_dict") else model
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:KEY_LENGTH]
 
 
 def data_fingerprint(dataset, modality):
@@ -56,7 +67,7 @@ def cache_key(model, processor, dataset, modality):
     digest.update(hash_model_weights(model.utterance_encoders[modality]).encode())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(data_fingerprint(dataset, modality).encode())
-    return digest.hexdigest()[:24]
+    return digest.hexdigest()[:KEY_LENGTH]
 
 
 @torch.no_grad()
