@@ -49,10 +49,12 @@ class HCAMConfig(PretrainedConfig):
         stage (`int`, *optional*, defaults to 1):
             The highest stage built: 1 = utterance encoders, 2 = + dialogue context, 3 = + co-attention fusion.
         audio_encoder_name_or_path (`str`, *optional*):
-            Hub name or local path of a pretrained wav2vec2 (e.g. `facebook/wav2vec2-base`); `None` = the random
-            tiny encoder described by `audio_encoder_config`.
+            Hub name or local path of a pretrained speech encoder that `AutoModel` builds (wav2vec2, HuBERT, WavLM,
+            data2vec-audio, wav2vec2-conformer; e.g. `facebook/wav2vec2-base`); `None` = the random tiny encoder
+            described by `audio_encoder_config`.
         audio_encoder_config (`dict`, *optional*):
-            The audio encoder's `Wav2Vec2Config` as a dict, kept nested so a saved model loads with no download.
+            The audio encoder's config as a dict (with `model_type`), kept nested so a saved model loads with no
+            download.
         text_encoder_name_or_path (`str`, *optional*, defaults to all-MiniLM-L6-v2):
             Hub name or local path of the text encoder (any `AutoModel`, e.g. `roberta-base`).
         text_encoder_config (`dict`, *optional*):
@@ -63,6 +65,11 @@ class HCAMConfig(PretrainedConfig):
         freeze_feature_encoder (`bool`, *optional*, defaults to `True`):
             Keep wav2vec2's convolutional feature encoder fixed when fine-tuning a *pretrained* audio encoder (the
             usual recipe; it saves memory). Ignored for the random default encoder, which must learn everything.
+        freeze_audio_encoder (`bool`, *optional*, defaults to `False`):
+            Never train the audio encoder (the SUPERB protocol: frozen upstream, trained head); stage I then trains
+            on its hidden states, computed once and cached.
+        freeze_text_encoder (`bool`, *optional*, defaults to `False`):
+            The same for the text encoder.
         gru_hidden_size (`int`, *optional*, defaults to 200):
             Width of every bi-GRU per direction; utterance and context embeddings are twice as wide.
         num_attention_heads (`int`, *optional*, defaults to 3):
@@ -107,6 +114,8 @@ class HCAMConfig(PretrainedConfig):
         text_encoder_config=None,
         use_weighted_layer_sum=False,
         freeze_feature_encoder=True,
+        freeze_audio_encoder=False,
+        freeze_text_encoder=False,
         gru_hidden_size=200,
         num_attention_heads=3,
         fusion_hidden_size=60,
@@ -140,6 +149,8 @@ class HCAMConfig(PretrainedConfig):
         self.text_encoder_config = text_encoder_config
         self.use_weighted_layer_sum = use_weighted_layer_sum
         self.freeze_feature_encoder = freeze_feature_encoder
+        self.freeze_audio_encoder = freeze_audio_encoder
+        self.freeze_text_encoder = freeze_text_encoder
         self.gru_hidden_size = gru_hidden_size
         self.num_attention_heads = num_attention_heads
         self.fusion_hidden_size = fusion_hidden_size
@@ -161,7 +172,8 @@ class HCAMConfig(PretrainedConfig):
         """A config whose encoder configs are read from pretrained encoders.
 
         Args:
-            audio_encoder (`str`, *optional*): name of a pretrained wav2vec2, or `None` for the random tiny one.
+            audio_encoder (`str`, *optional*): name of a pretrained speech encoder (any `AutoModel` of the wav2vec2
+                family: wav2vec2, HuBERT, WavLM, data2vec-audio, wav2vec2-conformer), or `None` for the random tiny one.
             text_encoder (`str`, *optional*): name of a pretrained text encoder.
             audio_encoder_path, text_encoder_path (`str`, *optional*): where to read them if not from the name
                 (e.g. a packaged copy); the config records the name.

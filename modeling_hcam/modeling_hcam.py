@@ -14,14 +14,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel, Wav2Vec2Config, Wav2Vec2Model
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_hcam import HCAMConfig
 
 # Log-probabilities of the ensemble are clamped here so that a head that is certain gives finite logits.
 _MIN_PROBABILITY = 1e-8
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -207,14 +209,86 @@ def run_bigru(gru, inputs, lengths):
     return outputs * real[..., None]
 
 
+# Speech encoders HCAM reads raw 16 kHz-style waveforms with: AutoModel's class for each of these reads `input_values`
+# with an attention mask and maps samples to frames (tested: tests/test_encoders.py). Others of the same kind work too.
+SPEECH_ENCODER_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer")
+
+
+def build_speech_encoder(encoder_config: dict) -> nn.Module:
+    """The speech encoder that `AutoModel` builds from `encoder_config` (a config dict with `model_type`), randomly
+    initialised: wav2vec2, HuBERT, WavLM, data2vec-audio, wav2vec2-conformer, or any model that reads raw waveforms
+    (`input_values`) with an attention mask."""
+    config = AutoConfig.for_model(**encoder_config)
+    if config.model_type == "whisper":
+        raise ValueError(
+            "Whisper's encoder cannot be HCAM's audio encoder: it reads log-mel features in fixed 30 s windows "
+            "(3000 frames, refused otherwise) and ignores attention masks, so every utterance would cost a 30 s window "
+            "and its padding would change its features. Use one of " + ", ".join(SPEECH_ENCODER_TYPES) + "."
+        )
+    encoder = AutoModel.from_config(config)
+    if encoder.main_input_name != "input_values" or not hasattr(encoder, "_get_feature_vector_attention_mask"):
+        raise ValueError(
+            f"audio encoder of type {config.model_type!r} ({type(encoder).__name__}) does not read raw waveforms "
+            f"(`input_values` with an attention mask); use a speech encoder such as {', '.join(SPEECH_ENCODER_TYPES)}."
+        )
+    return encoder
+
+
+def load_encoder_weights(encoder: nn.Module, name_or_path: str) -> nn.Module:
+    """Copy the pretrained weights of `name_or_path` into `encoder` (built from the nested config), strictly.
+
+    The checkpoint is read with `AutoModel` (its own architecture); a weight it lacks, or one whose shape differs, is
+    an error, and so is any parameter name that differs between it and `encoder` (e.g. WavLM weights for a wav2vec2
+    config). Heads of the checkpoint's own task outside the base model (a CTC head, the pre-training quantizer) are
+    dropped, as `AutoModel` always does, and logged.
+    """
+    kwargs = {"output_loading_info": True}
+    try:  # the same architecture HCAM builds: text encoders without their (unused) pooler
+        pretrained, info = AutoModel.from_pretrained(name_or_path, add_pooling_layer=False, **kwargs)
+    except TypeError:
+        pretrained, info = AutoModel.from_pretrained(name_or_path, **kwargs)
+    if info.get("missing_keys") or info.get("mismatched_keys"):
+        found = [f"no weights for {sorted(info['missing_keys'])[:8]}"] if info.get("missing_keys") else []
+        if info.get("mismatched_keys"):
+            found.append(f"weights of another shape than its config says: {sorted(map(str, info['mismatched_keys']))[:8]}")
+        raise ValueError(f"the checkpoint {name_or_path} is incomplete: " + "; ".join(found) + ". They would stay "
+                         "random. Copy or download it again, or save the complete model there.")
+    problems = []
+    ours, theirs = encoder.state_dict(), pretrained.state_dict()
+    missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    if missing:
+        problems.append(f"HCAM's {type(encoder).__name__} has parameters the checkpoint's {type(pretrained).__name__} "
+                        f"lacks: {missing[:8]}")
+    if unexpected:
+        problems.append(f"the checkpoint's {type(pretrained).__name__} has parameters HCAM's "
+                        f"{type(encoder).__name__} lacks: {unexpected[:8]}")
+    shapes = sorted(k for k in set(ours) & set(theirs) if ours[k].shape != theirs[k].shape)
+    if shapes:
+        problems.append(f"parameters of another shape: {shapes[:8]}")
+    if problems:
+        raise ValueError(
+            f"cannot load the encoder weights of {name_or_path}: " + "; ".join(problems) + ". Build the HCAM config "
+            f"with HCAMConfig.from_encoders(...) from this same checkpoint, so that its nested encoder config matches."
+        )
+    if info.get("unexpected_keys"):
+        logger.info("%s: checkpoint weights outside the base model left out: %s", name_or_path,
+                    sorted(info["unexpected_keys"])[:8])
+    encoder.load_state_dict(theirs, strict=True)
+    return encoder
+
+
 class HCAMUtteranceEncoder(nn.Module):
-    """Stage I for one modality: encoder → bi-GRU → self-attention pooling → classifier."""
+    """Stage I for one modality: encoder → bi-GRU → self-attention pooling → classifier.
+
+    With `config.freeze_<modality>_encoder` the encoder never trains (no gradients, always in eval mode), so its
+    hidden states can be computed once and cached (`forward_features(..., precomputed=True)` takes them).
+    """
 
     def __init__(self, config: HCAMConfig, modality: str):
         super().__init__()
         self.modality = modality
         if modality == "audio":
-            self.encoder = Wav2Vec2Model(Wav2Vec2Config(**config.audio_encoder_config))
+            self.encoder = build_speech_encoder(config.audio_encoder_config)
         else:
             if config.text_encoder_config is None:
                 raise ValueError(
@@ -236,32 +310,66 @@ class HCAMUtteranceEncoder(nn.Module):
         self.pooling = HCAMAttentionPooling(config.utterance_embedding_size, config.num_attention_heads)
         self.classifier = nn.Linear(config.utterance_embedding_size, config.num_labels)
         self.chunk_size = config.encoder_chunk_size
+        self.frozen = bool(getattr(config, f"freeze_{modality}_encoder", False))
+        if self.frozen:
+            self.encoder.requires_grad_(False)
 
-    def _encode(self, values, mask):
-        if self.modality == "audio":
-            outputs = self.encoder(values, attention_mask=mask, output_hidden_states=self.use_weighted_layer_sum)
-            frame_mask = self.encoder._get_feature_vector_attention_mask(outputs.last_hidden_state.shape[1], mask)
-        else:
-            outputs = self.encoder(input_ids=values, attention_mask=mask, output_hidden_states=self.use_weighted_layer_sum)
-            frame_mask = mask
+    def freeze_feature_encoder(self):
+        """Fix a speech encoder's convolutional feature encoder (every wav2vec2-family model has one)."""
+        self.encoder.feature_extractor._freeze_parameters()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:  # no dropout: a frozen encoder always gives the hidden states its cache holds
+            self.encoder.eval()
+        return self
+
+    def encoder_hidden_states(self, values, mask):
+        """What stage I takes from the encoder, and what the frozen-encoder cache stores.
+
+        Returns `hidden` `(N, frames, layers, width)`, every layer with the embedding output first, when
+        `use_weighted_layer_sum` is on, else the last layer `(N, frames, width)`; and the frame mask `(N, frames)`.
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            if self.modality == "audio":
+                outputs = self.encoder(values, attention_mask=mask, output_hidden_states=self.use_weighted_layer_sum)
+                frame_mask = self.encoder._get_feature_vector_attention_mask(outputs.last_hidden_state.shape[1], mask)
+            else:
+                outputs = self.encoder(input_ids=values, attention_mask=mask,
+                                       output_hidden_states=self.use_weighted_layer_sum)
+                frame_mask = mask
         if self.use_weighted_layer_sum:
             # the last entry as the encoder returns it: wav2vec2's stable-layer-norm variant applies its final
             # layer norm only to last_hidden_state
-            layers = torch.stack(outputs.hidden_states[:-1] + (outputs.last_hidden_state,), dim=0)
-            hidden = (self.layer_weights.softmax(0)[:, None, None, None] * layers).sum(0)
-        else:
-            hidden = outputs.last_hidden_state
-        return hidden, frame_mask.bool()
+            return torch.stack(outputs.hidden_states[:-1] + (outputs.last_hidden_state,), dim=2), frame_mask.bool()
+        return outputs.last_hidden_state, frame_mask.bool()
 
-    def forward_features(self, values, mask):
-        """Utterance embeddings `(N, E)` for `N` utterances given as padded `values` `(N, length)` and `mask`."""
+    def _encode(self, values, mask, precomputed=False):
+        if precomputed:  # hidden states as `encoder_hidden_states` gives them (e.g. fp16 from the cache)
+            expected = 4 if self.use_weighted_layer_sum else 3
+            if values.dim() != expected or values.shape[-1] != self.gru.input_size or (
+                    self.use_weighted_layer_sum and values.shape[2] != len(self.layer_weights)):
+                layout = "(N, frames, layers, width)" if self.use_weighted_layer_sum else "(N, frames, width)"
+                raise ValueError(f"precomputed {self.modality} hidden states must be {layout} with width "
+                                 f"{self.gru.input_size}, got {tuple(values.shape)}: were they cached with another "
+                                 "encoder or use_weighted_layer_sum setting?")
+            hidden, frame_mask = values.to(self.gru.weight_ih_l0.dtype), mask.bool()
+        else:
+            hidden, frame_mask = self.encoder_hidden_states(values, mask)
+        if self.use_weighted_layer_sum:
+            hidden = (self.layer_weights.softmax(0)[:, None] * hidden).sum(2)
+        return hidden, frame_mask
+
+    def forward_features(self, values, mask, precomputed=False):
+        """Utterance embeddings `(N, E)` for `N` utterances given as padded `values` `(N, length)` and `mask`, or,
+        with `precomputed=True`, as the encoder's hidden states `(N, frames, ...)` and frame mask `(N, frames)`."""
         embeddings = []
         for start in range(0, len(values), self.chunk_size):
             chunk_mask = mask[start : start + self.chunk_size]
             # Cut the chunk's common padding: utterances batched with longer ones cost only their own length.
             length = int(chunk_mask.sum(1).max())
             chunk_values, chunk_mask = values[start : start + self.chunk_size, :length], chunk_mask[:, :length]
-            hidden, frame_mask = self._encode(chunk_values, chunk_mask)
+            hidden, frame_mask = self._encode(chunk_values, chunk_mask, precomputed)
             hidden = run_bigru(self.gru, hidden, frame_mask.sum(1))
             embeddings.append(self.pooling(self.dropout(hidden), frame_mask))
         return torch.cat(embeddings)
@@ -397,7 +505,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         self.supcon = SupervisedContrastiveLoss(config.supcon_temperature)
         self._frozen_below_stage = 1
         if "audio" in config.modalities and config.audio_encoder_name_or_path and config.freeze_feature_encoder:
-            self.utterance_encoders["audio"].encoder.freeze_feature_encoder()
+            self.utterance_encoders["audio"].freeze_feature_encoder()
         self.post_init()
 
     # ----- freezing ---------------------------------------------------------------------------------------------
@@ -426,20 +534,16 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
 
     # ----- construction helpers ---------------------------------------------------------------------------------
     def load_pretrained_encoders(self, audio_encoder_path=None, text_encoder_path=None):
-        """Load pretrained encoder weights (once, when stage I starts from scratch). Paths default to the config's
-        encoder names; an audio encoder without a name stays randomly initialised."""
-        audio_encoder_path = audio_encoder_path or self.config.audio_encoder_name_or_path
-        text_encoder_path = text_encoder_path or self.config.text_encoder_name_or_path
-        if "audio" in self.config.modalities and audio_encoder_path:
-            pretrained = Wav2Vec2Model.from_pretrained(audio_encoder_path)
-            self.utterance_encoders["audio"].encoder.load_state_dict(pretrained.state_dict(), strict=False)
-            if self.config.freeze_feature_encoder:
-                self.utterance_encoders["audio"].encoder.freeze_feature_encoder()
-        if "text" in self.config.modalities and text_encoder_path:
-            pretrained = AutoModel.from_pretrained(text_encoder_path)
-            missing, _ = self.utterance_encoders["text"].encoder.load_state_dict(pretrained.state_dict(), strict=False)
-            if missing:
-                raise ValueError(f"Text encoder {text_encoder_path} does not match text_encoder_config: missing {missing[:5]}")
+        """Load pretrained encoder weights (once, when stage I starts from scratch), strictly (`load_encoder_weights`:
+        a missing, unexpected or reshaped parameter is an error naming it). Paths default to the config's encoder
+        names; an audio encoder without a name stays randomly initialised."""
+        paths = {"audio": audio_encoder_path or self.config.audio_encoder_name_or_path,
+                 "text": text_encoder_path or self.config.text_encoder_name_or_path}
+        for modality in self.config.modalities:
+            if paths[modality]:
+                load_encoder_weights(self.utterance_encoders[modality].encoder, paths[modality])
+        if "audio" in self.config.modalities and paths["audio"] and self.config.freeze_feature_encoder:
+            self.utterance_encoders["audio"].freeze_feature_encoder()
         return self
 
     @classmethod
@@ -482,6 +586,18 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         """
         given = {name: t for name, t in tensors.items() if t is not None}
         expected_dims = {"utterance_mask": 2, "speaker_ids": 2, "labels": 2}
+        for modality, values in (("audio", "input_values"), ("text", "input_ids")):
+            hidden = f"{modality}_hidden_states"
+            if hidden in given:  # (D, T, frames, [layers,] width); the encoder's checks come in forward_features
+                expected_dims[hidden] = given[hidden].dim() if given[hidden].dim() in (4, 5) else 4
+                if values in given:
+                    raise ValueError(f"pass `{values}` or `{hidden}` (the {modality} encoder's precomputed output), "
+                                     "not both.")
+                mask = "attention_mask" if modality == "audio" else "text_attention_mask"
+                if mask in given and tuple(given[mask].shape) != tuple(given[hidden].shape[:3]):
+                    raise ValueError(f"`{mask}` has shape {tuple(given[mask].shape)} but `{hidden}` has "
+                                     f"{tuple(given[hidden].shape)}: with hidden states it marks their frames, "
+                                     "(dialogues, turns, frames).")
         for name, tensor in given.items():
             dims = expected_dims.get(name, 3)
             if tensor.dim() != dims:
@@ -518,26 +634,32 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         return torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
 
     def get_utterance_embeddings(self, input_values=None, attention_mask=None, input_ids=None,
-                                 text_attention_mask=None, utterance_mask=None, modalities=None, **unused):
+                                 text_attention_mask=None, utterance_mask=None, modalities=None,
+                                 audio_hidden_states=None, text_hidden_states=None, **unused):
         """Stage-I utterance embeddings per modality, each `(D, T, E)` with zeros at padded turns."""
         inputs = {"audio": (input_values, attention_mask), "text": (input_ids, text_attention_mask)}
+        hidden_states = {"audio": audio_hidden_states, "text": text_hidden_states}
         if utterance_mask is None:
-            utterance_mask = self._default_utterance_mask(input_values, input_ids)
+            utterance_mask = self._default_utterance_mask(input_values, input_ids, audio_hidden_states,
+                                                          text_hidden_states)
         turns = utterance_mask.bool()
         embeddings = {}
         for modality in modalities or self.config.modalities:
             values, mask = inputs[modality]
+            precomputed = hidden_states[modality] is not None
+            if precomputed:  # the encoder's cached output; the mask marks its real frames
+                values = hidden_states[modality]
             if values is None:
                 raise ValueError(f"This model has the {modality} modality: pass its inputs "
                                  f"({'input_values' if modality == 'audio' else 'input_ids'}) or precomputed "
                                  f"`{modality}_embeddings`.")
             if mask is None:
-                mask = torch.ones_like(values, dtype=torch.long)
+                mask = torch.ones(values.shape[:3], dtype=torch.long, device=values.device)
             if turns.all():  # a view, not a copy of every sample (stage I batches one-turn dialogues)
                 values, mask = values.flatten(0, 1), mask.flatten(0, 1)
             else:
                 values, mask = values[turns], mask[turns]
-            features = self.utterance_encoders[modality].forward_features(values, mask)
+            features = self.utterance_encoders[modality].forward_features(values, mask, precomputed)
             scattered = features.new_zeros(*turns.shape, features.shape[-1])
             scattered[turns] = features
             embeddings[modality] = scattered
@@ -571,6 +693,8 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         text_embeddings: torch.FloatTensor | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        audio_hidden_states: torch.FloatTensor | None = None,
+        text_hidden_states: torch.FloatTensor | None = None,
     ) -> HCAMOutput | tuple:
         r"""
         Args:
@@ -590,6 +714,11 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
                 Label ids; -100 is ignored. When given, `loss` is the loss of `config.stage`.
             audio_embeddings, text_embeddings (`torch.FloatTensor` of shape `(D, T, E)`, *optional*):
                 Precomputed stage-I embeddings; the encoder of that modality is then not run.
+            audio_hidden_states, text_hidden_states (`torch.FloatTensor` of shape `(D, T, frames, [layers,] width)`, *optional*):
+                The (frozen) encoder's precomputed output, as `HCAMUtteranceEncoder.encoder_hidden_states` gives it
+                (every layer with `use_weighted_layer_sum`), instead of `input_values` / `input_ids`; then
+                `attention_mask` / `text_attention_mask` `(D, T, frames)` mark the real frames. Stage I trains on
+                these from the frozen-encoder cache.
             output_attentions (`bool`, *optional*):
                 Also return the stage-II attention weights over turns (`{modality}_context_attentions`).
         """
@@ -597,10 +726,12 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         self._check_inputs(dict(input_values=input_values, attention_mask=attention_mask, input_ids=input_ids,
                                 text_attention_mask=text_attention_mask, utterance_mask=utterance_mask,
                                 speaker_ids=speaker_ids, labels=labels, audio_embeddings=audio_embeddings,
-                                text_embeddings=text_embeddings), labels)
+                                text_embeddings=text_embeddings, audio_hidden_states=audio_hidden_states,
+                                text_hidden_states=text_hidden_states), labels)
         precomputed = {"audio": audio_embeddings, "text": text_embeddings}
         if utterance_mask is None:
-            utterance_mask = self._default_utterance_mask(input_values, input_ids, audio_embeddings, text_embeddings)
+            utterance_mask = self._default_utterance_mask(input_values, input_ids, audio_embeddings, text_embeddings,
+                                                          audio_hidden_states, text_hidden_states)
         lengths = self._turn_lengths(utterance_mask)
         turns = utterance_mask.bool()
 
@@ -609,6 +740,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             precomputed.update(self.get_utterance_embeddings(
                 input_values=input_values, attention_mask=attention_mask, input_ids=input_ids,
                 text_attention_mask=text_attention_mask, utterance_mask=utterance_mask, modalities=needs_encoding,
+                audio_hidden_states=audio_hidden_states, text_hidden_states=text_hidden_states,
             ))
 
         output = {}

