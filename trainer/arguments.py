@@ -23,7 +23,8 @@ class ModelArguments:
     audio_encoder: str | None = field(
         default=None,
         metadata={
-            "help": "Hub name or local path of a pretrained wav2vec2 for stage 1 audio (e.g. facebook/wav2vec2-base). "
+            "help": "Hub name or local path of a pretrained speech encoder for stage 1 audio: any wav2vec2, HuBERT, "
+            "WavLM, data2vec-audio or wav2vec2-conformer model (e.g. facebook/wav2vec2-base, microsoft/wavlm-base-plus). "
             "Default: a small randomly initialised wav2vec2 trained from scratch (no download)."
         },
     )
@@ -41,6 +42,17 @@ class ModelArguments:
     max_audio_seconds: float | None = field(default=None, metadata={"help": "Longer utterances are cut (default 15)."})
     max_text_tokens: int | None = field(default=None, metadata={"help": "Longer transcripts are truncated (default 128)."})
     use_speaker_masks: bool | None = field(default=None, metadata={"help": "Speaker-aware attention masks in stage 2."})
+    use_weighted_layer_sum: bool | None = field(
+        default=None, metadata={"help": "Stage 1: a learned softmax-weighted sum of the encoder's layers instead of the last."}
+    )
+    freeze_audio_encoder: bool | None = field(
+        default=None,
+        metadata={"help": "Stage 1 audio: never train the speech encoder (SUPERB protocol); its hidden states are computed "
+                  "once, cached on disk (fp16) and epochs train only the bi-GRU, pooling and classifier."},
+    )
+    freeze_text_encoder: bool | None = field(
+        default=None, metadata={"help": "Stage 1 text: the same for the text encoder."}
+    )
 
 
 @dataclass

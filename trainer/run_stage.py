@@ -48,6 +48,7 @@ from hcam.trainer.data import (
 )
 from hcam.trainer.cross_fit import stage_embeddings
 from hcam.trainer.evaluation import detailed_report
+from hcam.trainer.feature_cache import frozen_encoder_datasets
 from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage, read_json
 from hcam.trainer.stages import Stage
 from hcam.trainer.trainer import HCAMStageTrainer
@@ -151,11 +152,11 @@ def build_stage1(model_args, training_args, label_names):
     elif model_args.audio_encoder:
         model.load_pretrained_encoders(audio_encoder_path=resolve_encoder_path(model_args.audio_encoder))
     feature_kwargs = {}
-    if modality == "audio":
-        # A pretrained wav2vec2 expects zero-mean unit-variance input; the random default encoder keeps the
-        # waveform's level, since loudness is an emotion cue it can learn from.
+    if modality == "audio":  # the encoder's own feature-extractor settings (sampling rate, normalisation)
+        from hcam.processing.encoders import speech_feature_settings
+
         feature_kwargs = {"max_duration_seconds": config.max_audio_seconds,
-                          "do_normalize": model_args.audio_encoder is not None}
+                          **speech_feature_settings(model_args.audio_encoder)}
     processor = build_processor(text_encoder=text_encoder, audio=modality == "audio", max_text_tokens=config.max_text_tokens, **feature_kwargs)
     return model, processor
 
@@ -321,8 +322,9 @@ def build_model(stage, model_args, training_args, dataset, label_names, protocol
 
 def stage_datasets(stage, model, processor, dataset, training_args, data_args):
     """(splits, collator): utterance rows for stage 1, dialogues of cached stage-1 embeddings for stages 2-3."""
-    if stage.number == 1:
-        return with_lengths(dataset, stage.modality), UtteranceCollator(processor, stage.modality, model.config.label2id)
+    if stage.number == 1:  # a frozen encoder (--freeze_*_encoder): epochs read its cached hidden states instead
+        return frozen_encoder_datasets(model, processor, dataset, training_args) or (
+            with_lengths(dataset, stage.modality), UtteranceCollator(processor, stage.modality, model.config.label2id))
     return embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
 
 

@@ -1,0 +1,113 @@
+"""Frozen-encoder stage I (--freeze_audio_encoder / --freeze_text_encoder): the encoder never trains, its hidden states
+are cached once on disk in fp16, epochs train the head on them, and the saved model still runs on raw input."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_encoders import audio_model, save_pretrained_encoder
+from test_trainer import TINY, data_flags, write_corpus, write_tiny_text_encoder
+from tiny import random_inputs, tiny_hcam_config
+
+from hcam.modeling_hcam import HCAMForEmotionRecognition
+
+
+def test_frozen_encoder_has_no_gradients_stays_in_eval_and_cached_states_give_the_same_output(tmp_path):
+    folder = save_pretrained_encoder(tmp_path / "wavlm", "wavlm")
+    model = audio_model(folder, use_weighted_layer_sum=True, freeze_audio_encoder=True).train()
+    stage1 = model.utterance_encoders["audio"]
+    assert not any(p.requires_grad for p in stage1.encoder.parameters())
+    assert not stage1.encoder.training and stage1.gru.training  # no dropout in the frozen encoder, only in the head
+    inputs = {k: v for k, v in random_inputs((4, 3), samples=2400).items()
+              if k in ("input_values", "attention_mask", "labels")}
+    # one-turn dialogues, as stage I batches them
+    inputs = {k: v.flatten(0, 1)[:, None] for k, v in inputs.items()}
+    keep = inputs["labels"][:, 0] != -100
+    inputs = {k: v[keep] for k, v in inputs.items()}
+    model.eval()
+    hidden, frame_mask = stage1.encoder_hidden_states(inputs["input_values"][:, 0], inputs["attention_mask"][:, 0])
+    assert hidden.shape[2] == stage1.encoder.config.num_hidden_layers + 1  # every layer for the weighted sum
+    cached = model(audio_hidden_states=hidden.half()[:, None], attention_mask=frame_mask.long()[:, None],
+                   labels=inputs["labels"])
+    direct = model(**inputs)
+    torch.testing.assert_close(cached.logits, direct.logits, atol=2e-3, rtol=2e-3)  # fp16 cache
+    model.train()
+    cached = model(audio_hidden_states=hidden.half()[:, None], attention_mask=frame_mask.long()[:, None],
+                   labels=inputs["labels"])
+    cached.loss.backward()
+    assert stage1.layer_weights.grad is not None and stage1.gru.weight_ih_l0.grad is not None
+    assert all(p.grad is None for p in stage1.encoder.parameters())
+    with pytest.raises(ValueError, match="layers"):
+        model(audio_hidden_states=hidden[:, :, 1:].half()[:, None], attention_mask=frame_mask.long()[:, None])
+    with pytest.raises(ValueError, match="not both"):
+        model(audio_hidden_states=hidden.half()[:, None], input_values=inputs["input_values"])
+
+
+def test_text_encoder_can_be_frozen_too():
+    model = HCAMForEmotionRecognition(tiny_hcam_config(1, ("text",), freeze_text_encoder=True)).train()
+    assert not any(p.requires_grad for p in model.utterance_encoders["text"].encoder.parameters())
+    model(**{k: v for k, v in random_inputs().items() if k in ("input_ids", "text_attention_mask", "labels")}).loss.backward()
+    assert model.utterance_encoders["text"].gru.weight_ih_l0.grad is not None
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory):
+    from hcam.trainer.run_stage import main
+
+    root = tmp_path_factory.mktemp("frozen")
+    corpus, encoder = str(root / "corpus"), str(root / "wavlm")
+    write_corpus(corpus, dialogues={"train": 6, "validation": 2, "test": 2})
+    save_pretrained_encoder(encoder, "wavlm", seed=5)
+    argv = ["--stage", "1", "--modality", "audio", "--audio_encoder", encoder, "--freeze_audio_encoder", "true",
+            "--use_weighted_layer_sum", "true", *data_flags(corpus), "--num_train_epochs", "3", *TINY]
+    main([*argv, "--output_dir", str(root / "runs" / "stage1-audio")])
+    return {"root": root, "encoder": encoder, "argv": argv, "out": root / "runs" / "stage1-audio",
+            "cache": root / "runs" / ".feature_cache"}
+
+
+def test_frozen_encoder_weights_leave_training_bit_identical(frozen_run):
+    saved = load_file(frozen_run["out"] / "model.safetensors")
+    pretrained = load_file(os.path.join(frozen_run["encoder"], "model.safetensors"))
+    prefix = "utterance_encoders.audio.encoder."
+    encoder_weights = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+    assert set(encoder_weights) == set(pretrained)
+    for name, tensor in pretrained.items():
+        assert torch.equal(encoder_weights[name], tensor), name
+    # ... while the head did train: the layer weights start at zero
+    assert saved["utterance_encoders.audio.layer_weights"].abs().sum() > 0
+
+
+def test_cache_holds_every_split_in_fp16_and_is_reused(frozen_run):
+    from hcam.trainer.feature_cache import FeatureStore
+
+    folders = sorted(os.listdir(frozen_run["cache"]))
+    assert [f.split("-")[0] for f in folders] == ["test", "train", "validation"], folders
+    assert not [f for f in folders if ".partial" in f]
+    store = FeatureStore(frozen_run["cache"] / folders[1])
+    assert len(store) == 6 * 4
+    first = store[0]
+    assert first.dtype == torch.float16 and first.shape[1:] == (3, 16)  # frames x (2 layers + embeddings) x width
+    mtimes = {f: os.path.getmtime(frozen_run["cache"] / f / "index.json") for f in folders}
+
+    from hcam.trainer.run_stage import main
+
+    main([*frozen_run["argv"], "--output_dir", str(frozen_run["root"] / "runs" / "again"), "--num_train_epochs", "1"])
+    assert sorted(os.listdir(frozen_run["cache"])) == folders  # same key: read, not rebuilt
+    assert {f: os.path.getmtime(frozen_run["cache"] / f / "index.json") for f in folders} == mtimes
+
+
+def test_saved_frozen_model_runs_on_raw_audio_without_the_cache(frozen_run, tmp_path):
+    from transformers import AutoModel, AutoProcessor
+
+    model = AutoModel.from_pretrained(frozen_run["out"], trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(frozen_run["out"], trust_remote_code=True)
+    assert processor.feature_extractor.do_normalize is False  # the WavLM folder's own setting
+    corpus = frozen_run["root"] / "corpus"
+    wave = str(corpus / "audio" / "test0_0.wav")
+    with torch.no_grad():
+        logits = model(**processor(audio=[[wave]], return_tensors="pt")).logits
+    assert torch.isfinite(logits).all()
+    marker = json.load(open(frozen_run["out"] / "hcam_stage.json"))
+    assert marker["stage"] == 1
