@@ -1,9 +1,12 @@
 """Push one stage's checkpoint folder to a Hub repo: safetensors only, one atomic commit per revision.
 
 Each stage lives on its own branch (stage1-audio, stage1-text, stage2-audio, stage2-text, stage3) of the same
-repo; the final model also goes to main. A revision changes only through a single `create_commit`, which the
-Hub applies all at once after the LFS objects are uploaded, so a push that fails or is interrupted leaves the
-revision at its previous commit, and running the same push again finishes it (unchanged files are skipped).
+repo; the final model also goes to main. A revision changes only through a single `HfApi.create_commit`, which
+the Hub applies all at once after the LFS objects are uploaded, so a push that fails or is interrupted leaves the
+revision at its previous commit, and running the same push again finishes it. The diffing is the library's:
+`create_commit` skips every file the revision already holds unchanged, and makes no commit when nothing changed.
+(`upload_folder` would diff the deletions too, but with Xet storage it commits a folder in several batches,
+which would break the one-commit guarantee, and it cannot upload the card in place of the folder's README.md.)
 """
 from __future__ import annotations
 
@@ -193,21 +196,20 @@ def push_stage(
 
 def _commit_folder(api: HfApi, folder: Path, files: list[str], readme: bytes | None, repo_id: str,
                    revision: str, stage_tag: str):
-    """One commit that makes `revision` hold exactly `files` (+ README) on top of .gitattributes."""
-    refs = api.list_repo_refs(repo_id)
-    head = next(b.target_commit for b in refs.branches if b.name == revision)
-    remote = set(api.list_repo_files(repo_id, revision=head))
-    operations = []
-    wanted = set(files)
-    for name in files:
-        if name == "README.md" and readme is not None:
-            continue
-        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)))
+    """One commit that makes `revision` hold exactly `files` (+ README) on top of .gitattributes.
+
+    Every file is handed to `create_commit`, which leaves out those the revision holds unchanged; what is left
+    to us is deleting the files of an earlier push that the folder no longer has. They are listed at the commit
+    this one builds on (`parent_commit`), so a push racing another is refused rather than mixed with it.
+    """
+    head = api.repo_info(repo_id, revision=revision).sha
+    wanted = set(files) | ({"README.md"} if readme is not None else set())
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
+                  for name in files if not (name == "README.md" and readme is not None)]
     if readme is not None:
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme))
-        wanted.add("README.md")
-    for name in sorted(remote - wanted - {".gitattributes"}):
-        operations.append(CommitOperationDelete(path_in_repo=name))
+    stale = set(api.list_repo_files(repo_id, revision=head)) - wanted - {".gitattributes"}
+    operations += [CommitOperationDelete(path_in_repo=name) for name in sorted(stale)]
     return api.create_commit(
         repo_id,
         operations=operations,
