@@ -1,15 +1,38 @@
-"""The shipped demo corpus (data/demo) is intact, and its generator produces the same schema."""
+"""The shipped demo corpus (data/demo) is intact, and its generator (data/demo/generate.py, next to the data and
+not installed) produces the same schema."""
 import csv
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from hcam.processing.demo_corpus import (CSV_COLUMNS, DEFAULT_DATA_DIR, DEMO_LABELS, EMOTIONAL_SENTENCES,
-                                         HELD_OUT_SENTENCE_FRACTION, MAX_SECONDS, MIN_SECONDS, SAMPLING_RATE, SPLITS,
-                                         generate, load_demo_corpus, plan_corpus)
+from hcam.processing.corpora import DEMO_LABELS
+from hcam.processing.datasets import load_hcam_dataset
+from hcam.processing.manifest import SCHEMA_COLUMNS as CSV_COLUMNS
+
+
+def load_generator():
+    path = Path(__file__).resolve().parent.parent / "data" / "demo" / "generate.py"
+    spec = importlib.util.spec_from_file_location("demo_corpus_generator", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass and worker processes look the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+_generator = load_generator()
+DEFAULT_DATA_DIR, EMOTIONAL_SENTENCES, SPLITS = _generator.DEFAULT_DATA_DIR, _generator.EMOTIONAL_SENTENCES, _generator.SPLITS
+HELD_OUT_SENTENCE_FRACTION, SAMPLING_RATE = _generator.HELD_OUT_SENTENCE_FRACTION, _generator.SAMPLING_RATE
+MIN_SECONDS, MAX_SECONDS = _generator.MIN_SECONDS, _generator.MAX_SECONDS
+generate, plan_corpus = _generator.generate, _generator.plan_corpus
+
+
+def load_demo_corpus(data_dir=None):
+    return load_hcam_dataset("demo", data_dir=data_dir, skip_bad=False)[0]
 
 MAX_CORPUS_BYTES = 20 * 1024 * 1024
 
@@ -98,11 +121,6 @@ def test_load_demo_corpus_schema():
         assert Path(row["audio"]).is_absolute() and Path(row["audio"]).is_file()
         assert isinstance(row["turn"], int) and row["label"] in DEMO_LABELS
         assert len(ds) == len(read_split(DEFAULT_DATA_DIR, split))
-
-
-def test_load_demo_corpus_missing_folder_says_what_to_do(tmp_path):
-    with pytest.raises(FileNotFoundError, match="regenerate"):
-        load_demo_corpus(tmp_path)
 
 
 def test_plan_is_deterministic_and_seeded():

@@ -14,14 +14,13 @@ So a text-only or audio-only utterance classifier is clearly above chance but fa
 together do better (stage III), and a model that sees the dialogue does better again (stage II).
 A quarter of each sentence pool is held out of the training split so that text cannot be memorised.
 
-Generate (needs ``espeak-ng`` on PATH; the shipped corpus does not)::
+This generator is data tooling: it lives next to the corpus it made (data/demo/) and is not installed with hcam.
+Generate (needs ``espeak-ng`` on PATH and hcam installed; the shipped corpus needs neither)::
 
-    python -m hcam.processing.demo_corpus --out data/demo --seed 0
+    python data/demo/generate.py --out data/demo --seed 0
+    python data/demo/generate.py --out data/demo --check    # the cue-strength table of data/demo/README.md
 
-Load::
-
-    from hcam.processing.demo_corpus import load_demo_corpus, DEMO_LABELS
-    dataset = load_demo_corpus()          # DatasetDict: train / validation / test
+Load, like every corpus: ``hcam.processing.datasets.load_hcam_dataset("demo")``.
 """
 from __future__ import annotations
 
@@ -39,11 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_LABELS = ["neutral", "happy", "sad", "angry"]
+from hcam.processing.corpora import DEMO_LABELS
+from hcam.processing.datasets import load_hcam_dataset
+from hcam.processing.manifest import SCHEMA_COLUMNS
+
 SAMPLING_RATE = 16000
-CSV_COLUMNS = ["dialogue_id", "turn", "speaker", "text", "audio", "label"]
 SPLITS = ["train", "validation", "test"]
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent  # the shipped corpus: this file's folder
 
 # Probabilities that shape how hard each modality and the context are; see the module docstring.
 TEXT_CUE_PROBABILITY = 0.5
@@ -295,7 +296,7 @@ def generate(out_dir, num_dialogues: int = 130, seed: int = 0, workers: int = 2,
             continue  # tiny settings leave a split empty; an absent CSV means an absent split
         with open(out_dir / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow(SCHEMA_COLUMNS)
             for u in utterances:
                 if u.split == split:
                     writer.writerow([u.dialogue_id, u.turn, u.speaker, u.text, u.audio, u.label])
@@ -318,29 +319,6 @@ def generate(out_dir, num_dialogues: int = 130, seed: int = 0, workers: int = 2,
             "labels": {label: sum(u.label == label for u in rows) for label in DEMO_LABELS},
         }
     return summary
-
-
-def load_demo_corpus(data_dir=None):
-    """Loads the demo corpus as a datasets.DatasetDict in hcam's schema (absolute audio paths, label names).
-
-    Rows also carry ``duration`` (seconds). The corpus ships intact, so any bad row raises instead of being skipped.
-
-    Args:
-        data_dir: folder holding {train,validation,test}.csv and audio/; defaults to the corpus shipped in the
-            repository (data/demo).
-    """
-    from .manifest import read_manifest
-
-    data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    if not (data_dir / "train.csv").is_file():
-        raise FileNotFoundError(
-            f"No demo corpus at {data_dir} (train.csv missing). It ships in the hcam repository under data/demo; "
-            f"pass that folder as data_dir, or regenerate it with "
-            f"`python -m hcam.processing.demo_corpus --out {data_dir}` (needs espeak-ng)."
-        )
-    files = {split: data_dir / f"{split}.csv" for split in SPLITS if (data_dir / f"{split}.csv").is_file()}
-    dataset, _ = read_manifest(data_files=files, label_names=DEMO_LABELS, skip_bad=False, dataset_name="demo")
-    return dataset
 
 
 def _audio_features(path) -> list[float]:
@@ -382,7 +360,7 @@ def cue_strength(data_dir=None) -> dict:
     from sklearn.model_selection import GroupKFold, cross_val_predict
     from sklearn.preprocessing import StandardScaler
 
-    dataset = load_demo_corpus(data_dir)
+    dataset, _ = load_hcam_dataset("demo", data_dir=data_dir or DEFAULT_DATA_DIR, skip_bad=False)
     raw = {split: {"text": rows["text"], "audio": np.array([_audio_features(p) for p in rows["audio"]]),
                    "label": rows["label"], "dialogue_id": rows["dialogue_id"], "speaker": rows["speaker"]}
            for split, rows in dataset.items()}

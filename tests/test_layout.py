@@ -1,0 +1,64 @@
+"""The built wheel holds product code only, and no product file grows past what one reader can hold."""
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_FOLDERS = ("modeling_hcam", "processing", "trainer", "hub_cards")  # setup.py's, installed under hcam.
+MAX_LINES = 700
+LONGER_ALLOWED = {"hcam/modeling_hcam/modeling_hcam.py"}  # the Hub bundle's model: one file, as in transformers
+NOT_PRODUCT = ("local_hub", "demo_corpus", "generate.py", "conftest", "tiny.py", "test_", "bench", "data/demo")
+
+
+def tracked_files():
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.split("\n")
+    return [name for name in listed if name and (REPO / name).is_file()]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """`pip wheel --no-deps .` of a copy of the working tree (the build leaves build/ and egg-info behind)."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs a git checkout to know the source files")
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in tracked_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                            str(source), "-w", str(out)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (path,) = out.glob("hcam-*.whl")
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_wheel_holds_product_code_only(wheel):
+    product = [name for name in wheel if ".dist-info/" not in name]
+    outside = [name for name in product if not name.startswith(tuple(f"hcam/{f}/" for f in SOURCE_FOLDERS))]
+    assert not outside, f"files outside hcam/{{{','.join(SOURCE_FOLDERS)}}}/: {outside}"
+    fixtures = [name for name in product if any(word in name for word in NOT_PRODUCT)]
+    assert not fixtures, f"test fixtures, benchmarks or the demo generator in the wheel: {fixtures}"
+    # and it is the product: the model bundle, the trainer, the card template, the recipes
+    for needed in ("hcam/modeling_hcam/modeling_hcam.py", "hcam/trainer/run_stage.py", "hcam/hub_cards/push.py",
+                   "hcam/hub_cards/templates/model_card.md.j2", "hcam/trainer/recipes/demo.json"):
+        assert needed in product, needed
+
+
+def test_no_product_file_is_over_700_lines(wheel):
+    long = {name: text.count(b"\n") for name, text in wheel.items()
+            if name.endswith(".py") and name not in LONGER_ALLOWED and text.count(b"\n") > MAX_LINES}
+    assert not long, f"split these files (over {MAX_LINES} lines): {long}"
+
+
+def test_repository_layout_keeps_fixtures_out_of_the_source_folders():
+    for folder in SOURCE_FOLDERS:
+        for path in (REPO / folder).rglob("*.py"):
+            assert not any(word in path.name for word in ("local_hub", "test_", "conftest")), path
+    assert (REPO / "tests" / "local_hub.py").is_file()
+    assert os.path.isfile(REPO / "constraints.txt")
