@@ -75,7 +75,9 @@ def training_batches(argv, dataset, modalities, epochs, workdir):
     batches = []
     for epoch in range(epochs):
         torch.manual_seed(epoch)
-        batches += [np.asarray(batch) for batch in loader]
+        epoch_batches = [np.asarray(batch) for batch in loader]
+        assert {len(b) for b in epoch_batches[:-1]} == {args.per_device_train_batch_size}  # only the last is short
+        batches += epoch_batches
     return batches, args
 
 
@@ -88,7 +90,6 @@ def compare(case, argv, other, dataset, lengths, modalities, epochs, workdir, ba
     trained, args = training_batches(argv, dataset, modalities, epochs, workdir)
     flags = ["--train_sampling_strategy", other] + (["--length_column_name", "length"] if other != "random" else [])
     alternative, _ = training_batches([*argv, *flags], dataset, modalities, epochs, workdir)
-    assert {len(b) for b in trained[:-1]} == {args.per_device_train_batch_size}
     ours, theirs = efficiency(trained, lengths), efficiency(alternative, lengths)
     measured = f"training's ({args.train_sampling_strategy}) {ours:.3f} vs {other} {theirs:.3f}"
     case = f"{case}, batch {args.per_device_train_batch_size}"
