@@ -111,3 +111,14 @@ def test_saved_frozen_model_runs_on_raw_audio_without_the_cache(frozen_run, tmp_
     assert torch.isfinite(logits).all()
     marker = json.load(open(frozen_run["out"] / "hcam_stage.json"))
     assert marker["stage"] == 1
+
+
+@pytest.mark.parametrize("recipe", ["iemocap_6class_wavlm_frozen.json", "meld_wavlm_frozen.json"])
+def test_frozen_recipes_freeze_wavlm_with_the_weighted_layer_sum(recipe, tmp_path):
+    from hcam.trainer.arguments import parse_args
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "trainer", "recipes", recipe)
+    model_args, _, training_args = parse_args(["--stage", "1", "--modality", "audio", "--recipe", path,
+                                               "--output_dir", str(tmp_path), "--use_cpu", "true", "--bf16", "false"])
+    assert model_args.audio_encoder == "microsoft/wavlm-base-plus"
+    assert model_args.freeze_audio_encoder is True and model_args.use_weighted_layer_sum is True
