@@ -139,10 +139,12 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
 
     Args:
         feature_size (`int`, defaults to 1): one value per sample (raw waveform).
-        sampling_rate (`int`, defaults to 16000): rate wav2vec2 was pretrained at.
+        sampling_rate (`int`, defaults to 16000): rate the audio encoder was pretrained at. Stage I copies it, with
+            `do_normalize` and `padding_value`, from the encoder's own feature extractor
+            (`hcam.processing.encoders.speech_feature_settings`).
         padding_value (`float`, defaults to 0.0): value of padded samples (masked out anyway).
         do_normalize (`bool`, defaults to `True`): zero-mean unit-variance per utterance over its real samples, as
-            wav2vec2-base expects.
+            wav2vec2-base expects (WavLM-base-plus, for one, does not).
         return_attention_mask (`bool`, defaults to `True`): return the sample-level mask.
         max_duration_seconds (`float`, *optional*, defaults to 15.0): longer utterances are cut to their first
             `max_duration_seconds` (IEMOCAP/MELD turns are mostly < 10 s; wav2vec2 memory grows quadratically with
