@@ -30,14 +30,6 @@ METRICS = {
     "accuracy": ("accuracy", "Accuracy", None),
     "unweighted_accuracy": ("recall", "Unweighted accuracy (macro recall)", {"average": "macro"}),
 }
-# What each corpus is, for the limitations section (the card says so when the corpus is unknown).
-DATASET_NATURE = {
-    "iemocap": "is acted: ten actors in scripted and improvised dyadic sessions recorded in a studio.",
-    "meld": "comes from the TV series Friends: scripted, acted dialogue with laughter tracks and overlapping speech.",
-    "cmu-mosi": "holds opinion monologues from YouTube videos, one speaker at a time, not conversations.",
-    "mosi": "holds opinion monologues from YouTube videos, one speaker at a time, not conversations.",
-}
-DATASET_LANGUAGE = {"iemocap": "en", "meld": "en", "cmu-mosi": "en", "mosi": "en"}
 _LOCAL_PATH = re.compile(r"^(/|\.{1,2}/|~|[A-Za-z]:\\)")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -152,6 +144,8 @@ def build_model_card(
     confusion_matrix_split: str = "test",
     transcripts: str = "the corpus's human transcripts",
     extra_tags: Sequence[str] = (),
+    dataset_nature: str | None = None,
+    data_lines: Sequence[str] = (),
 ) -> ModelCard:
     """Fill the HCAM model card.
 
@@ -175,6 +169,9 @@ def build_model_card(
         revision: the revision this card describes, shown in the usage snippet (None = main).
         revisions: stage name -> revision, listed in the card.
         confusion_matrix_file: the PNG's name in the repo (None = no picture).
+        dataset_nature: what the recordings are, completing "<dataset_name> ..." in the limitations (the corpus
+            registry's `nature`); None = a generic caution.
+        data_lines: more "Labels and setting" bullet lines, e.g. the split protocol, split sizes, data problems.
 
     Returns:
         huggingface_hub.ModelCard (call `.validate()` against an endpoint, `.save(path)` to write README.md).
@@ -191,8 +188,6 @@ def build_model_card(
     task_type = "audio-classification" if "audio" in modalities else "text-classification"
     dataset_key = dataset_name.lower().replace(" ", "-")
     dataset_type = dataset_id or dataset_key
-    if language is None:
-        language = DATASET_LANGUAGE.get(dataset_key)
 
     eval_results = results_to_eval_results(
         results, dataset_name=dataset_name, dataset_type=dataset_type, task_type=task_type,
@@ -281,9 +276,8 @@ def build_model_card(
         confusion_matrix_file=confusion_matrix_file,
         command=command.strip(),
         hyperparameters=[(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in hyperparameters.items()],
-        dataset_nature=DATASET_NATURE.get(
-            dataset_key, "may be acted or collected in particular conditions: check how it was recorded."
-        ),
+        dataset_nature=dataset_nature or "may be acted or collected in particular conditions: check how it was recorded.",
+        data_lines=list(data_lines),
         language_phrase=f"language `{lang}`" if lang else "the corpus's language(s) only",
         transcript_phrase=transcripts,
         usage_inputs=usage_inputs,

@@ -195,6 +195,10 @@ class HCAMConfig(PretrainedConfig):
     def utterance_embedding_size(self):
         return 2 * self.gru_hidden_size
 
+    def trained_heads(self):
+        """The heads this configuration's stage trains (its loss): utterance, context or fusion."""
+        return trained_heads(self.stage, self.modalities)
+
     def stage_heads(self):
         """Names of the classification heads this configuration builds, in stage order."""
         heads = [f"{m}_utterance" for m in self.modalities]
@@ -203,6 +207,14 @@ class HCAMConfig(PretrainedConfig):
         if self.stage >= 3:
             heads.append("fusion")
         return heads
+
+
+def trained_heads(stage, modalities):
+    """The heads stage `stage` trains for `modalities`: stage 1 the utterance heads, stage 2 the context heads,
+    stage 3 the fusion head. The one definition of what a stage trains (training, evaluation, card, demo)."""
+    if stage == 3:
+        return ["fusion"]
+    return [f"{m}_{'utterance' if stage == 1 else 'context'}" for m in modalities]
 
 
 HCAMConfig.register_for_auto_class()

@@ -1,102 +1,225 @@
-"""One entry point for every reader: ``load_hcam_dataset(name, ...) -> (DatasetDict, DataReport)``.
+"""One entry point for every corpus: ``load_hcam_dataset(name, ...) -> (DatasetDict, DataReport)``.
 
-Names: "manifest" (your own CSV/TSV/JSONL files), "meld", "iemocap", "mosi", and "demo" (the small
-synthetic corpus shipped in ``<repo>/data/demo/``, read with the manifest reader).
+What a corpus is (reader, label settings, protocol, options) lives in :mod:`hcam.processing.corpora`; this module
+applies the rules every corpus shares:
+
+- a corpus without a validation split gets one carved from its training dialogues (by dialogue, deterministic);
+- the label set is the corpus's own, or for manifests the training split's; a label seen only in validation or
+  test is an error naming it, its split and rows;
+- with ``check_audio=True`` every clip is decoded once: silent clips (no signal, or 40 dB below the corpus's
+  typical level) are problems like corrupt ones;
+- the report says which protocol was read (``report.protocol``) and which labels, in id order (``report.labels``).
 """
 from __future__ import annotations
 
+import hashlib
+import math
 from pathlib import Path
 
-from .report import DataReport, HCAMDataError
+from .corpora import CORPORA, DEFAULT_VALIDATION_FRACTION, get_corpus
+from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
-DATASET_NAMES = ("manifest", "meld", "iemocap", "mosi", "demo")
-DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
-_MANIFEST_KEYS = ("dialogue_id_column", "turn_column", "speaker_column", "text_column", "audio_column",
-                  "label_column", "label_names", "require_audio")
+# A clip counts as silent when its peak is below this (16-bit dither is ~3e-5) ...
+SILENCE_PEAK = 1e-4
+# ... or its RMS level is this many dB below the median clip of the corpus (speech varies by ~20-30 dB).
+SILENCE_BELOW_MEDIAN_DB = 40.0
 
 
-def load_hcam_dataset(name: str, data_dir=None, train_file=None, validation_file=None, test_file=None,
-                      setting: str | None = None, fold: int | None = None, skip_bad: bool = True,
-                      cache_dir=None, audio: bool | None = None, num_workers: int = 2, **kwargs):
-    """Read a dataset into a ``DatasetDict`` (schema of spec/INTERFACES.md) and a ``DataReport``.
+def load_hcam_dataset(name: str | None = None, data_dir=None, train_file=None, validation_file=None,
+                      test_file=None, setting: str | None = None, *, audio: bool | None = None,
+                      skip_bad: bool = True, validation_fraction: float | None = None, check_audio: bool = False,
+                      progress: bool = True, **options):
+    """Read a corpus into a ``DatasetDict`` (dialogue_id, turn, speaker, text, audio, label, ...) and a report.
 
     Args:
-        name: "manifest", "meld", "iemocap", "mosi" or "demo".
-        data_dir: the release folder (meld / iemocap / mosi), the demo folder (default
-            ``<repo>/data/demo``), or, for "manifest", a folder holding train/validation/test .csv or .jsonl.
-        train_file, validation_file, test_file: manifest files ("manifest"; also accepted by "demo").
-        setting: label setting ("6class"/"4class" IEMOCAP, "emotion"/"sentiment" MELD,
-            "binary"/"binary_nonzero"/"7class" MOSI).
-        fold: IEMOCAP leave-one-session-out fold (1..5; None = sessions 1-4 train / 5 test).
-        skip_bad: leave bad items out and list them in the report (True), or raise one error.
-        cache_dir: MELD's extracted-audio cache (default ``~/.cache/hcam/meld``).
+        name: a registry name (``hcam.processing.corpora.CORPORA``: "iemocap", "meld", "mosi", "demo",
+            "manifest"); None = "manifest".
+        data_dir: the release folder, or a folder of train/validation/test manifests; the demo's default is the
+            shipped corpus.
+        train_file, validation_file, test_file: manifests ("manifest" and "demo").
+        setting: label setting (e.g. "6class"/"4class" IEMOCAP); None = the corpus's default.
         audio: None = use audio when present; False = text only; True = audio required.
-        num_workers: MELD audio extraction processes.
-        **kwargs: passed to the reader (e.g. manifest column names, ``validation_fraction`` for IEMOCAP,
-            ``normalize_text`` for MELD, ``label_file`` for MOSI).
+        skip_bad: leave bad items out and list them in the report (True), or raise one error.
+        validation_fraction: share of training dialogues held out for validation when the corpus has none
+            (default 0.1); an error when the corpus has its own validation split.
+        check_audio: decode every clip once and report silent or undecodable ones.
+        progress: show progress bars for long steps.
+        **options: the corpus's reader options (e.g. ``fold`` for IEMOCAP, ``audio_cache_dir`` for MELD,
+            ``label_file`` for MOSI, ``text_column`` for manifests); another corpus's option is an error.
     Returns:
         (DatasetDict, DataReport)
     """
-    name = name.lower()
-    if name == "meld":
-        from .meld import read_meld
+    corpus = get_corpus(name)
+    setting = corpus.canonical_setting(setting)
+    kwargs = corpus.reader_kwargs(options)
+    files = {"train_file": train_file, "validation_file": validation_file, "test_file": test_file}
+    if corpus.reads_files:
+        kwargs.update(files, label_names=corpus.label_names(setting))
+        data_dir = data_dir or (None if any(files.values()) else corpus.default_data_dir())
+        if data_dir is None and not any(files.values()):
+            raise HCAMDataError(f"{corpus.name}: pass --train_file/--validation_file/--test_file or --data_dir "
+                                "with train/validation/test .csv/.tsv/.jsonl files" + (
+                                    " (the demo corpus ships in the source tree, data/demo/: run from a clone, or "
+                                    "set HCAM_DEMO_DIR)" if corpus.name == "demo" else ""))
+    else:
+        given = [f"--{k}" for k, v in files.items() if v]
+        if given:
+            raise HCAMDataError(f"{' '.join(given)} read manifests; --dataset_name {corpus.name} reads its release "
+                                "from --data_dir")
+        data_dir = _need_dir(corpus, data_dir)
+    dataset, report = corpus.read(data_dir=data_dir, setting=setting, audio=audio, skip_bad=skip_bad, **kwargs)
+    if check_audio:  # before the validation split is carved: problems keep the release's split names
+        dataset = check_audio_clips(dataset, report, skip_bad=skip_bad, progress=progress)
+    protocol = corpus.protocol(options)
+    if "validation" not in dataset and "train" in dataset:
+        fraction = DEFAULT_VALIDATION_FRACTION if validation_fraction is None else validation_fraction
+        dataset, carved = carve_validation(dataset, fraction)
+        if carved:
+            protocol += (f"; validation: {carved} of {carved + report_dialogues(dataset['train'])} training "
+                         f"dialogues held out by dialogue (validation_fraction {fraction}; the release has no "
+                         "validation split)")
+            report.note(f"validation split carved from train: {carved} dialogues (validation_fraction {fraction})")
+        else:
+            report.note("no validation split, and train has fewer than 2 dialogues to hold one out of")
+    elif validation_fraction is not None:
+        raise ValueError(f"--validation_fraction: {corpus.display_name} has its own validation split; drop the flag")
+    labels = corpus.label_names(setting) or training_labels(dataset)
+    check_unseen_labels(dataset, labels, report, fixed=corpus.fixed_labels)
+    report.corpus, report.setting, report.protocol, report.labels = corpus.name, setting, protocol, labels
+    report.fill_stats(dataset)
+    return dataset, report
 
-        return read_meld(_need_dir(name, data_dir), setting=setting, cache_dir=cache_dir, audio=audio,
-                         skip_bad=skip_bad, num_workers=num_workers, **kwargs)
-    if name == "iemocap":
-        from .iemocap import read_iemocap
 
-        return read_iemocap(_need_dir(name, data_dir), setting=setting, fold=fold, skip_bad=skip_bad,
-                            audio=audio is not False, **kwargs)
-    if name == "mosi":
-        from .mosi import read_mosi
-
-        return read_mosi(_need_dir(name, data_dir), setting=setting, audio=audio, skip_bad=skip_bad, **kwargs)
-    if name in ("manifest", "demo"):
-        from .manifest import read_manifest
-
-        files = {"train": train_file, "validation": validation_file, "test": test_file}
-        if name == "demo" and data_dir is None and not any(files.values()):
-            data_dir = DEMO_DIR
-            if not data_dir.is_dir():
-                raise HCAMDataError(f"The demo corpus is not at {data_dir}: it ships in the source tree "
-                                    "(data/demo/); pass data_dir=<path of the demo folder>")
-        if data_dir is not None and not any(files.values()):
-            files = _split_files(Path(data_dir))
-        files = {split: path for split, path in files.items() if path is not None}
-        if not files:
-            raise HCAMDataError("manifest: pass train_file/validation_file/test_file, or data_dir with "
-                                "train/validation/test .csv/.tsv/.jsonl files")
-        unknown = [k for k in kwargs if k not in _MANIFEST_KEYS]
-        if unknown:
-            raise TypeError(f"manifest reader got unknown arguments {unknown}; known: {list(_MANIFEST_KEYS)}")
-        if audio is False:
-            kwargs["audio_column"] = None
-        dataset_dict, report = read_manifest(data_files=files, skip_bad=skip_bad, dataset_name=name,
-                                             require_audio=True if audio else None, **kwargs)
-        return dataset_dict, report
-    raise ValueError(f"Unknown dataset {name!r}; use one of {list(DATASET_NAMES)}")
-
-
-def _need_dir(name: str, data_dir) -> Path:
+def _need_dir(corpus, data_dir) -> Path:
     if data_dir is None:
-        raise HCAMDataError(f"{name}: pass data_dir=<folder of the {name} release>")
+        raise HCAMDataError(f"{corpus.name}: pass --data_dir <folder of the {corpus.display_name} release>")
     path = Path(data_dir).expanduser()
     if not path.is_dir():
-        raise HCAMDataError(f"{name}: data_dir {path} is not a folder")
+        raise HCAMDataError(f"{corpus.name}: --data_dir {path} is not a folder")
     return path
 
 
-def _split_files(folder: Path) -> dict[str, Path | None]:
-    """train/validation/test manifests in a folder (validation also as dev/valid)."""
-    if not folder.is_dir():
-        raise HCAMDataError(f"data_dir {folder} is not a folder")
-    names = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
-    found: dict[str, Path | None] = {}
-    for split, stems in names.items():
-        found[split] = next((folder / f"{stem}{ext}" for stem in stems for ext in (".csv", ".tsv", ".jsonl")
-                             if (folder / f"{stem}{ext}").is_file()), None)
-    return found
+def report_dialogues(split) -> int:
+    return len(set(split["dialogue_id"]))
 
 
-__all__ = ["load_hcam_dataset", "DATASET_NAMES", "DataReport"]
+def validation_dialogues(dialogue_ids, fraction: float) -> set[str]:
+    """round(fraction * n) dialogues (at least one, never all) chosen by a hash of their ids: the same on every run
+    and machine, and independent of the order the reader found them in."""
+    ids = sorted(set(dialogue_ids), key=lambda d: hashlib.sha1(str(d).encode()).hexdigest())
+    if fraction <= 0 or len(ids) < 2:
+        return set()
+    return set(ids[:min(len(ids) - 1, max(1, round(fraction * len(ids))))])
+
+
+def carve_validation(dataset, fraction: float):
+    """Move `fraction` of the training dialogues into a new validation split. Returns (DatasetDict, dialogues moved)."""
+    from datasets import DatasetDict
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"--validation_fraction must be in (0, 1), got {fraction}: stage training selects its "
+                         "checkpoint on validation, never on test")
+    train = dataset["train"]
+    held_out = validation_dialogues(train["dialogue_id"], fraction)
+    if not held_out:  # fewer than 2 dialogues
+        return dataset, 0
+    in_validation = [d in held_out for d in train["dialogue_id"]]
+    splits = {"train": train.select([i for i, v in enumerate(in_validation) if not v]),
+              "validation": train.select([i for i, v in enumerate(in_validation) if v])}
+    splits.update({k: v for k, v in dataset.items() if k != "train"})
+    order = [s for s in ("train", "validation", "test") if s in splits]
+    return DatasetDict({s: splits[s] for s in order}), len(held_out)
+
+
+def training_labels(dataset) -> list[str]:
+    """Sorted label names of the training split (manifests: the model learns what train holds)."""
+    source = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
+    return sorted(set(source["label"]))
+
+
+def check_unseen_labels(dataset, labels, report: DataReport, fixed: bool) -> None:
+    """A label of validation/test that train never has: an error naming it (a typo, say) when the labels come
+    from the data; a note when the corpus's own label set has it but the training split lacks it."""
+    if "train" not in dataset:
+        return
+    in_train = set(dataset["train"]["label"])
+    for split, ds in dataset.items():
+        if split == "train":
+            continue
+        rows: dict[str, list[str]] = {}
+        for dialogue_id, turn, label in zip(ds["dialogue_id"], ds["turn"], ds["label"]):
+            if label not in in_train:
+                rows.setdefault(label, []).append(f"{dialogue_id}#{turn}")
+        for label, where in rows.items():
+            ids = where[:5]
+            more = f" and {len(where) - 5} more" if len(where) > 5 else ""
+            if not fixed or label not in labels:
+                raise HCAMDataError(
+                    f"Label {label!r} occurs in the {split} split ({len(where)} rows: {', '.join(ids)}{more}) but never "
+                    f"in train, so the model cannot learn it. Fix the label (a typo?), add training examples, or drop "
+                    f"these rows.")
+            report.note(f"label {label!r} is in {split} ({len(where)} rows) but not in this training split")
+
+
+def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, progress: bool = True,
+                      sampling_rate: int = 16000):
+    """Decode every clip once; corrupt and silent clips are problems (skipped with `skip_bad`, else one error).
+
+    Silent = peak below SILENCE_PEAK, or RMS more than SILENCE_BELOW_MEDIAN_DB under the corpus's median clip.
+    Also notes the sampling rates found. Returns the DatasetDict without the skipped rows."""
+    import numpy as np
+    import soundfile as sf
+    from datasets import DatasetDict
+    from tqdm.auto import tqdm
+
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio
+
+    levels, problems, rates = {}, [], {}
+    items = {split: [f"{split}/{d}#{t}" for d, t in zip(ds["dialogue_id"], ds["turn"])] for split, ds in dataset.items()}
+    for split, ds in dataset.items():
+        for index, path in enumerate(tqdm(ds["audio"], desc=f"checking audio ({split})", disable=not progress)):
+            if not path:
+                continue
+            item = items[split][index]
+            try:
+                info = sf.info(path)
+                rates[info.samplerate] = rates.get(info.samplerate, 0) + 1
+            except Exception:
+                pass  # not a libsndfile format (mp4 ...): load_audio decodes it with ffmpeg
+            try:
+                waveform = np.asarray(load_audio(path, sampling_rate=sampling_rate), dtype=np.float64)
+            except Exception as err:
+                problems.append(Problem(item, "corrupt_audio", f"{path} cannot be decoded ({err}); re-export or "
+                                        "drop it", split))
+                continue
+            if waveform.size == 0 or float(np.abs(waveform).max()) < SILENCE_PEAK:
+                problems.append(Problem(item, "silent_audio", f"{path} is silent (peak < {SILENCE_PEAK}); check the "
+                                        "recording or drop the utterance", split))
+                continue
+            levels[(split, index)] = (item, path, float(np.sqrt(np.mean(waveform ** 2))))
+    if levels:
+        median = float(np.median([level for _, _, level in levels.values()]))
+        floor = median * 10 ** (-SILENCE_BELOW_MEDIAN_DB / 20)
+        for (split, _), (item, path, level) in levels.items():
+            if level < floor:
+                db = 20 * math.log10(max(level, 1e-12) / median)
+                problems.append(Problem(item, "silent_audio", f"{path} is {-db:.0f} dB below the corpus's median "
+                                        "clip: near-silent (a muted channel?); check the recording or drop it", split))
+    if rates:
+        summary = ", ".join(f"{rate} Hz: {n}" for rate, n in sorted(rates.items()))
+        report.note(f"sampling rates ({summary})" + ("" if set(rates) == {sampling_rate} else
+                                                       f"; resampled to {sampling_rate} Hz when loaded"))
+    raise_or_skip(problems, report, skip_bad, what="the audio check")
+    if not problems:
+        return dataset
+    bad = {p.item for p in problems}
+    kept = {}
+    for split, ds in dataset.items():
+        keep = [i for i, item in enumerate(items[split]) if item not in bad]
+        kept[split] = ds.select(keep) if len(keep) < len(ds) else ds
+    return DatasetDict(kept)
+
+
+DATASET_NAMES = tuple(CORPORA)
+
+__all__ = ["load_hcam_dataset", "carve_validation", "check_audio_clips", "DataReport", "DATASET_NAMES"]

@@ -14,15 +14,14 @@ Layout read (``data_dir`` = the folder holding ``Session1`` ... ``Session5``)::
   left out and counted in ``report.excluded``; an unknown code is a problem.
 - Splits: ``fold=None`` -> train = sessions 1-4, test = session 5 (the usual protocol);
   ``fold=k`` (1..5) -> leave-one-session-out: test = session k, train = the other four.
-  ``validation_fraction`` > 0 moves that share of the training dialogues (at least one, chosen by
-  a hash of the dialogue id, so it's the same on every run and machine) into a ``validation`` split.
+  The release has no validation split: ``load_hcam_dataset`` holds one out of the training
+  dialogues (``--validation_fraction``, by dialogue, the same on every run and machine).
 - Extra columns: ``utterance_id``, ``duration``, ``session``, ``raw_label``, ``valence``,
   ``arousal``, ``dominance``.
 - Files whose names start with "." (macOS ``._`` copies inside the release) are ignored.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -66,30 +65,22 @@ def parse_transcription(path: Path) -> dict[str, str]:
     return out
 
 
-def validation_dialogues(dialogue_ids: list[str], fraction: float) -> set[str]:
-    """round(fraction * n) dialogues (at least one) chosen by a hash of their ids: same on every run."""
-    ids = sorted(set(dialogue_ids), key=lambda d: hashlib.sha1(d.encode()).hexdigest())
-    if fraction <= 0 or len(ids) < 2:
-        return set()
-    return set(ids[:min(len(ids) - 1, max(1, round(fraction * len(ids))))])
-
-
 def read_iemocap(data_dir, *, setting: str | None = "6class", fold: int | None = None,
-                 validation_fraction: float = 0.0, skip_bad: bool = True, audio: bool = True):
+                 skip_bad: bool = True, audio: bool | None = True):
     """Read IEMOCAP into a DatasetDict in the standard schema.
 
     Args:
         data_dir: the release folder holding Session1..Session5.
         setting: "6class" (default) or "4class".
         fold: None = sessions 1-4 train / 5 test; 1..5 = leave that session out as test.
-        validation_fraction: share of training dialogues moved to a validation split (0 = none).
         skip_bad: skip bad utterances and list them in the report, or raise one error listing them.
-        audio: False reads text only (audio == "", wavs not required).
+        audio: False reads text only (audio == "", wavs not required); None or True: the wavs are required.
     Returns:
         (DatasetDict, DataReport)
     """
     data_dir = Path(data_dir).expanduser().resolve()
     setting = canonical_setting("iemocap", setting)
+    audio = audio is not False
     if fold is not None and fold not in (1, 2, 3, 4, 5):
         raise ValueError(f"fold must be None or 1..5 (the session left out for test), got {fold!r}")
     test_session = 5 if fold is None else fold
@@ -140,14 +131,6 @@ def read_iemocap(data_dir, *, setting: str | None = "6class", fold: int | None =
                     "arousal": utt["arousal"], "dominance": utt["dominance"],
                 })
     raise_or_skip(problems, report, skip_bad, what="IEMOCAP")
-    held_out = validation_dialogues([r["dialogue_id"] for r in rows_by_split["train"]], validation_fraction)
-    if held_out:
-        rows_by_split = {"train": [r for r in rows_by_split["train"] if r["dialogue_id"] not in held_out],
-                         "validation": [r for r in rows_by_split["train"] if r["dialogue_id"] in held_out],
-                         "test": rows_by_split["test"]}
-        for row in rows_by_split["validation"]:
-            row["_item"] = row["_item"].replace("train/", "validation/", 1)
-        report.note(f"validation: {len(held_out)} training dialogues held out (validation_fraction={validation_fraction})")
     rows_by_split = {split: rows for split, rows in rows_by_split.items() if rows}
     if not rows_by_split:
         raise HCAMDataError(f"No labelled IEMOCAP utterances found in {data_dir}")

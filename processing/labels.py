@@ -1,4 +1,6 @@
-"""Label sets per dataset and setting.
+"""Label sets and the rules that map a corpus's raw annotations to them.
+
+Which settings a corpus has, and their order, is the corpus registry's (``corpora.py``); the lists live here.
 
 Label NAMES (strings) are what the readers put in the ``label`` column; the model config's
 ``label2id`` maps them to ids. The order of each list below is the id order we use for configs.
@@ -35,42 +37,18 @@ MOSI_BINARY_LABELS = ["negative", "positive"]
 MOSI_7_LABELS = ["strongly negative", "negative", "weakly negative", "neutral", "weakly positive",
                  "positive", "strongly positive"]
 
-# setting aliases -> canonical setting name, per dataset
-_SETTINGS = {
-    "iemocap": {"6class": "6class", "6-class": "6class", "6": "6class", None: "6class",
-                "4class": "4class", "4-class": "4class", "4": "4class"},
-    "meld": {"emotion": "emotion", None: "emotion", "7class": "emotion", "sentiment": "sentiment",
-             "3class": "sentiment"},
-    "mosi": {"binary": "binary", None: "binary", "2class": "binary", "binary_nonzero": "binary_nonzero",
-             "7class": "7class", "7-class": "7class"},
-}
-
-LABEL_SETS = {
-    ("iemocap", "6class"): IEMOCAP_6_LABELS,
-    ("iemocap", "4class"): IEMOCAP_4_LABELS,
-    ("meld", "emotion"): MELD_EMOTIONS,
-    ("meld", "sentiment"): MELD_SENTIMENTS,
-    ("mosi", "binary"): MOSI_BINARY_LABELS,
-    ("mosi", "binary_nonzero"): MOSI_BINARY_LABELS,
-    ("mosi", "7class"): MOSI_7_LABELS,
-}
-
-
 def canonical_setting(dataset: str, setting: str | None) -> str:
-    """Map a user's setting name (e.g. "4-class", "4") to the canonical one, or raise."""
-    options = _SETTINGS.get(dataset)
-    if options is None:
-        raise ValueError(f"No label settings for dataset {dataset!r}; known: {sorted(_SETTINGS)}")
-    key = setting.lower() if isinstance(setting, str) else setting
-    if key not in options:
-        known = sorted(k for k in options if k is not None)
-        raise ValueError(f"Unknown setting {setting!r} for {dataset}; use one of {known}")
-    return options[key]
+    """Map a user's setting name (e.g. "4-class", "4") to the canonical one, or raise (the corpus registry's)."""
+    from .corpora import get_corpus
+
+    return get_corpus(dataset).canonical_setting(setting)
 
 
 def get_label_names(dataset: str, setting: str | None = None) -> list[str]:
     """Label names, in id order, of a dataset setting (e.g. ``get_label_names("iemocap", "4class")``)."""
-    return list(LABEL_SETS[(dataset, canonical_setting(dataset, setting))])
+    from .corpora import get_corpus
+
+    return get_corpus(dataset).label_names(setting)
 
 
 def iemocap_label(raw_code: str, setting: str = "6class") -> str | None:

@@ -350,3 +350,35 @@ def read_manifest(train_file=None, validation_file=None, test_file=None, *, data
         require_text=has_text, require_audio=has_audio if require_audio is None else require_audio,
         require_label=column_names.get("label_column", "label") is not None,
     ), report
+
+
+def manifest_files(folder) -> dict[str, Path]:
+    """The train/validation/test manifests of a folder (validation also as dev/valid; .csv, .tsv or .jsonl)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise HCAMDataError(f"--data_dir {folder} is not a folder")
+    stems = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
+    found = {}
+    for split, names in stems.items():
+        path = next((folder / f"{stem}{ext}" for stem in names for ext in (".csv", ".tsv", ".jsonl")
+                     if (folder / f"{stem}{ext}").is_file()), None)
+        if path is not None:
+            found[split] = path
+    if not found:
+        raise HCAMDataError(f"No train/validation/test .csv/.tsv/.jsonl manifest in {folder}")
+    return found
+
+
+def read_manifest_corpus(data_dir=None, *, setting=None, audio: bool | None = None, skip_bad: bool = True,
+                         train_file=None, validation_file=None, test_file=None, label_names=None, **column_names):
+    """The registry's reader for manifests (and the demo corpus): explicit files, else the manifests of `data_dir`.
+
+    `setting` is unused (a manifest's labels are its own); `audio=False` reads text only."""
+    files = {split: path for split, path in (("train", train_file), ("validation", validation_file),
+                                             ("test", test_file)) if path}
+    if not files:
+        files = manifest_files(data_dir)
+    if audio is False:
+        column_names["audio_column"] = None
+    return read_manifest(data_files=files, label_names=label_names, skip_bad=skip_bad,
+                         require_audio=True if audio else None, **column_names)

@@ -51,6 +51,10 @@ class DataReport:
     """
 
     dataset: str = ""
+    corpus: str = ""
+    setting: str | None = None
+    protocol: str = ""
+    labels: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -130,6 +134,10 @@ class DataReport:
 
     def format(self, max_problems: int | None = None) -> str:
         lines = [f"Dataset: {self.dataset or '?'}"]
+        if self.protocol:
+            lines.append(f"  protocol: {self.protocol}")
+        if self.labels:
+            lines.append(f"  labels (id order): {', '.join(self.labels)}")
         for split, per_label in self.counts.items():
             total = sum(per_label.values())
             lines.append(f"  {split}: {total} utterances, {self.dialogues.get(split, 0)} dialogues, "

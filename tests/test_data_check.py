@@ -48,15 +48,18 @@ def test_data_check_reports_counts_and_every_problem(tmp_path):
                     "--json_report", str(tmp_path / "report.json"))
     assert out.returncode == 1, out.stderr
     text = out.stdout
-    assert "train: 10 utterances, 4 dialogues, 2 speakers" in text
+    # every turn of dlg9 is skipped; no validation file: one of the 3 dialogues left is held out, as training would
+    assert "train: 6 utterances, 2 dialogues, 2 speakers" in text and "validation: 3 utterances, 1 dialogues" in text
+    assert "1 of 3 training dialogues held out by dialogue" in text
     assert "happy" in text and "sad" in text and "duration:" in text
     assert "[missing_audio] train/dlg9#0" in text and "absent.wav" in text
     assert "[empty_text] train/dlg9#1" in text
     assert "[silent_audio] train/dlg9#0" in text and "quiet.wav" in text  # turns renumbered after skips
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["counts"]["train"] == {"happy": 6, "sad": 4}
+    counts = [report["counts"][split] for split in ("train", "validation")]
+    assert {label: sum(c.get(label, 0) for c in counts) for label in ("happy", "sad")} == {"happy": 6, "sad": 3}
     assert sorted(p["kind"] for p in report["problems"]) == ["empty_text", "missing_audio", "silent_audio"]
-    assert report["durations"]["train"]["max_s"] == 0.3
+    assert max(report["durations"][split]["max_s"] for split in ("train", "validation")) == 0.3
 
 
 def test_data_check_clean_tree_and_unreadable_input(tmp_path, capsys):
@@ -82,4 +85,4 @@ def test_console_script_is_installed(tmp_path):
     out = subprocess.run([str(script), "--dataset_name", "manifest", "--data_dir", str(root), "--text_only"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "train: 9 utterances" in out.stdout
+    assert "train: 6 utterances" in out.stdout and "validation: 3 utterances" in out.stdout

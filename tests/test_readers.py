@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from hcam.processing.datasets import DEMO_DIR, load_hcam_dataset
+from hcam.processing.corpora import get_corpus
+from hcam.processing.datasets import load_hcam_dataset
 from hcam.processing.labels import MOSI_7_LABELS, get_label_names, mosi_label
 from hcam.processing.manifest import read_manifest
 from hcam.processing.meld import fix_meld_text
@@ -135,7 +136,7 @@ def test_manifest_structural_errors(tmp_path):
 
 
 def test_demo_corpus_reads_in_schema():
-    if not (DEMO_DIR / "train.csv").is_file():
+    if get_corpus("demo").default_data_dir() is None:
         pytest.skip("demo corpus not generated in this checkout")
     dd, report = load_hcam_dataset("demo")
     assert_schema(dd)
@@ -183,7 +184,7 @@ def meld_tree(tmp_path_factory):
 
 def test_meld_audio_extraction_cache_and_report(meld_tree, tmp_path):
     cache = tmp_path / "cache"
-    dd, report = load_hcam_dataset("meld", data_dir=meld_tree, cache_dir=cache, num_workers=2)
+    dd, report = load_hcam_dataset("meld", data_dir=meld_tree, audio_cache_dir=cache, preprocessing_num_workers=2)
     assert_schema(dd)
     assert set(dd) == {"train", "validation"}
     train = dd["train"]
@@ -202,11 +203,11 @@ def test_meld_audio_extraction_cache_and_report(meld_tree, tmp_path):
 
     # extracted once: a second read reuses the cached wavs
     mtimes = {p: os.stat(p).st_mtime_ns for p in train["audio"]}
-    dd2, _ = load_hcam_dataset("meld", data_dir=meld_tree, cache_dir=cache, num_workers=1)
+    dd2, _ = load_hcam_dataset("meld", data_dir=meld_tree, audio_cache_dir=cache, preprocessing_num_workers=1)
     assert {p: os.stat(p).st_mtime_ns for p in dd2["train"]["audio"]} == mtimes
 
     with pytest.raises(HCAMDataError, match="train_dia1_utt1"):
-        load_hcam_dataset("meld", data_dir=meld_tree, cache_dir=cache, skip_bad=False, num_workers=1)
+        load_hcam_dataset("meld", data_dir=meld_tree, audio_cache_dir=cache, skip_bad=False, preprocessing_num_workers=1)
 
 
 def test_meld_text_only_and_sentiment(meld_tree):
@@ -270,9 +271,13 @@ def test_iemocap_6class_default_split(tmp_path):
     os.remove(root / "Session2/sentences/wav/Ses02M_impro01/Ses02M_impro01_F001.wav")
     dd, report = load_hcam_dataset("iemocap", data_dir=root)
     assert_schema(dd)
-    assert set(dd) == {"train", "test"}
+    assert set(dd) == {"train", "validation", "test"}  # validation held out of sessions 1-4 by dialogue
     assert set(dd["test"]["dialogue_id"]) == {"Ses05F_impro01", "Ses05M_impro01"}
-    first = dd["train"].filter(lambda r: r["dialogue_id"] == "Ses01F_impro01")
+    assert len(set(dd["validation"]["dialogue_id"])) == 1 and {d[:5] for d in dd["validation"]["dialogue_id"]} < {"Ses01", "Ses02"}
+    assert "session 5 test" in report.protocol and "1 of 4 training dialogues held out" in report.protocol
+    from datasets import concatenate_datasets
+
+    first = concatenate_datasets([dd["train"], dd["validation"]]).filter(lambda r: r["dialogue_id"] == "Ses01F_impro01")
     assert first["utterance_id"] == ["Ses01F_impro01_F000", "Ses01F_impro01_M000", "Ses01F_impro01_F001",
                                      "Ses01F_impro01_F002"]  # start-time order, xxx left out
     assert first["speaker"] == ["Ses01_F", "Ses01_M", "Ses01_F", "Ses01_F"]
@@ -281,15 +286,20 @@ def test_iemocap_6class_default_split(tmp_path):
     assert first["duration"][0] == pytest.approx(1.5)
     assert report.excluded == {"IEMOCAP code 'xxx' not in the 6class setting": 6}
     assert [(p.item, p.kind) for p in report.problems] == [("train/Ses02M_impro01_F001", "missing_audio")]
+    assert report.labels == ["happy", "sad", "neutral", "angry", "excited", "frustrated"]
 
 
 def test_iemocap_4class_and_folds(tmp_path):
     root = make_iemocap(tmp_path)
     dd, report = load_hcam_dataset("iemocap", data_dir=root, setting="4class", fold=1)
     assert set(dd["test"]["dialogue_id"]) == {"Ses01F_impro01", "Ses01M_impro01"}
-    assert {d[:5] for d in dd["train"]["dialogue_id"]} == {"Ses02", "Ses05"}
-    assert set(dd["train"]["label"]) == {"neutral", "happy"}  # exc -> happy; fru, xxx dropped
-    assert dd["train"]["raw_label"].count("exc") == 4
+    from datasets import concatenate_datasets
+
+    train = concatenate_datasets([dd["train"], dd["validation"]])
+    assert {d[:5] for d in train["dialogue_id"]} == {"Ses02", "Ses05"}
+    assert set(train["label"]) == {"neutral", "happy"}  # exc -> happy; fru, xxx dropped
+    assert train["raw_label"].count("exc") == 4
+    assert report.labels == ["angry", "happy", "neutral", "sad"] and "fold 1" in report.protocol
     assert sum(report.excluded.values()) == 12
     with pytest.raises(ValueError, match="fold"):
         load_hcam_dataset("iemocap", data_dir=root, fold=6)
@@ -330,5 +340,9 @@ def test_mosi_reader(tmp_path):
     dd, report = load_hcam_dataset("mosi", data_dir=tmp_path, setting="binary_nonzero", audio=False)
     assert dd["train"]["text"] == ["one", "ten"] and report.excluded
     dd, _ = load_hcam_dataset("mosi", data_dir=tmp_path, setting="7class", split_column="mode", audio=False)
-    assert list(dd) == ["train"] and len(dd["train"]) == 7
-    assert dd["train"].filter(lambda r: r["text"] == "ten")["label"] == ["strongly positive"]
+    # every row says "train": a validation split is carved from its dialogues (videos)
+    assert list(dd) == ["train", "validation"] and len(dd["train"]) + len(dd["validation"]) == 7
+    from datasets import concatenate_datasets
+
+    every = concatenate_datasets([dd["train"], dd["validation"]])
+    assert every.filter(lambda r: r["text"] == "ten")["label"] == ["strongly positive"]

@@ -13,27 +13,35 @@ from torch.utils.data import Dataset
 logger = logging.getLogger(__name__)
 
 
-def load_splits(data_args, modalities):
-    """The corpus as a DatasetDict (train/validation/test, some may be absent), trimmed by --max_*_samples.
+def load_corpus(data_args, modalities, check_audio=False, progress=True):
+    """The corpus as (DatasetDict, DataReport), read through the corpus registry and trimmed by --max_*_samples.
 
-    A text-only stage reads no audio (audio=False): MELD's text runs need no clips.
+    A text-only stage reads no audio (audio=False): MELD's text runs need no clips. `check_audio` decodes every
+    clip once and skips silent or corrupt ones (listed in the report). `report.labels` are the label names in id
+    order, `report.protocol` the split protocol in words.
     """
+    from hcam.processing.corpora import corpus_kwargs
     from hcam.processing.datasets import load_hcam_dataset
 
-    name = data_args.dataset_name or "manifest"
-    kwargs = {"setting": data_args.dataset_config} if data_args.dataset_config else {}
-    dataset, report = load_hcam_dataset(
-        name, data_dir=data_args.data_dir, train_file=data_args.train_file, validation_file=data_args.validation_file,
-        test_file=data_args.test_file, audio=None if "audio" in modalities else False, **kwargs,
-    )
+    dataset, report = load_hcam_dataset(**corpus_kwargs(data_args), audio=None if "audio" in modalities else False,
+                                        check_audio=check_audio, progress=progress)
     logger.info("Data: %s", report)
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples, "test": data_args.max_eval_samples}
+    limits = {"train": getattr(data_args, "max_train_samples", None),
+              "validation": getattr(data_args, "max_eval_samples", None),
+              "test": getattr(data_args, "max_eval_samples", None)}
     trimmed = {}
     for split, ds in dataset.items():
         if limits.get(split):
             ds = first_dialogues(ds, limits[split])
         trimmed[split] = ds
-    return datasets.DatasetDict(trimmed)
+    if any(limits.values()):
+        report.fill_stats(trimmed)
+    return datasets.DatasetDict(trimmed), report
+
+
+def load_splits(data_args, modalities):
+    """The corpus's DatasetDict alone (see `load_corpus`)."""
+    return load_corpus(data_args, modalities)[0]
 
 
 def first_dialogues(dataset, num_dialogues):
@@ -46,19 +54,6 @@ def first_dialogues(dataset, num_dialogues):
             seen.append(dialogue_id)
         keep.append(index)
     return dataset.select(keep)
-
-
-def corpus_label_names(data_args, dataset):
-    """Label names in id order: the corpus' own order when hcam.processing knows it, else sorted names."""
-    if data_args.dataset_name == "demo":
-        from hcam.processing.demo_corpus import DEMO_LABELS
-
-        return list(DEMO_LABELS)
-    if data_args.dataset_name:
-        from hcam.processing.labels import get_label_names
-
-        return get_label_names(data_args.dataset_name, data_args.dataset_config)
-    return sorted({label for ds in dataset.values() for label in ds["label"]})
 
 
 def check_labels(dataset, label2id, where):

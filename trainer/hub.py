@@ -16,6 +16,8 @@ import sys
 
 from hcam.hub_cards.card import build_model_card, render_confusion_matrix_png
 from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
+from hcam.processing.corpora import get_corpus
+from hcam.trainer.stages import Stage
 
 logger = logging.getLogger("hcam.trainer.hub")
 
@@ -43,22 +45,9 @@ CONFIG_KEYS = (
     "gru_hidden_size", "num_attention_heads", "fusion_hidden_size", "dropout", "supcon_weight", "supcon_temperature",
     "focal_gamma", "class_weights", "use_speaker_masks", "max_audio_seconds", "max_text_tokens", "ensemble_stages",
 )
-DATASETS = {  # --dataset_name -> (name on the card, language)
-    "demo": ("hcam demo corpus", "en"),
-    "iemocap": ("IEMOCAP", "en"),
-    "meld": ("MELD", "en"),
-    "mosi": ("CMU-MOSI", "en"),
-}
-
-
 # ----- what the card says -----------------------------------------------------------------------------------------
-def stage_tag(stage, modality):
-    return f"stage{stage}-{modality}" if modality else f"stage{stage}"
-
-
-def primary_head(stage, modality):
-    """The head a stage trains (its `weighted_f1` in all_results.json): utterance, context or fusion."""
-    return {1: f"{modality}_utterance", 2: f"{modality}_context", 3: "fusion"}[stage]
+def stage_of(marker):
+    return Stage(marker["stage"], marker["modality"])
 
 
 def _redact(words):
@@ -111,36 +100,31 @@ def command_line(argv=None):
     return shlex.join(_redact(words))
 
 
-def describe_data(data_arguments, labels, splits):
-    """(dataset name, setting, dataset config) for the card, e.g. ("IEMOCAP", "IEMOCAP 6-class, session 5 held
-    out", "6class")."""
-    from hcam.processing.labels import canonical_setting
+def describe_data(marker, labels):
+    """What the card says about the data, from the stage marker and the corpus registry.
 
-    name = data_arguments.get("dataset_name")
-    config = data_arguments.get("dataset_config")
-    n = len(labels)
-    split_phrase = "/".join(splits)
-    if name == "iemocap":
-        config = canonical_setting("iemocap", config)
-        setting = f"IEMOCAP {config.replace('class', '-class')}, session 5 held out"
-    elif name == "meld":
-        config = canonical_setting("meld", config)
-        setting = f"MELD {config} ({n} labels), official {split_phrase} splits"
-    elif name == "mosi":
-        config = canonical_setting("mosi", config)
-        setting = f"CMU-MOSI {config} ({n} labels), standard {split_phrase} folds"
-    elif name == "demo":
-        setting = f"synthetic espeak-ng dialogues, {n} labels, the shipped {split_phrase} split"
-    else:
-        files = [os.path.basename(data_arguments[k]) for k in ("train_file", "validation_file", "test_file")
-                 if data_arguments.get(k)]
-        setting = f"{n} labels, {split_phrase} from the manifests {', '.join(files)}"
-    limits = [(data_arguments.get("max_train_samples"), "train"), (data_arguments.get("max_eval_samples"), "evaluation")]
-    for limit, what in limits:
-        if limit:
-            setting += f", first {limit} {what} dialogues only"
-    dataset_name = DATASETS.get(name, ("custom manifests", None))[0]
-    return dataset_name, setting, config
+    Returns (corpus, setting phrase, bullet lines: protocol, split sizes, data problems, comparable numbers)."""
+    data = marker.get("data") or {}
+    corpus = get_corpus(data.get("corpus") or None)
+    setting = data.get("setting")
+    phrase = f"{corpus.display_name} {setting}" if setting else corpus.display_name
+    phrase += f" ({len(labels)} labels)"
+    lines = []
+    if data.get("protocol"):
+        lines.append(f"**Splits:** {data['protocol']}; checkpoints selected on validation only")
+    if data.get("splits"):
+        sizes = ", ".join(f"{split} {n['dialogues']} dialogues / {n['utterances']} utterances"
+                          for split, n in data["splits"].items())
+        limits = data.get("limits") or {}
+        limited = " (limited by " + ", ".join(f"--{k} {v}" for k, v in limits.items()) + ")" if limits else ""
+        lines.append(f"**Split sizes:** {sizes}{limited}")
+    if "problems" in data:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in (data.get("problem_kinds") or {}).items())
+        lines.append(f"**Data problems:** {data['problems']} found, {data.get('skipped', 0)} items skipped"
+                     + (f" ({kinds})" if kinds else "") + f"; listed in `{data.get('report_file', 'data_report.json')}`")
+    if corpus.literature:
+        lines.append(f"**Comparable numbers:** {corpus.literature}")
+    return corpus, phrase, lines
 
 
 def stage_table(results, heads):
@@ -207,11 +191,9 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
     split_prefix = "test" if os.path.isfile(os.path.join(folder, "test_report.json")) else "eval"
     report = _read_json(folder, f"{split_prefix}_report.json")
     labels = report["labels"]
-    head = primary_head(marker["stage"], marker["modality"])
+    head = stage_of(marker).primary_head
     matrix = report["heads"][head]["confusion_matrix"]
-    splits = ["train", "validation"] + (["test"] if split_prefix == "test" else [])
-    data_arguments = marker.get("data_arguments") or {}
-    dataset_name, setting, dataset_config = describe_data(data_arguments, labels, splits)
+    corpus, setting, data_lines = describe_data(marker, labels)
     # Hub ids only: the card lists a local encoder folder from the config already
     base_models = [marker.get(k) for k in ("audio_encoder", "text_encoder")
                    if marker.get(k) and not os.path.isabs(marker[k]) and not os.path.isdir(marker[k])]
@@ -225,9 +207,12 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
         setting=setting,
         command=marker.get("command") or "(not recorded)",
         hyperparameters=hyperparameters(marker, config),
-        dataset_name=dataset_name,
-        dataset_config=dataset_config,
-        language=DATASETS.get(data_arguments.get("dataset_name"), (None, None))[1],
+        dataset_name=corpus.display_name,
+        dataset_id=corpus.hub_dataset_id,
+        dataset_config=(marker.get("data") or {}).get("setting"),
+        language=corpus.language,
+        dataset_nature=corpus.nature,
+        data_lines=data_lines,
         repo_id=repo_id,
         base_models=base_models,
         revision=revision,
@@ -235,7 +220,7 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
         confusion_matrix_file=CONFUSION_PNG,
         confusion_matrix_split="test" if split_prefix == "test" else "validation",
         transcripts="the corpus's reference transcripts (not ASR output)",
-        extra_tags=[stage_tag(marker["stage"], marker["modality"])],
+        extra_tags=[stage_of(marker).tag],
     )
     return card, matrix, labels
 
@@ -260,7 +245,7 @@ def finalize_stage_folder(folder, marker, hub_model_id=None):
 
     The card's usage snippet names `hub_model_id` when given, else the folder itself (it loads from there)."""
     add_pipeline_to_folder(folder)
-    tag = stage_tag(marker["stage"], marker["modality"])
+    tag = stage_of(marker).tag
     write_stage_card(folder, marker, hub_model_id or folder, revision=tag if hub_model_id else None)
 
 
@@ -311,7 +296,7 @@ def push_finished_stage(folder, marker, hub_model_id, *, token=None, private=Fal
     A failure raises; the folder is left complete, and rerunning the same command retries the push only."""
     from hcam.hub_cards.push import push_stage
 
-    tag = stage_tag(marker["stage"], marker["modality"])
+    tag = stage_of(marker).tag
     also_main = marker["stage"] == 3
     record = read_push_record(folder)
     if record and record.get("repo_id") == hub_model_id and record.get("revision") == tag and _still_there(

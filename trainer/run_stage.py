@@ -101,9 +101,9 @@ def check_init_from(training_args, model_args, label_names, protocol=None):
             (model_args.audio_encoder, "audio_encoder_name_or_path", "--audio_encoder"),
             (model_args.text_encoder, "text_encoder_name_or_path", "--text_encoder"),
         ):
-            if given is not None and want_modality in field and given != getattr(config, field):
+            if given is not None and want.modality in field and given != getattr(config, field):
                 raise IncompatibleStageError(
-                    f"--init_from {folder}: its {want_modality} encoder is {getattr(config, field)!r}, but {flag} "
+                    f"--init_from {folder}: its {want.modality} encoder is {getattr(config, field)!r}, but {flag} "
                     f"{given!r} was given. Drop {flag} or retrain stage 1 with it."
                 )
         model_labels = [config.id2label[i] for i in range(config.num_labels)]
@@ -268,12 +268,17 @@ def with_lengths(dataset, modality):
 
 
 def setup_logging(training_args):
-    """Log at --log_level (the main process; the others at --log_level_replica), our modules and transformers alike."""
-    level = training_args.get_process_log_level()
+    """Our messages at INFO on the main process by default; --log_level (and --log_level_replica on the other
+    processes) sets ours, transformers' and datasets' alike; --disable_tqdm silences datasets' bars too."""
+    if training_args.log_level == "passive":
+        level = logging.INFO if training_args.should_log else logging.WARNING
+        library_level = logging.WARNING
+    else:
+        level = library_level = training_args.get_process_log_level()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
     logging.getLogger("hcam").setLevel(level)
-    transformers.utils.logging.set_verbosity(min(level, logging.WARNING))
-    datasets.utils.logging.set_verbosity(min(level, logging.WARNING))
+    transformers.utils.logging.set_verbosity(library_level)
+    datasets.utils.logging.set_verbosity(library_level)
     if training_args.disable_tqdm:
         datasets.disable_progress_bars()
 
@@ -292,7 +297,8 @@ def finished_stage(stage, output_dir):
 def read_data(stage, data_args, training_args):
     """The corpus for this stage, with its report written to <output_dir>/data_report.json (main process)."""
     # Every stage that reads audio decodes each clip once: a silent clip is skipped in all of them alike.
-    dataset, report = load_corpus(data_args, stage.modalities, check_audio="audio" in stage.modalities)
+    dataset, report = load_corpus(data_args, stage.modalities, check_audio="audio" in stage.modalities,
+                                  progress=not training_args.disable_tqdm)
     for split in ("train", "validation"):
         if split not in dataset:
             raise SystemExit(f"The corpus has no {split} split: stage training needs train and validation "
