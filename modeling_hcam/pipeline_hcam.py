@@ -69,6 +69,7 @@ class HCAMEmotionPipeline(Pipeline):
     _load_feature_extractor = False
     _load_image_processor = False
     INAUDIBLE = "[inaudible]"
+    SAME_CHUNK_RATIO = 0.6
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -229,9 +230,15 @@ class HCAMEmotionPipeline(Pipeline):
         items.sort(key=size, reverse=True)
         chunk = max(1, int(self.model.config.encoder_chunk_size))
         num_turns = max(len(conv["speakers"]) for conv in batch)
+        # at most `chunk` turns per encoder call, and a new call once a turn is shorter than SAME_CHUNK_RATIO of the
+        # call's longest, so that padding never takes more than that share of a call
+        parts = []
+        for item in items:
+            if not parts or len(parts[-1]) == chunk or size(item) < self.SAME_CHUNK_RATIO * size(parts[-1][0]):
+                parts.append([])
+            parts[-1].append(item)
         embeddings = {}
-        for start in range(0, len(items), chunk):
-            part = items[start : start + chunk]
+        for part in parts:
             try:
                 features = self.processor(
                     text=[batch[d]["texts"][t] for d, t in part] if batch[0]["texts"] is not None else None,

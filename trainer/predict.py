@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,34 +67,17 @@ def load_pipeline(model_name_or_path: str, device=None):
 
 # ---------------------------------------------------------------------------------------------------- reading inputs
 def _read_table(path: Path) -> list[dict]:
-    """Rows of a CSV/TSV/JSONL table as dicts, with a clear error for malformed files."""
+    """Rows of a CSV/TSV/JSONL table as dicts (the manifest reader's parser), with a clear error for malformed rows."""
+    from hcam.processing.manifest import _read_table as read_table_rows
+    from hcam.processing.report import DataReport
+
     if not path.is_file():
         raise PredictError(f"file not found: {path}")
-    suffix = path.suffix.lower()
-    rows = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        if suffix in (".jsonl", ".json"):
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise PredictError(f"{path.name}:{line_no} is not valid JSON ({error.msg}); fix the line") from error
-                if not isinstance(record, dict):
-                    raise PredictError(f"{path.name}:{line_no}: one JSON object per line is expected")
-                rows.append({str(k).strip(): v for k, v in record.items()})
-            return rows
-        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
-        try:
-            for row in reader:
-                if None in row or any(value is None for value in row.values()):
-                    raise PredictError(f"{path.name}:{reader.line_num}: the number of fields does not match the header "
-                                       "(quote fields that contain the delimiter)")
-                rows.append({(k or "").strip(): v for k, v in row.items()})
-        except csv.Error as error:
-            raise PredictError(f"{path.name} is not a valid CSV near line {reader.line_num}: {error}") from error
-    return rows
+    _, rows, problems = read_table_rows(path, DataReport(dataset=path.name), "input")
+    if problems:
+        raise PredictError(f"{len(problems)} malformed row(s) in {path.name}: "
+                           + "; ".join(f"{p.item}: {p.message}" for p in problems[:5]))
+    return [{str(k).strip(): v for k, v in row.items()} for _, row in rows]
 
 
 def _need_columns(path: Path, rows: list[dict], columns: list[str]):
@@ -244,26 +228,14 @@ class _Writer:
         self.file.close()
 
 
-def _load_waveforms(conversation, needs_audio):
-    from hcam.modeling_hcam.feature_extraction_hcam import load_audio
-
-    for turn in conversation["turns"]:
-        if not needs_audio:
-            turn["waveform"] = None
-        elif isinstance(turn["audio"], np.ndarray):
-            turn["waveform"] = turn["audio"]
-        elif not turn["audio"]:
-            raise PredictError(f"{turn['item']}: no audio, but this model (or ASR) needs each turn's speech")
-        else:
-            try:
-                turn["waveform"] = load_audio(turn["audio"], SAMPLING_RATE)
-            except ValueError as error:
-                raise PredictError(f"{turn['item']}: {error}") from error
-
-
 def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evaluate=False, progress=True,
-            metrics_file=None):
-    """Run `pipe` on every conversation, write one row per turn to `output`; return the metrics (or None)."""
+            metrics_file=None, batch_size=8, plot=None, plot_dialogues=None):
+    """Run `pipe` on every conversation, `batch_size` at a time, write one row per turn to `output` (and, with
+    `plot`, a timeline picture of the first `plot_dialogues` conversations); return the metrics (or None).
+
+    Speech recognition goes through the pipeline's `transcriber`: turns without text (or, with `asr_for_eval`, every
+    turn, its gold text kept in `gold_text`) are transcribed batch by batch.
+    """
     from tqdm.auto import tqdm
 
     config = pipe.model.config
@@ -289,52 +261,61 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
         unknown = sorted({t["label"] for c in conversations for t in c["turns"]} - set(labels))
         if unknown:
             raise PredictError(f"labels {unknown} are not among the model's labels {labels}; map them first")
+    for conversation in conversations:
+        for turn in conversation["turns"]:
+            transcribe = transcriber is not None and (asr_for_eval != "none" or not turn["text"])
+            if transcribe and turn["text"]:
+                turn["gold_text"] = turn["text"]
+            turn["transcribe"] = transcribe
+            needs_audio = uses_audio or transcribe
+            if needs_audio and isinstance(turn["audio"], str) and not os.path.isfile(turn["audio"]):
+                raise PredictError(f"{turn['item']}: audio file not found: {turn['audio']}")
+            if needs_audio and not (isinstance(turn["audio"], np.ndarray) or turn["audio"]):
+                raise PredictError(f"{turn['item']}: no audio, but this model (or ASR) needs each turn's speech")
+
+    def inputs():
+        for conversation in conversations:
+            yield {"dialogue_id": conversation["dialogue_id"],
+                   "turns": [{"audio": t["audio"] if (uses_audio or t["transcribe"]) else None,
+                              "text": "" if t["transcribe"] else (t["text"] if uses_text else None),
+                              "speaker": t["speaker"] or None} for t in conversation["turns"]]}
 
     writer = _Writer(Path(output), labels, heads)
     references, predictions, asr_pairs = [], {h: [] for h in ["ensemble"] + heads}, []
     total = sum(len(c["turns"]) for c in conversations)
-    bar = tqdm(total=total, desc="hcam-predict", unit="turn", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=total, desc="hcam-predict" + (f" (ASR: {asr_backend})" if transcriber else ""), unit="turn",
+               disable=not progress, file=sys.stderr)
+    kwargs = {"transcriber": transcriber} if transcriber is not None else {}
+    plotted = []
     try:
-        for conversation in conversations:
-            turns = conversation["turns"]
-            needs_transcript = [t for t in turns if transcriber is not None and (asr_for_eval != "none" or not t["text"])]
-            _load_waveforms(conversation, uses_audio or bool(needs_transcript))
-            if needs_transcript:
-                # ASR is the slow part (about a second a turn on CPU): its own bar on long input
-                transcripts = transcriber([t["waveform"] for t in needs_transcript],
-                                          progress=progress and len(needs_transcript) >= 20)
-                for turn, transcript in zip(needs_transcript, transcripts):
-                    if turn["text"]:
-                        turn["gold_text"] = turn["text"]
-                        asr_pairs.append((turn["text"], transcript))
-                    # an empty recognition (silence, noise) still needs some text for the text encoder: mark it
-                    turn["used_text"] = transcript.strip() or "[inaudible]"
-                    turn["text_source"] = f"asr:{asr_backend}" if transcript.strip() else f"asr:{asr_backend}:empty"
-            done = [0]
-
-            def advance(encoded, done=done):
-                bar.update(encoded - done[0])
-                done[0] = encoded
-
-            inputs = {"turns": [{"audio": t["waveform"] if uses_audio else None,
-                                 "text": t.get("used_text", t["text"]) if uses_text else None,
-                                 "speaker": t["speaker"] or None} for t in turns]}
-            try:
-                results = pipe(inputs, progress=advance)
-            except ValueError as error:
-                raise PredictError(f"conversation {conversation['dialogue_id']!r}: {error}") from error
-            bar.update(len(turns) - done[0])
-            for turn, result in zip(turns, results):
-                turn.pop("waveform", None)
+        for conversation, results in zip(conversations, pipe(inputs(), batch_size=batch_size, progress=bar.update,
+                                                             output_attentions=plot is not None and config.stage >= 2,
+                                                             **kwargs)):
+            for turn, result in zip(conversation["turns"], results):
+                if turn["transcribe"]:
+                    source = result["text_source"]  # "asr" or "asr:empty"
+                    turn["used_text"] = result["text"]
+                    turn["text_source"] = f"asr:{asr_backend}" + source[len("asr"):]
+                    if "gold_text" in turn:
+                        asr_pairs.append((turn["gold_text"], "" if source == "asr:empty" else result["text"]))
                 writer.write(_output_row(turn, result))
                 if turn["label"]:
                     references.append(config.label2id[turn["label"]] if turn["label"] in config.label2id else -1)
                     predictions["ensemble"].append(config.label2id[result["label"]])
                     for head in heads:
                         predictions[head].append(config.label2id[result["stages"][head]])
+            if plot is not None and len(plotted) < (plot_dialogues or 1):
+                plotted.append(_plot_input(conversation, results))
+    except ValueError as error:
+        raise PredictError(str(error)) from error
     finally:
         bar.close()
         writer.close()
+    if plot is not None and plotted:
+        from hcam.hub_cards.plots import plot_conversations
+
+        plot_conversations(plotted, plot, labels=labels)
+        print(f"timeline written to {plot}", file=sys.stderr)
     empty = sum(1 for c in conversations for t in c["turns"] if t.get("text_source", "").endswith(":empty"))
     if empty:
         print(f"warning: ASR returned nothing for {empty} turn(s); they were given the text '[inaudible]' "
@@ -353,6 +334,15 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
     metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"metrics written to {metrics_file}", file=sys.stderr)
     return metrics
+
+
+def _plot_input(conversation, results):
+    """What the timeline needs of one conversation: the pipeline's results plus times and references."""
+    turns = []
+    for turn, result in zip(conversation["turns"], results):
+        turns.append({**result, **{k: turn[k] for k in ("start", "end") if k in turn},
+                      **({"reference": turn["label"]} if turn["label"] else {})})
+    return {"dialogue_id": conversation["dialogue_id"], "turns": turns}
 
 
 def evaluate_predictions(references, predictions) -> dict:
@@ -393,6 +383,11 @@ def build_parser():
     parser.add_argument("--metrics_file", help="where --evaluate writes its JSON (default: <output>.metrics.json)")
     parser.add_argument("--skip_bad", action="store_true", help="leave out bad manifest rows instead of stopping")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: GPU 0 if any)")
+    parser.add_argument("--batch_size", type=int, default=8,
+                        help="conversations per forward pass (and per ASR call); results do not depend on it")
+    parser.add_argument("--plot", help="also draw an emotion timeline of the first conversation(s) to this .png/.svg/.pdf "
+                                       "(needs pip install \"hcam[plot]\")")
+    parser.add_argument("--plot_dialogues", type=int, default=1, help="how many conversations --plot draws (default 1)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
@@ -416,8 +411,11 @@ def main(argv=None):
         else:
             conversations = read_recording(args.recording, args.segments)
         pipe = load_pipeline(args.model, device=args.device)
+        if args.batch_size < 1:
+            raise PredictError(f"--batch_size must be at least 1, got {args.batch_size}")
         predict(conversations, pipe, args.output, asr=args.asr, asr_for_eval=args.asr_for_eval,
-                evaluate=args.evaluate, progress=not args.no_progress, metrics_file=args.metrics_file)
+                evaluate=args.evaluate, progress=not args.no_progress, metrics_file=args.metrics_file,
+                batch_size=args.batch_size, plot=args.plot, plot_dialogues=args.plot_dialogues)
     except (PredictError, ImportError, ValueError, OSError) as error:
         print(f"hcam-predict: error: {error}", file=sys.stderr)
         return 2
