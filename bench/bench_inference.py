@@ -52,7 +52,8 @@ def measure(size, dialogue_turns, seconds, tokens, repeats):
     case += overrides_note()
     measured = (f"HCAM {medians['hcam']:.2f} s vs encoders {medians['encoders']:.2f} s: {ratio:.3f}x "
                 f"(quartiles {low:.3f}-{high:.3f}, {len(times['hcam'])} rounds)")
-    return row("1 inference", case, measured, f"<= {BAR:.2f}x", ratio <= BAR)
+    # issue 15: base-size encoders are the bar; the tiny encoder's ratio is information (bench/README.md)
+    return row("1 inference", case, measured, f"<= {BAR:.2f}x" if size == "base" else "(info)", ratio <= BAR)
 
 
 def main(argv=None):

@@ -50,7 +50,8 @@ def measure(size, seconds, repeats):
     case += overrides_note()
     measured = (f"HCAM {medians['hcam']:.2f} s vs Wav2Vec2ForSequenceClassification {medians['reference']:.2f} s "
                 f": {ratio:.3f}x (quartiles {low:.3f}-{high:.3f}, {len(times['hcam'])} rounds)")
-    return row("5 stage-I step", case, measured, f"<= {BAR:.2f}x", ratio <= BAR)
+    # issue 15: base-size encoders are the bar; the tiny encoder's ratio is information (bench/README.md)
+    return row("5 stage-I step", case, measured, f"<= {BAR:.2f}x" if size == "base" else "(info)", ratio <= BAR)
 
 
 def main(argv=None):
