@@ -67,6 +67,7 @@ class Corpus:
         default_data_dir: where the corpus lives when `--data_dir` is not given (None: `--data_dir` needed).
         reads_files: the reader takes `--train_file/--validation_file/--test_file` manifests.
         fixed_labels: whether the label set is the corpus's own (False: taken from the training split).
+        folds: the values of its `fold` option that make up its cross-validation (empty: no folds).
     """
 
     name: str
@@ -83,6 +84,7 @@ class Corpus:
     default_data_dir: Callable[[], Path | None] = lambda: None
     reads_files: bool = False
     fixed_labels: bool = True
+    folds: tuple[int, ...] = ()
 
     # -- settings and labels ----------------------------------------------------------------------------------
     @property
@@ -179,6 +181,7 @@ register(Corpus(
                 "report the mean over the five leave-one-session-out folds (trainer/run_cv.py)."),
     nature="is acted: ten actors in scripted and improvised dyadic sessions recorded in a studio.",
     language="en",
+    folds=(1, 2, 3, 4, 5),
 ))
 register(Corpus(
     name="meld",

@@ -22,10 +22,13 @@ import subprocess
 import sys
 import time
 
+from hcam.processing.corpora import get_corpus
+from hcam.trainer.arguments import read_recipe
+from hcam.trainer.stages import SEQUENCE
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN_STAGE = os.path.join(HERE, "run_stage.py")
 RECIPE = os.path.join(HERE, "recipes", "demo.json")
-DEMO_DIR = os.path.join(os.path.dirname(HERE), "data", "demo")
 HUB_REPO = "org/hcam-demo"
 LOCAL_HUB = os.path.join(os.path.dirname(HERE), "tests", "local_hub.py")  # a test fixture: in a clone, not a wheel
 
@@ -42,28 +45,22 @@ def local_hub_server(root):
 
 
 def stage_commands(output_dir):
-    d = lambda name: os.path.join(output_dir, name)  # noqa: E731
-    return [
-        ("stage1-audio", ["--stage", "1", "--modality", "audio"]),
-        ("stage1-text", ["--stage", "1", "--modality", "text"]),
-        ("stage2-audio", ["--stage", "2", "--modality", "audio", "--init_from", d("stage1-audio")]),
-        ("stage2-text", ["--stage", "2", "--modality", "text", "--init_from", d("stage1-text")]),
-        ("stage3", ["--stage", "3", "--init_from", d("stage2-audio"), d("stage2-text")]),
-    ]
+    """(tag, run_stage.py flags) of every stage, in the order they run."""
+    return [(stage.tag, stage.argv(output_dir)) for stage in SEQUENCE]
 
 
 def table_rows(output_dir):
     """(row name, validation W-F1, test W-F1) for each stage alone, and the stage-3 model's heads and ensemble."""
     rows = []
-    for name, head in (("stage1-audio", "audio_utterance"), ("stage1-text", "text_utterance"),
-                       ("stage2-audio", "audio_context"), ("stage2-text", "text_context")):
-        with open(os.path.join(output_dir, name, "all_results.json"), encoding="utf-8") as f:
+    for stage in SEQUENCE[:-1]:
+        with open(os.path.join(output_dir, stage.tag, "all_results.json"), encoding="utf-8") as f:
             results = json.load(f)
-        rows.append((f"{name} ({head})", results.get(f"eval_{head}_weighted_f1"), results.get(f"test_{head}_weighted_f1")))
-    with open(os.path.join(output_dir, "stage3", "all_results.json"), encoding="utf-8") as f:
+        head = stage.primary_head
+        rows.append((f"{stage.tag} ({head})", results.get(f"eval_{head}_weighted_f1"), results.get(f"test_{head}_weighted_f1")))
+    with open(os.path.join(output_dir, SEQUENCE[-1].tag, "all_results.json"), encoding="utf-8") as f:
         results = json.load(f)
-    for head in ("fusion", "ensemble"):
-        label = "stage3 (fusion)" if head == "fusion" else "ensemble of all stage heads (stage-3 model)"
+    for head in (SEQUENCE[-1].primary_head, "ensemble"):
+        label = "stage3 (fusion)" if head != "ensemble" else "ensemble of all stage heads (stage-3 model)"
         rows.append((label, results.get(f"eval_{head}_weighted_f1"), results.get(f"test_{head}_weighted_f1")))
     return rows
 
@@ -139,8 +136,7 @@ def main(argv=None):
         print(f"local Hub server: {hub.url} (repos stored in {hub.root})", flush=True)
     try:
         for name, stage_args in stage_commands(args.output_dir):
-            command = [sys.executable, RUN_STAGE, *stage_args, "--recipe", args.recipe, "--dataset_name", "demo",
-                       "--output_dir", os.path.join(args.output_dir, name), *extra]
+            command = [sys.executable, RUN_STAGE, *stage_args, "--recipe", args.recipe, *extra]
             if args.data_dir:
                 command += ["--data_dir", args.data_dir]
             if hub is not None:
@@ -156,7 +152,8 @@ def main(argv=None):
         for label, valid, test in rows:
             print(f"{label:48s} {valid:7.3f} {test:7.3f}")
 
-        test_manifest = os.path.join(args.data_dir or DEMO_DIR, "test.csv")
+        corpus = get_corpus(read_recipe(args.recipe, None).get("dataset_name"))  # the recipe's corpus: the demo's
+        test_manifest = os.path.join(args.data_dir or corpus.default_data_dir(), "test.csv")
         asr_start = time.time()
         asr = gold_vs_asr(os.path.join(args.output_dir, "stage3"), test_manifest, args.output_dir)
         timings["gold_vs_asr"] = round(time.time() - asr_start, 1)
