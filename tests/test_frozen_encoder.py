@@ -122,3 +122,45 @@ def test_frozen_recipes_freeze_wavlm_with_the_weighted_layer_sum(recipe, tmp_pat
                                                "--output_dir", str(tmp_path), "--use_cpu", "true", "--bf16", "false"])
     assert model_args.audio_encoder == "microsoft/wavlm-base-plus"
     assert model_args.freeze_audio_encoder is True and model_args.use_weighted_layer_sum is True
+
+
+def test_stage1_with_a_local_hubert_folder_trains_a_hubert(tmp_path):
+    """The issue's user path: `--audio_encoder <local HuBERT folder>` fine-tuned; stage I's model is a HuBERT with
+    the folder's weights, and its processor the folder's feature-extractor settings."""
+    from transformers import AutoModel
+
+    from hcam.trainer.run_stage import main
+
+    corpus, encoder = str(tmp_path / "corpus"), str(tmp_path / "hubert")
+    write_corpus(corpus, dialogues={"train": 3, "validation": 2, "test": 1})
+    save_pretrained_encoder(encoder, "hubert", seed=2)
+    out = tmp_path / "stage1-audio"
+    main(["--stage", "1", "--modality", "audio", "--audio_encoder", encoder, *data_flags(corpus), "--num_train_epochs",
+          "1", *TINY, "--output_dir", str(out)])
+    model = AutoModel.from_pretrained(out, trust_remote_code=True)
+    assert type(model.utterance_encoders["audio"].encoder).__name__ == "HubertModel"
+    assert model.config.audio_encoder_config["model_type"] == "hubert"
+    assert not os.path.exists(tmp_path / ".feature_cache")  # fine-tuned: no frozen cache
+    # fine-tuned: the transformer layers moved, the convolutional feature encoder (frozen by default) did not
+    saved, pretrained = load_file(out / "model.safetensors"), load_file(os.path.join(encoder, "model.safetensors"))
+    prefix = "utterance_encoders.audio.encoder."
+    moved = [k for k in pretrained if not torch.equal(saved[prefix + k], pretrained[k])]
+    assert moved and all(not k.startswith("feature_extractor.") for k in moved)
+    assert json.load(open(out / "processor_config.json"))["feature_extractor"]["do_normalize"] is True
+
+
+def test_stage1_text_with_a_frozen_text_encoder_trains_on_the_cache(tmp_path):
+    from hcam.trainer.run_stage import main
+
+    corpus, encoder = str(tmp_path / "corpus"), str(tmp_path / "bert")
+    write_corpus(corpus, dialogues={"train": 3, "validation": 2, "test": 1})
+    write_tiny_text_encoder(encoder)
+    out = tmp_path / "runs" / "stage1-text"
+    main(["--stage", "1", "--modality", "text", "--text_encoder", encoder, "--freeze_text_encoder", "true",
+          *data_flags(corpus), "--num_train_epochs", "2", *TINY, "--output_dir", str(out)])
+    caches = sorted(os.listdir(tmp_path / "runs" / ".feature_cache"))
+    assert [c.split("-")[:3] for c in caches] == [["test", "text", "frozen"], ["train", "text", "frozen"],
+                                                   ["validation", "text", "frozen"]]
+    saved, pretrained = load_file(out / "model.safetensors"), load_file(os.path.join(encoder, "model.safetensors"))
+    for name, tensor in pretrained.items():
+        assert torch.equal(saved["utterance_encoders.text.encoder." + name], tensor), name
