@@ -303,12 +303,25 @@ def _write_png(path: str | os.PathLike, pixels: list[bytearray], width: int, hei
 
 
 def render_confusion_matrix_png(matrix: Sequence[Sequence[float]], labels: Sequence[str], path: str | os.PathLike,
-                                *, cell: int = 48, border: int = 2) -> str:
-    """Draw the row-normalised confusion matrix as a heat-map grid (white = 0, dark blue = the whole row).
+                                *, title: str | None = None, use_matplotlib: bool | None = None, cell: int = 48,
+                                border: int = 2) -> str:
+    """Draw the confusion matrix to a PNG; return the path written.
 
-    Rows are true labels, columns predicted labels, both in `labels` order; the picture has no text (the card's
-    table carries the labels and counts). Returns the path written.
+    With matplotlib (`pip install "hcam[plot]"`; `use_matplotlib=None` = whenever it is installed) it is drawn like
+    scikit-learn's ConfusionMatrixDisplay by `hcam.hub_cards.plots.plot_confusion_matrix`: label names on both axes,
+    counts and row shares in the cells, row-normalised shading. Without it, a bare heat-map grid (`cell`, `border` in
+    pixels; white = 0, dark blue = the whole row, the diagonal framed) written with zlib: the card's table then
+    carries the labels and counts. Rows are true labels, columns predicted labels, both in `labels` order.
     """
+    if use_matplotlib is None:
+        import importlib.util
+
+        use_matplotlib = importlib.util.find_spec("matplotlib") is not None
+    if use_matplotlib:
+        from .plots import plot_confusion_matrix
+
+        plot_confusion_matrix(matrix, labels, path, title=title)
+        return str(path)
     n = len(labels)
     if n == 0 or len(matrix) != n or any(len(row) != n for row in matrix):
         raise ValueError(f"matrix must be {n}x{n} for labels {list(labels)}")
