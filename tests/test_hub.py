@@ -474,3 +474,17 @@ def test_server_refuses_repo_ids_and_revisions_that_leave_its_root(tmp_path):
         assert (outside / "refs.json").is_file()
     with pytest.raises(TypeError):
         LocalHubServer(root, host="0.0.0.0")  # no way to listen beyond 127.0.0.1
+
+
+def test_demo_finds_the_hub_fixture_in_a_clone_and_says_what_to_do_without_one(tmp_path, monkeypatch):
+    from hcam.trainer import run_demo
+
+    hub = run_demo.local_hub_server(tmp_path / "hub").start()  # from the repository's tests/local_hub.py
+    try:
+        assert hub.url.startswith("http://127.0.0.1:")
+        HfApi(endpoint=hub.url).create_repo("org/hcam-demo")
+    finally:
+        hub.stop()
+    monkeypatch.setattr(run_demo, "LOCAL_HUB", str(tmp_path / "site-packages" / "tests" / "local_hub.py"))  # a wheel
+    with pytest.raises(SystemExit, match="run the demo from a clone .* or pass --no_push"):
+        run_demo.local_hub_server(tmp_path / "hub")
