@@ -44,7 +44,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # the verified stack (constraints.txt: numpy 2.4, pandas 3, scipy 1.17) needs 3.11
     packages=packages,
     package_dir=package_dir,
     package_data={"hcam.hub_cards": ["templates/*"], "hcam.trainer": ["metrics/*.py", "recipes/*"]},
