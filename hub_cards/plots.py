@@ -40,7 +40,8 @@ class PlotUnavailableError(ImportError):
     """matplotlib is not installed; the message says what to install."""
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot (files only, the Agg backend), or a PlotUnavailableError saying what to install."""
     try:
         import matplotlib
 
@@ -184,7 +185,7 @@ def plot_conversations(conversations, path: str | os.PathLike | None = None, *, 
                        attention_turn: int | None = None, attention_modality: str | None = None, top_k: int = 3,
                        titles: Sequence[str] | None = None, width: float = 12.0):
     """Several timelines stacked in one figure (see `plot_timeline`); `attention_turn` applies to each."""
-    plt = _pyplot()
+    plt = pyplot()
     conversations = [_turns_of(c) for c in conversations]
     if not conversations:
         raise ValueError("no conversations to plot")
@@ -221,7 +222,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[float]], labels: Sequence[st
     label names on both axes, each cell's count (and its share of the row) written in it, shaded by that share."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(matrix, dtype=float)
     n = len(labels)
     if n == 0 or counts.shape != (n, n):

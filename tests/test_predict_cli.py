@@ -1,6 +1,7 @@
 """hcam-predict: a real subprocess run of the installed console script, every input form, every checkpoint kind,
 evaluation consistent with the written predictions, clear errors."""
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -186,3 +187,39 @@ def test_errors_name_the_item(checkpoints, audio_dir, tmp_path, capsys):
     assert main(["--model", str(checkpoints["text"]), "--manifest", str(labelled), "--evaluate",
                  "--output", str(tmp_path / "o.jsonl")]) == 2
     assert "furious" in capsys.readouterr().err
+
+
+def test_batch_size_does_not_change_predictions_and_plot(checkpoints, demo_rows, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(demo_rows[0]))
+        writer.writeheader()
+        for r in demo_rows:
+            writer.writerow({**r, "audio": str(DEMO / r["audio"])})
+    outputs = {}
+    for batch_size in (1, 2):
+        out = tmp_path / f"b{batch_size}.jsonl"
+        args = ["--model", str(checkpoints["bimodal"]), "--manifest", str(manifest), "--output", str(out),
+                "--batch_size", str(batch_size), "--no_progress"]
+        if batch_size == 2 and importlib.util.find_spec("matplotlib"):
+            args += ["--plot", str(tmp_path / "timeline.png"), "--plot_attention_turn", "2"]
+        assert main(args) == 0
+        outputs[batch_size] = read_jsonl(out)
+    assert [(r["dialogue_id"], r["turn"], r["label"]) for r in outputs[1]] == [
+        (r["dialogue_id"], r["turn"], r["label"]) for r in outputs[2]]
+    for a, b in zip(outputs[1], outputs[2]):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["--model", str(checkpoints["bimodal"]), "--manifest", str(manifest), "--output",
+                 str(tmp_path / "x.jsonl"), "--plot_attention_turn", "1"]) == 2
+
+
+def test_malformed_table_rows_are_named(checkpoints, audio_dir, tmp_path, capsys):
+    folder, _ = audio_dir
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,text\na.wav,hello\nb.wav,one,too many\n")
+    assert main(["--model", str(checkpoints["text"]), "--audio_dir", str(folder), "--transcripts", str(bad),
+                 "--output", str(tmp_path / "o.jsonl"), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv:3" in err and "3 fields but the header has 2" in err

@@ -11,11 +11,15 @@ Three ways to give the conversations (exactly one):
 
 Turns without text are transcribed with --asr whisper|pocketsphinx (needs `pip install "hcam[asr]"`) when the model
 reads text. --asr_for_eval replaces every gold transcript with the recogniser's, to measure how HCAM holds up on ASR
-transcripts. --evaluate scores every stage head and the ensemble when the input has labels.
+transcripts. --evaluate scores every stage head and the ensemble when the input has labels. Conversations run
+--batch_size at a time (default 8; the results do not depend on it). --plot timeline.png draws the first conversation
+as an emotion timeline (pip install "hcam[plot]"); --plot_attention_turn N adds stage II's attention arcs for turn N.
 
     hcam-predict --model outputs/demo/stage3 --manifest data/demo/test.csv --output preds.jsonl --evaluate
     hcam-predict --model outputs/demo/stage3 --manifest data/demo/test.csv --output asr.jsonl --evaluate \
         --asr_for_eval whisper
+    hcam-predict --model outputs/demo/stage3 --manifest data/demo/test.csv --output preds.jsonl \
+        --plot conversation.png --plot_attention_turn 5
 """
 from __future__ import annotations
 
@@ -229,9 +233,10 @@ class _Writer:
 
 
 def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evaluate=False, progress=True,
-            metrics_file=None, batch_size=8, plot=None, plot_dialogues=None):
+            metrics_file=None, batch_size=8, plot=None, plot_dialogues=1, plot_attention_turn=None):
     """Run `pipe` on every conversation, `batch_size` at a time, write one row per turn to `output` (and, with
-    `plot`, a timeline picture of the first `plot_dialogues` conversations); return the metrics (or None).
+    `plot`, a timeline picture of the first `plot_dialogues` conversations, with stage II's attention arcs for turn
+    `plot_attention_turn`); return the metrics (or None).
 
     Speech recognition goes through the pipeline's `transcriber`: turns without text (or, with `asr_for_eval`, every
     turn, its gold text kept in `gold_text`) are transcribed batch by batch.
@@ -289,7 +294,7 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
     plotted = []
     try:
         for conversation, results in zip(conversations, pipe(inputs(), batch_size=batch_size, progress=bar.update,
-                                                             output_attentions=plot is not None and config.stage >= 2,
+                                                             output_attentions=plot_attention_turn is not None,
                                                              **kwargs)):
             for turn, result in zip(conversation["turns"], results):
                 if turn["transcribe"]:
@@ -304,7 +309,7 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
                     predictions["ensemble"].append(config.label2id[result["label"]])
                     for head in heads:
                         predictions[head].append(config.label2id[result["stages"][head]])
-            if plot is not None and len(plotted) < (plot_dialogues or 1):
+            if plot is not None and len(plotted) < plot_dialogues:
                 plotted.append(_plot_input(conversation, results))
     except ValueError as error:
         raise PredictError(str(error)) from error
@@ -314,7 +319,7 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
     if plot is not None and plotted:
         from hcam.hub_cards.plots import plot_conversations
 
-        plot_conversations(plotted, plot, labels=labels)
+        plot_conversations(plotted, plot, labels=labels, attention_turn=plot_attention_turn)
         print(f"timeline written to {plot}", file=sys.stderr)
     empty = sum(1 for c in conversations for t in c["turns"] if t.get("text_source", "").endswith(":empty"))
     if empty:
@@ -388,6 +393,8 @@ def build_parser():
     parser.add_argument("--plot", help="also draw an emotion timeline of the first conversation(s) to this .png/.svg/.pdf "
                                        "(needs pip install \"hcam[plot]\")")
     parser.add_argument("--plot_dialogues", type=int, default=1, help="how many conversations --plot draws (default 1)")
+    parser.add_argument("--plot_attention_turn", type=int, default=None,
+                        help="with --plot: arcs from this turn to the turns stage II attended to most (stage-2/3 models)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
@@ -413,9 +420,16 @@ def main(argv=None):
         pipe = load_pipeline(args.model, device=args.device)
         if args.batch_size < 1:
             raise PredictError(f"--batch_size must be at least 1, got {args.batch_size}")
+        if args.plot is None and args.plot_attention_turn is not None:
+            raise PredictError("--plot_attention_turn goes with --plot FILE.png")
+        if args.plot is not None:
+            from hcam.hub_cards.plots import pyplot
+
+            pyplot()  # fail now, not after the predictions, when matplotlib is missing
         predict(conversations, pipe, args.output, asr=args.asr, asr_for_eval=args.asr_for_eval,
                 evaluate=args.evaluate, progress=not args.no_progress, metrics_file=args.metrics_file,
-                batch_size=args.batch_size, plot=args.plot, plot_dialogues=args.plot_dialogues)
+                batch_size=args.batch_size, plot=args.plot, plot_dialogues=args.plot_dialogues,
+                plot_attention_turn=args.plot_attention_turn)
     except (PredictError, ImportError, ValueError, OSError) as error:
         print(f"hcam-predict: error: {error}", file=sys.stderr)
         return 2
