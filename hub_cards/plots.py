@@ -21,7 +21,12 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 
-__all__ = ["plot_timeline", "plot_conversations", "plot_confusion_matrix", "label_colours", "PlotUnavailableError"]
+__all__ = ["plot_timeline", "plot_conversations", "plot_confusion_matrix", "label_colours", "PlotUnavailableError",
+           "CARD_TIMELINE_FILE", "embed_timeline_in_card"]
+
+# The timeline picture a model card may embed (hub_cards.push uploads it with the card).
+CARD_TIMELINE_FILE = "conversation_timeline.png"
+_CARD_MARKERS = ("<!-- hcam:timeline -->", "<!-- /hcam:timeline -->")
 
 # Colours people expect for the usual emotion names; any other label gets the next unused colour of tab10.
 _NAMED_COLOURS = {
@@ -171,8 +176,8 @@ def plot_timeline(conversation, path: str | os.PathLike | None = None, *, labels
             `{"dialogue_id": ..., "turns": [...]}`.
         path: where to save (.png, .svg, .pdf; the format follows the suffix).
         labels: every label in the model's order (for the legend and stable colours); default: the labels seen.
-        attention_turn: draw arcs from this turn to the `top_k` turns stage II attended to most (needs the
-            pipeline's `output_attentions=True`).
+        attention_turn: draw arcs from this turn (-1 = the last) to the `top_k` turns stage II attended to most
+            (needs the pipeline's `output_attentions=True`).
         attention_modality: "text" or "audio" (default: text if present).
         title: replaces the conversation's id in the title.
     """
@@ -201,12 +206,14 @@ def plot_conversations(conversations, path: str | os.PathLike | None = None, *, 
     fig, axes = plt.subplots(len(conversations), 1, figsize=(width, sum(heights) + 0.7),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for index, ((name, turns), ax) in enumerate(zip(conversations, axes[:, 0])):
-        modality = attention_modality
-        if attention_turn is not None and modality is None:
-            available = (turns[attention_turn].get("attentions") or {}) if 0 <= attention_turn < len(turns) else {}
+        modality, chosen = attention_modality, attention_turn
+        if chosen is not None and chosen < 0:  # -1 = the last turn, as in Python
+            chosen += len(turns)
+        if chosen is not None and modality is None:
+            available = (turns[chosen].get("attentions") or {}) if 0 <= chosen < len(turns) else {}
             modality = "text" if "text" in available else next(iter(available), "text")
         label = titles[index] if titles else (f"dialogue {name}" if name else f"conversation {index}")
-        _draw_timeline(ax, turns, colours, name=label, attention_turn=attention_turn, attention_modality=modality,
+        _draw_timeline(ax, turns, colours, name=label, attention_turn=chosen, attention_modality=modality,
                        top_k=top_k)
     with_reference = any(t.get("reference") for _, turns in conversations for t in turns)
     _legend(fig, labels, colours, with_reference)
@@ -257,3 +264,17 @@ def _save(fig, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def embed_timeline_in_card(card_text: str, caption: str, file: str = CARD_TIMELINE_FILE) -> str:
+    """The model card's markdown with a "A test conversation" section showing `file` (before "## Training", else at
+    the end); a section added earlier is replaced, so embedding twice leaves one."""
+    start, end = _CARD_MARKERS
+    if start in card_text and end in card_text:
+        card_text = card_text[: card_text.index(start)] + card_text[card_text.index(end) + len(end):].lstrip("\n")
+    section = (f"{start}\n### A test conversation\n\n{caption}\n\n![Emotion timeline of a test conversation]({file})\n"
+               f"{end}\n\n")
+    anchor = card_text.find("\n## Training")
+    if anchor < 0:
+        return card_text.rstrip("\n") + "\n\n" + section
+    return card_text[: anchor + 1] + section + card_text[anchor + 1:]

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, constants
 
+from .plots import CARD_TIMELINE_FILE
+
 __all__ = ["push_stage", "select_files", "PickleRefusedError", "ALLOWED_PATTERNS", "PICKLE_PATTERNS"]
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ ALLOWED_PATTERNS = (
     "*.py",
     "README.md",
     "confusion_matrix.png",
+    CARD_TIMELINE_FILE,
     "all_results.json",
     "eval_results.json",
     "test_results.json",

@@ -111,3 +111,18 @@ def test_without_matplotlib(monkeypatch, tmp_path):
     # the card falls back to the plain grid
     path = render_confusion_matrix_png([[3, 1], [0, 2]], ["a", "b"], tmp_path / "grid.png", cell=10, border=1)
     assert (tmp_path / "grid.png").read_bytes()[:8] == PNG and path.endswith("grid.png")
+
+
+def test_card_embeds_the_timeline_once():
+    from hcam.hub_cards.plots import CARD_TIMELINE_FILE, embed_timeline_in_card
+    from hcam.hub_cards.push import ALLOWED_PATTERNS
+
+    card = "# model\n\n## Results\n\nnumbers\n\n## Training\n\nhow\n"
+    once = embed_timeline_in_card(card, "first caption")
+    twice = embed_timeline_in_card(once, "second caption")
+    assert once.index("A test conversation") < once.index("## Training")
+    assert f"]({CARD_TIMELINE_FILE})" in once and "first caption" in once
+    assert twice.count("A test conversation") == 1 and "second caption" in twice and "first caption" not in twice
+    assert twice.replace("second", "first") == once
+    assert CARD_TIMELINE_FILE in ALLOWED_PATTERNS  # pushed with the card
+    assert embed_timeline_in_card("# no training section", "c").endswith(f"({CARD_TIMELINE_FILE})\n<!-- /hcam:timeline -->\n\n")

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from hcam.hub_cards.plots import CARD_TIMELINE_FILE, embed_timeline_in_card
 from hcam.processing.corpora import get_corpus
 from hcam.trainer.arguments import read_recipe
 from hcam.trainer.stages import SEQUENCE
@@ -91,6 +92,8 @@ def gold_vs_asr(model, manifest, output_dir):
         metrics_file = os.path.join(output_dir, f"pred_{name}.metrics.json")
         command = [*predict_command(), "--model", model, "--manifest", manifest, "--output", output, "--evaluate",
                    "--metrics_file", metrics_file, *asr_flags]
+        if name == "gold" and importlib.util.find_spec("matplotlib"):  # the card's picture of a test conversation
+            command += ["--plot", os.path.join(model, CARD_TIMELINE_FILE), "--plot_attention_turn", "-1"]
         print(f"\n=== test with {name} transcripts: {' '.join(command)}", flush=True)
         started = time.time()
         finished = subprocess.run(command)
@@ -115,6 +118,31 @@ def gold_vs_asr(model, manifest, output_dir):
         "num_turns": metrics["gold"].get("num_turns"),
         "seconds": {"gold": metrics["gold"]["seconds"], "asr": metrics["asr"]["seconds"]},
     }
+
+
+def embed_timeline(folder, hub):
+    """Put the test conversation's timeline (drawn by the gold run) into the stage-3 card, and push the card again."""
+    if not os.path.isfile(os.path.join(folder, CARD_TIMELINE_FILE)):
+        print("\nNo timeline picture for the card (matplotlib missing, or the gold run was skipped).")
+        return
+    readme = os.path.join(folder, "README.md")
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    caption = ("The first test dialogue as this model sees it, from `hcam-predict --plot " + CARD_TIMELINE_FILE
+               + " --plot_attention_turn -1`: one lane per speaker, one box per turn coloured by the predicted emotion, "
+               "its height the probability; the strip under each box is the reference label; the arcs join the last "
+               "turn to the three turns stage II's text context model attended to most (mean over heads).")
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(embed_timeline_in_card(text, caption))
+    if hub is not None:
+        from huggingface_hub import ModelCard
+
+        from hcam.hub_cards.push import push_stage
+
+        with open(readme, encoding="utf-8") as f:
+            card = ModelCard(f.read())
+        push_stage(folder, HUB_REPO, "stage3", card=card, endpoint=hub.url, also_main=True)
+    print(f"\nTimeline of a test conversation: {os.path.join(folder, CARD_TIMELINE_FILE)} (in the card)")
 
 
 def main(argv=None):
@@ -157,6 +185,7 @@ def main(argv=None):
         asr_start = time.time()
         asr = gold_vs_asr(os.path.join(args.output_dir, "stage3"), test_manifest, args.output_dir)
         timings["gold_vs_asr"] = round(time.time() - asr_start, 1)
+        embed_timeline(os.path.join(args.output_dir, "stage3"), hub)
 
         card_path = os.path.abspath(os.path.join(args.output_dir, "stage3", "README.md"))
         hub_summary = None
