@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tiny import tiny_hcam_config
@@ -118,3 +119,28 @@ def test_predict_with_asr_transcripts(tmp_path):
         table = list(csv.DictReader(f))
     assert len(table) == 5 and all(t["text"].strip() and t["text_source"].startswith("asr:whisper") for t in table)
     assert word_error_rate([r["text"] for r in rows], [t["text"] for t in table]) < 0.5
+
+
+@needs_demo
+@needs_whisper
+def test_batched_whisper_matches_one_clip_at_a_time():
+    """Batching alone (several clips per encoder call and beam search, Whisper's 30 s window) changes no transcript;
+    the default shorter window keeps the word error rate; a clip over 30 s goes through faster-whisper's own loop."""
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio
+
+    rows = demo_rows(10)
+    clips = [load_audio(DEMO / r["audio"]) for r in rows]
+    references = [r["text"] for r in rows]
+    one_at_a_time = Transcriber("whisper", batch_size=1)(clips)
+    batched = Transcriber("whisper", batch_size=4, window_seconds=30)
+    assert batched(clips) == one_at_a_time
+    default = Transcriber("whisper")
+    assert default.batch_size > 1 and default.window_seconds < 30
+    short_window = default(clips)
+    assert word_error_rate(references, short_window) <= word_error_rate(references, one_at_a_time) + 0.1
+    long = np.concatenate(clips * 3)  # about 40 s
+    assert len(long) > 30 * 16000
+    transcripts = default([clips[0], long])
+    assert transcripts[0] == short_window[0] and len(normalize_transcript(transcripts[1])) > 20
+    with pytest.raises(ValueError, match="window_seconds"):
+        Transcriber("whisper", window_seconds=45)
