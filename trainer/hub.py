@@ -107,8 +107,7 @@ def describe_data(marker, labels):
     data = marker.get("data") or {}
     corpus = get_corpus(data.get("corpus") or None)
     setting = data.get("setting")
-    phrase = f"{corpus.display_name} {setting}" if setting else corpus.display_name
-    phrase += f" ({len(labels)} labels)"
+    phrase = ", ".join(([setting] if setting else []) + [f"{len(labels)} labels"])
     lines = []
     if data.get("protocol"):
         lines.append(f"**Splits:** {data['protocol']}; checkpoints selected on validation only")
