@@ -13,7 +13,9 @@ applies the rules every corpus shares:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 from pathlib import Path
 
 from .corpora import CORPORA, DEFAULT_VALIDATION_FRACTION, get_corpus
@@ -161,6 +163,65 @@ def check_unseen_labels(dataset, labels, report: DataReport, fixed: bool) -> Non
             report.note(f"label {label!r} is in {split} ({len(where)} rows) but not in this training split")
 
 
+def _measure(path, sampling_rate):
+    """(file sampling rate or 0 when not a libsndfile format, peak, RMS) of one clip, decoded at `sampling_rate`."""
+    import numpy as np
+    import soundfile as sf
+
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio
+
+    try:
+        rate = sf.info(path).samplerate
+    except Exception:
+        rate = 0  # not a libsndfile format (mp4 ...): load_audio decodes it with ffmpeg
+    waveform = np.asarray(load_audio(path, sampling_rate=sampling_rate), dtype=np.float64)
+    if waveform.size == 0:
+        return rate, 0.0, 0.0
+    return rate, float(np.abs(waveform).max()), float(np.sqrt(np.mean(waveform ** 2)))
+
+
+class _LevelCache:
+    """Clip levels measured before, keyed by path, size and modification time (<cache root>/audio_levels.json):
+    every stage that reads audio checks every clip, and decodes only the new or changed ones."""
+
+    def __init__(self):
+        from .report import cache_root
+
+        self.path = cache_root() / "audio_levels.json"
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.changed = False
+
+    @staticmethod
+    def _key(path):
+        stat = os.stat(path)
+        return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+
+    def get(self, path):
+        try:
+            return self.entries.get(self._key(path))
+        except OSError:
+            return None
+
+    def put(self, path, rate, peak, rms):
+        self.entries[self._key(path)] = (rate, peak, rms)
+        self.changed = True
+        return rate, peak, rms
+
+    def save(self):
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(f".{os.getpid()}.partial")
+            partial.write_text(json.dumps(self.entries))
+            os.replace(partial, self.path)
+        except OSError:
+            pass  # a read-only cache only costs the decoding again
+
+
 def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, progress: bool = True,
                       sampling_rate: int = 16000):
     """Decode every clip once; corrupt and silent clips are problems (skipped with `skip_bad`, else one error).
@@ -168,13 +229,11 @@ def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, pro
     Silent = peak below SILENCE_PEAK, or RMS more than SILENCE_BELOW_MEDIAN_DB under the corpus's median clip.
     Also notes the sampling rates found. Returns the DatasetDict without the skipped rows."""
     import numpy as np
-    import soundfile as sf
     from datasets import DatasetDict
     from tqdm.auto import tqdm
 
-    from hcam.modeling_hcam.feature_extraction_hcam import load_audio
-
     levels, problems, rates = {}, [], {}
+    known = _LevelCache()
     items = {split: [f"{split}/{d}#{t}" for d, t in zip(ds["dialogue_id"], ds["turn"])] for split, ds in dataset.items()}
     for split, ds in dataset.items():
         for index, path in enumerate(tqdm(ds["audio"], desc=f"checking audio ({split})", disable=not progress)):
@@ -182,21 +241,19 @@ def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, pro
                 continue
             item = items[split][index]
             try:
-                info = sf.info(path)
-                rates[info.samplerate] = rates.get(info.samplerate, 0) + 1
-            except Exception:
-                pass  # not a libsndfile format (mp4 ...): load_audio decodes it with ffmpeg
-            try:
-                waveform = np.asarray(load_audio(path, sampling_rate=sampling_rate), dtype=np.float64)
+                rate, peak, rms = known.get(path) or known.put(path, *_measure(path, sampling_rate))
             except Exception as err:
                 problems.append(Problem(item, "corrupt_audio", f"{path} cannot be decoded ({err}); re-export or "
                                         "drop it", split))
                 continue
-            if waveform.size == 0 or float(np.abs(waveform).max()) < SILENCE_PEAK:
+            if rate:
+                rates[rate] = rates.get(rate, 0) + 1
+            if peak < SILENCE_PEAK:
                 problems.append(Problem(item, "silent_audio", f"{path} is silent (peak < {SILENCE_PEAK}); check the "
                                         "recording or drop the utterance", split))
                 continue
-            levels[(split, index)] = (item, path, float(np.sqrt(np.mean(waveform ** 2))))
+            levels[(split, index)] = (item, path, rms)
+    known.save()
     if levels:
         median = float(np.median([level for _, _, level in levels.values()]))
         floor = median * 10 ** (-SILENCE_BELOW_MEDIAN_DB / 20)

@@ -76,7 +76,9 @@ def _find(data_dir: Path, name: str) -> Path | None:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("HCAM_CACHE", "~/.cache/hcam")).expanduser() / "meld"
+    from .report import cache_root
+
+    return cache_root() / "meld"
 
 
 def _extract_clip(job: tuple[str, str, int]) -> tuple[str, str | None, float]:

@@ -14,6 +14,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def cache_root():
+    """Where hcam keeps what it computes once per file (MELD's extracted audio, clip levels): $HCAM_CACHE or
+    ~/.cache/hcam."""
+    from pathlib import Path
+    import os
+
+    return Path(os.environ.get("HCAM_CACHE", "~/.cache/hcam")).expanduser()
+
+
 class HCAMDataError(ValueError):
     """Bad input data: the message names the items and says what to do."""
 
