@@ -59,9 +59,10 @@ class HCAMConfig(PretrainedConfig):
             Hub name or local path of the text encoder (any `AutoModel`, e.g. `roberta-base`).
         text_encoder_config (`dict`, *optional*):
             The text encoder's config as a dict (with `model_type`), nested for the same reason.
-        use_weighted_layer_sum (`bool`, *optional*, defaults to `False`):
+        use_weighted_layer_sum (`bool` or `list[str]`, *optional*, defaults to `False`):
             Pool the encoders' hidden layers with learned softmax weights instead of taking the last layer; middle
-            layers of wav2vec2 carry more paralinguistic information than the last.
+            layers of wav2vec2 carry more paralinguistic information than the last. `True` = every modality of the
+            model, or the modalities that do (a stage-3 model keeps each stage-1 model's own choice).
         freeze_feature_encoder (`bool`, *optional*, defaults to `True`):
             Keep wav2vec2's convolutional feature encoder fixed when fine-tuning a *pretrained* audio encoder (the
             usual recipe; it saves memory). Ignored for the random default encoder, which must learn everything.
@@ -194,6 +195,12 @@ class HCAMConfig(PretrainedConfig):
     @property
     def utterance_embedding_size(self):
         return 2 * self.gru_hidden_size
+
+    def weighted_layer_sum(self, modality):
+        """Whether `modality`'s utterance encoder pools its layers with learned weights (`use_weighted_layer_sum`)."""
+        if isinstance(self.use_weighted_layer_sum, (list, tuple)):
+            return modality in self.use_weighted_layer_sum
+        return bool(self.use_weighted_layer_sum)
 
     def trained_heads(self):
         """The heads this configuration's stage trains (its loss): utterance, context or fusion."""

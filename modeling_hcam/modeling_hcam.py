@@ -302,7 +302,7 @@ class HCAMUtteranceEncoder(nn.Module):
                 self.encoder = AutoModel.from_config(encoder_config)
         encoder_width = self.encoder.config.hidden_size
         num_layers = self.encoder.config.num_hidden_layers + 1  # + the embedding output
-        self.use_weighted_layer_sum = config.use_weighted_layer_sum
+        self.use_weighted_layer_sum = config.weighted_layer_sum(modality)
         if self.use_weighted_layer_sum:
             self.layer_weights = nn.Parameter(torch.zeros(num_layers))
         self.gru = nn.GRU(encoder_width, config.gru_hidden_size, batch_first=True, bidirectional=True)
@@ -559,7 +559,8 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         config_dict = audio_model.config.to_dict()
         for key in ("text_encoder_name_or_path", "text_encoder_config", "max_text_tokens"):
             config_dict[key] = getattr(text_model.config, key)
-        config_dict.update(modalities=["audio", "text"], stage=3)
+        config_dict.update(modalities=["audio", "text"], stage=3, use_weighted_layer_sum=[
+            m for m, source in (("audio", audio_model), ("text", text_model)) if source.config.weighted_layer_sum(m)])
         for key in ("model_type", "transformers_version", "architectures", "auto_map"):
             config_dict.pop(key, None)
         model = cls(HCAMConfig(**config_dict))
@@ -779,8 +780,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
 
     def _loss(self, output, labels):
         stage = self.config.stage
-        heads = [h for h in self.config.stage_heads() if (h == "fusion") == (stage == 3)
-                 and h.endswith("_context") == (stage == 2)]
+        heads = self.config.trained_heads()
         class_weights = None
         if self.config.class_weights is not None:
             class_weights = torch.tensor(self.config.class_weights, device=labels.device)

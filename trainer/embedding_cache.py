@@ -60,7 +60,7 @@ def cache_key(model, processor, dataset, modality):
         "modality": modality,
         "max_audio_seconds": model.config.max_audio_seconds,
         "max_text_tokens": model.config.max_text_tokens,
-        "use_weighted_layer_sum": model.config.use_weighted_layer_sum,
+        "use_weighted_layer_sum": model.config.weighted_layer_sum(modality),
         "processor": processor_fingerprint(processor, modality),
     }
     digest = hashlib.sha256()

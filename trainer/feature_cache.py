@@ -47,7 +47,7 @@ def feature_cache_key(model, processor, dataset, modality):
         "modality": modality,
         "max_audio_seconds": model.config.max_audio_seconds,
         "max_text_tokens": model.config.max_text_tokens,
-        "every_layer": model.config.use_weighted_layer_sum,
+        "every_layer": model.config.weighted_layer_sum(modality),
         "processor": processor_fingerprint(processor, modality),
     }
     digest = hashlib.sha256()
