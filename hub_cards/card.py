@@ -12,12 +12,13 @@ import os
 import re
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-__all__ = ["build_model_card", "render_confusion_matrix_png", "results_to_eval_results", "TEMPLATE_PATH"]
+__all__ = ["HCAMCardData", "build_model_card", "render_confusion_matrix_png", "results_to_eval_results", "TEMPLATE_PATH"]
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md.j2"
 
@@ -120,34 +121,10 @@ def _table(rows: Any, preferred: Sequence[str]) -> tuple[list[str], list[dict]]:
     ]
 
 
-def build_model_card(
-    config,
-    results: Mapping[str, Any],
-    *,
-    stage_table,
-    per_class,
-    confusion_matrix: Sequence[Sequence[int]],
-    labels: Sequence[str],
-    setting: str,
-    command: str,
-    hyperparameters: Mapping[str, Any],
-    dataset_name: str,
-    repo_id: str,
-    base_models: Sequence[str] | None,
-    dataset_id: str | None = None,
-    dataset_config: str | None = None,
-    license: str = "apache-2.0",
-    language: str | list[str] | None = None,
-    revision: str | None = None,
-    revisions: Mapping[str, str] | None = None,
-    confusion_matrix_file: str | None = "confusion_matrix.png",
-    confusion_matrix_split: str = "test",
-    transcripts: str = "the corpus's human transcripts",
-    extra_tags: Sequence[str] = (),
-    dataset_nature: str | None = None,
-    data_lines: Sequence[str] = (),
-) -> ModelCard:
-    """Fill the HCAM model card.
+@dataclass
+class HCAMCardData:
+    """Everything the HCAM model card says (like setfit's card-data object); `hcam.trainer.hub.card_data` builds
+    it from a finished stage folder.
 
     Args:
         config: the model's `HCAMConfig` (or its dict): modalities, stage, labels and encoder names.
@@ -158,7 +135,7 @@ def build_model_card(
         per_class: `{label: {"precision":, "recall":, "f1":, "support":}}` (or a list of dicts with "label").
         confusion_matrix: counts, rows = true labels, columns = predicted labels, in `labels` order.
         labels: the label names in id order.
-        setting: e.g. "IEMOCAP 6-class, session 5 held out".
+        setting: e.g. "6class, 6 labels".
         command: the exact command that produced the checkpoint.
         hyperparameters: the hyperparameters of the run (shown as a table).
         dataset_name: human name of the corpus (model-index dataset name), e.g. "IEMOCAP".
@@ -166,120 +143,159 @@ def build_model_card(
         base_models: encoder names; Hub ids go to the `base_model` metadata, local folders only into the text.
         dataset_id: Hub dataset id for the `datasets` metadata and the model-index dataset type (defaults to
             the lower-cased dataset name).
+        dataset_config: the label setting, for the model-index.
+        language: the corpus's language code(s).
         revision: the revision this card describes, shown in the usage snippet (None = main).
         revisions: stage name -> revision, listed in the card.
         confusion_matrix_file: the PNG's name in the repo (None = no picture).
+        confusion_matrix_split: the split the confusion matrix was counted on.
+        transcripts: what the text branch was trained on (limitations).
+        extra_tags: more Hub tags (e.g. the stage tag).
         dataset_nature: what the recordings are, completing "<dataset_name> ..." in the limitations (the corpus
             registry's `nature`); None = a generic caution.
         data_lines: more "Labels and setting" bullet lines, e.g. the split protocol, split sizes, data problems.
-
-    Returns:
-        huggingface_hub.ModelCard (call `.validate()` against an endpoint, `.save(path)` to write README.md).
     """
-    cfg = _config_dict(config)
-    labels = [str(label) for label in labels]
-    if len(confusion_matrix) != len(labels) or any(len(row) != len(labels) for row in confusion_matrix):
-        raise ValueError(
-            f"confusion_matrix must be {len(labels)}x{len(labels)} (one row and column per label {labels}); "
-            f"got {len(confusion_matrix)} rows of lengths {[len(r) for r in confusion_matrix]}"
-        )
-    modalities = list(cfg.get("modalities") or ["audio", "text"])
-    stage = cfg.get("stage", "?")
-    task_type = "audio-classification" if "audio" in modalities else "text-classification"
-    dataset_key = dataset_name.lower().replace(" ", "-")
-    dataset_type = dataset_id or dataset_key
 
-    eval_results = results_to_eval_results(
-        results, dataset_name=dataset_name, dataset_type=dataset_type, task_type=task_type,
-        dataset_config=dataset_config,
-    )
-    encoders = _hub_ids(base_models)
+    config: Any
+    results: Mapping[str, Any]
+    stage_table: Any
+    per_class: Any
+    confusion_matrix: Sequence[Sequence[int]]
+    labels: Sequence[str]
+    setting: str
+    command: str
+    hyperparameters: Mapping[str, Any]
+    dataset_name: str
+    repo_id: str
+    base_models: Sequence[str] | None = None
+    dataset_id: str | None = None
+    dataset_config: str | None = None
+    license: str = "apache-2.0"
+    language: str | list[str] | None = None
+    revision: str | None = None
+    revisions: Mapping[str, str] | None = None
+    confusion_matrix_file: str | None = "confusion_matrix.png"
+    confusion_matrix_split: str = "test"
+    transcripts: str = "the corpus's human transcripts"
+    extra_tags: Sequence[str] = ()
+    dataset_nature: str | None = None
+    data_lines: Sequence[str] = ()
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(_config_dict(self.config).get("modalities") or ["audio", "text"])
+
+    @property
+    def task_type(self) -> str:
+        return "audio-classification" if "audio" in self.modalities else "text-classification"
+
+
+def _metadata(data: HCAMCardData, eval_results) -> ModelCardData:
+    encoders = _hub_ids(data.base_models)
     tags = ["hcam", "emotion-recognition", "emotion-recognition-in-conversation", "multimodal", "custom_code",
-            "safetensors"] + [m for m in modalities if m in ("audio", "text")] + list(extra_tags)
-    card_data = ModelCardData(
-        language=language,
-        license=license,
+            "safetensors"] + [m for m in data.modalities if m in ("audio", "text")] + list(data.extra_tags)
+    return ModelCardData(
+        language=data.language,
+        license=data.license,
         library_name="transformers",
-        pipeline_tag=task_type,
+        pipeline_tag=data.task_type,
         tags=list(dict.fromkeys(tags)),
-        datasets=[dataset_id] if dataset_id else None,
+        datasets=[data.dataset_id] if data.dataset_id else None,
         base_model=(encoders[0] if len(encoders) == 1 else encoders) or None,
         metrics=sorted({r.metric_type for r in eval_results}) or None,
-        model_name=repo_id.split("/")[-1],
+        model_name=data.repo_id.split("/")[-1],
         eval_results=eval_results or None,
     )
 
-    results_rows = [
-        {"split": r.dataset_split, "metric": r.metric_name, "value": _fmt(r.metric_value)} for r in eval_results
-    ]
-    headline = ""
+
+def _headline(eval_results, setting) -> str:
     for split in ("test", "validation"):
         found = {r.metric_name: r.metric_value for r in eval_results if r.dataset_split == split}
         if "Weighted F1" in found:
             headline = f"{split.capitalize()} weighted F1: {_fmt(found['Weighted F1'])}"
             if "Accuracy" in found:
                 headline += f", accuracy: {_fmt(found['Accuracy'])}"
-            headline += f" ({setting})."
-            break
+            return headline + f" ({setting})."
+    return ""
 
-    stage_columns, stage_rows = _table(stage_table, ["weighted_f1", "accuracy", "macro_f1"])
-    per_class_columns, per_class_rows = _table(per_class, ["precision", "recall", "f1", "support"])
-    base_model_lines = []
+
+def _encoder_lines(data: HCAMCardData) -> list[str]:
+    cfg, encoders = _config_dict(data.config), _hub_ids(data.base_models)
+    lines = []
     for name, key in (("audio", "audio_encoder_name_or_path"), ("text", "text_encoder_name_or_path")):
-        if name not in modalities:
+        if name not in data.modalities:
             continue
         value = cfg.get(key)
         if value is None and name == "audio":
-            base_model_lines.append("audio: a small wav2vec2 initialised at random and trained in stage I")
+            lines.append("audio: a small wav2vec2 initialised at random and trained in stage I")
         elif value is not None:
-            base_model_lines.append(f"{name}: `{value}`")
-    for name in base_models or []:
+            lines.append(f"{name}: `{value}`")
+    for name in data.base_models or []:
         if name not in encoders:
-            base_model_lines.append(f"also given: `{name}` (a local folder, not a Hub id)")
+            lines.append(f"also given: `{name}` (a local folder, not a Hub id)")
+    return lines
 
-    modality_phrase = {
-        ("audio", "text"): "speech and its transcript",
-        ("audio",): "speech alone",
-        ("text",): "the transcript alone",
-    }.get(tuple(m for m in ("audio", "text") if m in modalities), ", ".join(modalities))
-    if "audio" in modalities and "text" in modalities:
-        usage_inputs = "text=[\"Hi.\", \"Go away!\"], audio=[wave_1, wave_2]"
-    elif "audio" in modalities:
-        usage_inputs = "audio=[wave_1, wave_2]"
-    else:
-        usage_inputs = "text=[\"Hi.\", \"Go away!\"]"
-    lang = language if isinstance(language, str) else ", ".join(language or [])
-    revision_rows = [{"stage": s, "revision": r} for s, r in (revisions or {}).items()]
 
+def _usage(modalities) -> tuple[str, str]:
+    """(what the model reads, in words; the processor arguments of the usage snippet)."""
+    present = tuple(m for m in ("audio", "text") if m in modalities)
+    phrase = {("audio", "text"): "speech and its transcript", ("audio",): "speech alone",
+              ("text",): "the transcript alone"}.get(present, ", ".join(modalities))
+    inputs = {("audio", "text"): 'text=["Hi.", "Go away!"], audio=[wave_1, wave_2]',
+              ("audio",): "audio=[wave_1, wave_2]"}.get(present, 'text=["Hi.", "Go away!"]')
+    return phrase, inputs
+
+
+def build_model_card(data: HCAMCardData) -> ModelCard:
+    """Fill the HCAM model card (`hub_cards/templates/model_card.md.j2`) from an `HCAMCardData`.
+
+    Returns:
+        huggingface_hub.ModelCard (call `.validate()` against an endpoint, `.save(path)` to write README.md).
+    """
+    labels = [str(label) for label in data.labels]
+    matrix = data.confusion_matrix
+    if len(matrix) != len(labels) or any(len(row) != len(labels) for row in matrix):
+        raise ValueError(
+            f"confusion_matrix must be {len(labels)}x{len(labels)} (one row and column per label {labels}); "
+            f"got {len(matrix)} rows of lengths {[len(r) for r in matrix]}"
+        )
+    dataset_type = data.dataset_id or data.dataset_name.lower().replace(" ", "-")
+    eval_results = results_to_eval_results(data.results, dataset_name=data.dataset_name, dataset_type=dataset_type,
+                                           task_type=data.task_type, dataset_config=data.dataset_config)
+    stage_columns, stage_rows = _table(data.stage_table, ["weighted_f1", "accuracy", "macro_f1"])
+    per_class_columns, per_class_rows = _table(data.per_class, ["precision", "recall", "f1", "support"])
+    modality_phrase, usage_inputs = _usage(data.modalities)
+    lang = data.language if isinstance(data.language, str) else ", ".join(data.language or [])
     return ModelCard.from_template(
-        card_data,
+        _metadata(data, eval_results),
         template_path=str(TEMPLATE_PATH),
-        model_title=f"HCAM — {dataset_name} ({setting})",
-        repo_id=repo_id,
-        revision_arg=f', revision="{revision}"' if revision and revision != "main" else "",
-        dataset_name=dataset_name,
-        setting=setting,
-        headline=headline,
+        model_title=f"HCAM — {data.dataset_name} ({data.setting})",
+        repo_id=data.repo_id,
+        revision_arg=f', revision="{data.revision}"' if data.revision and data.revision != "main" else "",
+        dataset_name=data.dataset_name,
+        setting=data.setting,
+        headline=_headline(eval_results, data.setting),
         labels=labels,
-        modalities=modalities,
+        modalities=data.modalities,
         modality_phrase=modality_phrase,
-        stage=stage,
-        base_model_lines=base_model_lines,
-        results_rows=results_rows,
+        stage=_config_dict(data.config).get("stage", "?"),
+        base_model_lines=_encoder_lines(data),
+        results_rows=[{"split": r.dataset_split, "metric": r.metric_name, "value": _fmt(r.metric_value)}
+                      for r in eval_results],
         stage_columns=stage_columns,
         stage_rows=stage_rows,
-        revision_rows=revision_rows,
+        revision_rows=[{"stage": s, "revision": r} for s, r in (data.revisions or {}).items()],
         per_class_columns=per_class_columns,
         per_class_rows=per_class_rows,
-        matrix_rows=[{"label": label, "values": [int(v) for v in row]} for label, row in zip(labels, confusion_matrix)],
-        matrix_split=confusion_matrix_split,
-        confusion_matrix_file=confusion_matrix_file,
-        command=command.strip(),
-        hyperparameters=[(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in hyperparameters.items()],
-        dataset_nature=dataset_nature or "may be acted or collected in particular conditions: check how it was recorded.",
-        data_lines=list(data_lines),
+        matrix_rows=[{"label": label, "values": [int(v) for v in row]} for label, row in zip(labels, matrix)],
+        matrix_split=data.confusion_matrix_split,
+        confusion_matrix_file=data.confusion_matrix_file,
+        command=data.command.strip(),
+        hyperparameters=[(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in data.hyperparameters.items()],
+        dataset_nature=data.dataset_nature or "may be acted or collected in particular conditions: check how it was recorded.",
+        data_lines=list(data.data_lines),
         language_phrase=f"language `{lang}`" if lang else "the corpus's language(s) only",
-        transcript_phrase=transcripts,
+        transcript_phrase=data.transcripts,
         usage_inputs=usage_inputs,
     )
 

@@ -24,7 +24,7 @@ from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
 from tiny import TINY_LABELS, tiny_hcam_config
 
-from hcam.hub_cards import PickleRefusedError, build_model_card, push_stage, render_confusion_matrix_png
+from hcam.hub_cards import HCAMCardData, PickleRefusedError, build_model_card, push_stage, render_confusion_matrix_png
 from local_hub import LocalHubServer
 from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.processing.encoders import build_processor
@@ -55,7 +55,7 @@ def fake_results(stage, seed):
 
 def make_card(config, results, revision):
     matrix = [[5, 1, 0, 0], [2, 7, 1, 0], [0, 1, 9, 2], [1, 0, 3, 6]]
-    return build_model_card(
+    return build_model_card(HCAMCardData(
         config,
         results,
         stage_table=[
@@ -70,11 +70,12 @@ def make_card(config, results, revision):
         command="accelerate launch trainer/run_stage.py --stage 3 --output_dir runs/demo/stage3 --push_to_hub",
         hyperparameters={"learning_rate": 1e-4, "num_train_epochs": 3, "gru_hidden_size": 6},
         dataset_name="IEMOCAP",
+        language="en",  # the corpus registry's, in a real run
         repo_id=REPO,
         base_models=["sentence-transformers/all-MiniLM-L6-v2", "/tmp/some/local/folder"],
         revision=revision,
         revisions={name: name for name, *_ in STAGES},
-    ), matrix
+    )), matrix
 
 
 def save_stage(folder, stage, modalities, seed, processor):
@@ -328,9 +329,9 @@ def test_card_content_and_metadata(stages):
 
 
 def make_card_with_matrix(matrix):
-    return build_model_card({"modalities": ["text"], "stage": 1}, {}, stage_table=[], per_class={},
-                            confusion_matrix=matrix, labels=TINY_LABELS, setting="s", command="c",
-                            hyperparameters={}, dataset_name="MELD", repo_id="org/x", base_models=None)
+    return build_model_card(HCAMCardData({"modalities": ["text"], "stage": 1}, {}, stage_table=[], per_class={},
+                                         confusion_matrix=matrix, labels=TINY_LABELS, setting="s", command="c",
+                                         hyperparameters={}, dataset_name="MELD", repo_id="org/x", base_models=None))
 
 
 def read_png(path):

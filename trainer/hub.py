@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 
-from hcam.hub_cards.card import build_model_card, render_confusion_matrix_png
+from hcam.hub_cards.card import HCAMCardData, build_model_card, render_confusion_matrix_png
 from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
 from hcam.processing.corpora import get_corpus
 from hcam.trainer.stages import Stage
@@ -196,7 +196,7 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
     # Hub ids only: the card lists a local encoder folder from the config already
     base_models = [marker.get(k) for k in ("audio_encoder", "text_encoder")
                    if marker.get(k) and not os.path.isabs(marker[k]) and not os.path.isdir(marker[k])]
-    card = build_model_card(
+    card = build_model_card(HCAMCardData(
         config,
         results,
         stage_table=stage_table(results, report["heads"]),
@@ -220,7 +220,7 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
         confusion_matrix_split="test" if split_prefix == "test" else "validation",
         transcripts="the corpus's reference transcripts (not ASR output)",
         extra_tags=[stage_of(marker).tag],
-    )
+    ))
     return card, matrix, labels
 
 
