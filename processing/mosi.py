@@ -80,6 +80,40 @@ def _clip_key(clip_id: str):
     return (0, int(clip_id), "") if re.fullmatch(r"\d+", clip_id) else (1, 0, clip_id)
 
 
+def _split_and_score(raw, item, video_id, split_column, label_column):
+    """(split, sentiment score, None) of a label-file row, or (split or None, None, the Problem with it)."""
+    if split_column is None:
+        split = _SPLIT_OF_VIDEO.get(video_id)
+        if split is None:
+            return None, None, Problem(item, "unknown_split", f"video {video_id!r} is in none of the 93 "
+                                       "standard-fold videos; use split_column= to split by a column", None)
+    else:
+        split = _SPLIT_NAMES.get(str(raw[split_column]).strip().lower())
+        if split is None:
+            return None, None, Problem(item, "unknown_split", f"split {raw[split_column]!r} is not "
+                                       "train/valid/test", None)
+    try:
+        score = float(raw[label_column])
+        if math.isnan(score):
+            raise ValueError
+    except ValueError:
+        return split, None, Problem(item, "unknown_label", f"sentiment {raw[label_column]!r} is not a number", split)
+    if not -3.0 <= score <= 3.0:
+        return split, None, Problem(item, "unknown_label", f"sentiment {score} outside [-3, 3]", split)
+    return split, score, None
+
+
+def _number_turns(rows_by_split):
+    """Clip ids like "10" and "9" sort numerically: rank them per video, then give the schema's integer turn."""
+    for rows in rows_by_split.values():
+        by_video: dict[str, list[dict]] = {}
+        for row in rows:
+            by_video.setdefault(row["dialogue_id"], []).append(row)
+        for video_rows in by_video.values():
+            for position, row in enumerate(sorted(video_rows, key=lambda r: r["turn"])):
+                row["turn"] = position
+
+
 def read_mosi(data_dir, *, setting: str | None = "binary", label_file=None, audio: bool | None = None,
               split_column: str | None = None, skip_bad: bool = True, video_id_column: str = "video_id",
               clip_id_column: str = "clip_id", text_column: str = "text", label_column: str = "label"):
@@ -128,27 +162,9 @@ def read_mosi(data_dir, *, setting: str | None = "binary", label_file=None, audi
                                     f"(first on line {seen[video_id, clip_id]}); the first one is kept", None))
             continue
         seen[video_id, clip_id] = line_no
-        if split_column is None:
-            split = _SPLIT_OF_VIDEO.get(video_id)
-            if split is None:
-                problems.append(Problem(item, "unknown_split", f"video {video_id!r} is in none of the 93 "
-                                        "standard-fold videos; use split_column= to split by a column", None))
-                continue
-        else:
-            split = _SPLIT_NAMES.get(str(raw[split_column]).strip().lower())
-            if split is None:
-                problems.append(Problem(item, "unknown_split", f"split {raw[split_column]!r} is not "
-                                        "train/valid/test", None))
-                continue
-        try:
-            score = float(raw[label_column])
-            if math.isnan(score):
-                raise ValueError
-        except ValueError:
-            problems.append(Problem(item, "unknown_label", f"sentiment {raw[label_column]!r} is not a number", split))
-            continue
-        if not -3.0 <= score <= 3.0:
-            problems.append(Problem(item, "unknown_label", f"sentiment {score} outside [-3, 3]", split))
+        split, score, problem = _split_and_score(raw, item, video_id, split_column, label_column)
+        if problem is not None:
+            problems.append(problem)
             continue
         label = mosi_label(score, setting)
         if label is None:
@@ -165,14 +181,7 @@ def read_mosi(data_dir, *, setting: str | None = "binary", label_file=None, audi
             "utterance_id": f"{video_id}_{clip_id}", "sentiment": score,
         })
     raise_or_skip(problems, report, skip_bad, what="CMU-MOSI")
-    # clip ids like "10" and "9" must sort numerically: rank them, then the schema's integer turn
-    for rows in rows_by_split.values():
-        by_video: dict[str, list[dict]] = {}
-        for row in rows:
-            by_video.setdefault(row["dialogue_id"], []).append(row)
-        for video_rows in by_video.values():
-            for position, row in enumerate(sorted(video_rows, key=lambda r: r["turn"])):
-                row["turn"] = position
+    _number_turns(rows_by_split)
     if not rows_by_split:
         raise HCAMDataError(f"No usable MOSI rows in {label_file}")
     dataset_dict = build_dataset_dict(rows_by_split, report, skip_bad=skip_bad, what="CMU-MOSI",
