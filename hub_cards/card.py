@@ -190,6 +190,16 @@ class HCAMCardData:
         return "audio-classification" if "audio" in self.modalities else "text-classification"
 
 
+def public_paths(text: str) -> str:
+    """`text` with this machine's paths made fit for a public card: the working directory is dropped (paths become
+    relative to where the command ran) and the home directory becomes `~`."""
+    for prefix, replacement in ((os.getcwd().rstrip(os.sep) + os.sep, ""),
+                                (os.path.expanduser("~").rstrip(os.sep) + os.sep, "~" + os.sep)):
+        if len(prefix) > 1:
+            text = text.replace(prefix, replacement)
+    return text
+
+
 def _metadata(data: HCAMCardData, eval_results) -> ModelCardData:
     encoders = _hub_ids(data.base_models)
     tags = ["hcam", "emotion-recognition", "emotion-recognition-in-conversation", "multimodal", "custom_code",
@@ -279,7 +289,7 @@ def build_model_card(data: HCAMCardData) -> ModelCard:
         modalities=data.modalities,
         modality_phrase=modality_phrase,
         stage=_config_dict(data.config).get("stage", "?"),
-        base_model_lines=_encoder_lines(data),
+        base_model_lines=[public_paths(line) for line in _encoder_lines(data)],
         results_rows=[{"split": r.dataset_split, "metric": r.metric_name, "value": _fmt(r.metric_value)}
                       for r in eval_results],
         stage_columns=stage_columns,
@@ -290,8 +300,9 @@ def build_model_card(data: HCAMCardData) -> ModelCard:
         matrix_rows=[{"label": label, "values": [int(v) for v in row]} for label, row in zip(labels, matrix)],
         matrix_split=data.confusion_matrix_split,
         confusion_matrix_file=data.confusion_matrix_file,
-        command=data.command.strip(),
-        hyperparameters=[(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in data.hyperparameters.items()],
+        command=public_paths(data.command.strip()),
+        hyperparameters=[(k, public_paths(json.dumps(v) if not isinstance(v, str) else v))
+                         for k, v in data.hyperparameters.items()],
         dataset_nature=data.dataset_nature or "may be acted or collected in particular conditions: check how it was recorded.",
         data_lines=list(data.data_lines),
         language_phrase=f"language `{lang}`" if lang else "the corpus's language(s) only",

@@ -489,3 +489,19 @@ def test_demo_finds_the_hub_fixture_in_a_clone_and_says_what_to_do_without_one(t
     monkeypatch.setattr(run_demo, "LOCAL_HUB", str(tmp_path / "site-packages" / "tests" / "local_hub.py"))  # a wheel
     with pytest.raises(SystemExit, match="run the demo from a clone .* or pass --no_push"):
         run_demo.local_hub_server(tmp_path / "hub")
+
+
+def test_the_card_carries_no_home_directory(monkeypatch, tmp_path):
+    home, work = tmp_path / "home" / "alice", tmp_path / "home" / "alice" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    card = build_model_card(HCAMCardData(
+        {"modalities": ["text"], "stage": 1, "text_encoder_name_or_path": f"{home}/models/minilm"}, {},
+        stage_table=[], per_class={}, confusion_matrix=[[1] * 4] * 4, labels=TINY_LABELS, setting="s",
+        command=f"python trainer/run_stage.py --data_dir {home}/data/IEMOCAP --output_dir {work}/runs/stage1-text",
+        hyperparameters={"cache": f"{home}/.cache/x"}, dataset_name="IEMOCAP", repo_id="org/x",
+        base_models=[f"{home}/models/minilm"]))
+    text = str(card)
+    assert str(home) not in text
+    assert "--data_dir ~/data/IEMOCAP --output_dir runs/stage1-text" in text and "`~/models/minilm`" in text
