@@ -25,6 +25,7 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .feature_extraction_hcam import _resample, load_audio
+from .processing_hcam import speaker_ids_of
 
 TASK = "emotion-recognition-in-conversation"
 
@@ -274,9 +275,7 @@ class HCAMEmotionPipeline(Pipeline):
         utterance_mask = (torch.arange(int(counts.max()), device=self.device)[None, :] < counts[:, None]).long()
         speaker_ids = torch.full(utterance_mask.shape, -1, dtype=torch.long, device=self.device)
         for d, conv in enumerate(batch):
-            first_seen = {}
-            speaker_ids[d, : len(conv["speakers"])] = torch.tensor(
-                [first_seen.setdefault(s, len(first_seen)) for s in conv["speakers"]])
+            speaker_ids[d, : len(conv["speakers"])] = torch.tensor(speaker_ids_of(conv["speakers"]))
         # a conversation without speakers uses no speaker masks: run it apart from those that have them
         with_speakers = [any(s is not None for s in conv["speakers"]) for conv in batch]
         heads = self.model.config.stage_heads()

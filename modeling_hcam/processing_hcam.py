@@ -13,6 +13,13 @@ from transformers import BatchFeature, ProcessorMixin
 from .feature_extraction_hcam import as_dialogue_batch
 
 
+def speaker_ids_of(speakers):
+    """One dialogue's speaker labels -> ids in order of first appearance ("B", "A", "B" -> 0, 1, 0): the model only
+    compares them (same speaker or not), so any labels work."""
+    first_seen = {}
+    return [first_seen.setdefault(speaker, len(first_seen)) for speaker in speakers]
+
+
 def _text_as_batch(text) -> tuple[list[list[str]], bool]:
     if isinstance(text, str):
         raise ValueError("text must be one dialogue (list of turn strings) or a batch (list of lists), not a single string")
@@ -131,9 +138,8 @@ class HCAMProcessor(ProcessorMixin):
         if speakers is not None:
             speaker_ids = np.full((len(counts), num_turns), -1, dtype=np.int64)
             for dialogue_index, dialogue in enumerate(_per_dialogue(speakers, "speakers", is_batch, turn_counts)):
-                first_seen = {}
                 try:
-                    speaker_ids[dialogue_index, : len(dialogue)] = [first_seen.setdefault(s, len(first_seen)) for s in dialogue]
+                    speaker_ids[dialogue_index, : len(dialogue)] = speaker_ids_of(dialogue)
                 except TypeError as error:
                     raise ValueError(f"speakers dialogue {dialogue_index}: speakers must be hashable ({error})") from error
             data["speaker_ids"] = speaker_ids

@@ -10,6 +10,8 @@ import datasets
 import torch
 from torch.utils.data import Dataset
 
+from hcam.modeling_hcam.processing_hcam import speaker_ids_of
+
 logger = logging.getLogger(__name__)
 
 
@@ -113,9 +115,8 @@ class DialogueEmbeddingDataset(Dataset):
         self.items = []
         speakers, labels = dataset["speaker"], dataset["label"]
         for _, start, end in dialogue_spans(dataset):
-            speaker_index = {}
             item = {
-                "speaker_ids": torch.tensor([speaker_index.setdefault(s, len(speaker_index)) for s in speakers[start:end]]),
+                "speaker_ids": torch.tensor(speaker_ids_of(speakers[start:end])),
                 "labels": torch.tensor([label2id[label] for label in labels[start:end]]),
             }
             for modality, table in embeddings.items():
