@@ -14,7 +14,7 @@ import os
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from transformers.utils.logging import tqdm  # off with --disable_tqdm (run_stage.setup_logging)
 
 logger = logging.getLogger(__name__)
 KEY_LENGTH = 24  # hex characters of a cache key

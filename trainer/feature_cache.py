@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
+from transformers.utils.logging import tqdm  # off with --disable_tqdm (run_stage.setup_logging)
 
 from hcam.trainer.embedding_cache import data_fingerprint, hash_model_weights, processor_fingerprint
 

@@ -269,7 +269,7 @@ def with_lengths(dataset, modality):
 
 def setup_logging(training_args):
     """Our messages at INFO on the main process by default; --log_level (and --log_level_replica on the other
-    processes) sets ours, transformers' and datasets' alike; --disable_tqdm silences datasets' bars too."""
+    processes) sets ours, transformers' and datasets' alike; --disable_tqdm silences every progress bar."""
     if training_args.log_level == "passive":
         level = logging.INFO if training_args.should_log else logging.WARNING
         library_level = logging.WARNING
@@ -279,8 +279,9 @@ def setup_logging(training_args):
     logging.getLogger("hcam").setLevel(level)
     transformers.utils.logging.set_verbosity(library_level)
     datasets.utils.logging.set_verbosity(library_level)
-    if training_args.disable_tqdm:
+    if training_args.disable_tqdm:  # the caches' bars are transformers' tqdm: this switch turns them off too
         datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def finished_stage(stage, output_dir):
