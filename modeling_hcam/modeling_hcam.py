@@ -557,7 +557,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             raise ValueError(f"The audio and text models have different labels: {audio_model.config.label2id} vs "
                              f"{text_model.config.label2id}.")
         config_dict = audio_model.config.to_dict()
-        for key in ("text_encoder_name_or_path", "text_encoder_config", "max_text_tokens"):
+        for key in ("text_encoder_name_or_path", "text_encoder_config", "max_text_tokens", "freeze_text_encoder"):
             config_dict[key] = getattr(text_model.config, key)
         config_dict.update(modalities=["audio", "text"], stage=3, use_weighted_layer_sum=[
             m for m, source in (("audio", audio_model), ("text", text_model)) if source.config.weighted_layer_sum(m)])

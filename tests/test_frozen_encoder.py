@@ -164,3 +164,11 @@ def test_stage1_text_with_a_frozen_text_encoder_trains_on_the_cache(tmp_path):
     saved, pretrained = load_file(out / "model.safetensors"), load_file(os.path.join(encoder, "model.safetensors"))
     for name, tensor in pretrained.items():
         assert torch.equal(saved["utterance_encoders.text.encoder." + name], tensor), name
+
+
+def test_stage3_keeps_which_stage1_encoders_were_frozen():
+    audio = HCAMForEmotionRecognition(tiny_hcam_config(2, ("audio",), freeze_audio_encoder=True))
+    text = HCAMForEmotionRecognition(tiny_hcam_config(2, ("text",), freeze_text_encoder=True))
+    fused = HCAMForEmotionRecognition.from_unimodal(audio, text)
+    assert fused.config.freeze_audio_encoder and fused.config.freeze_text_encoder
+    assert all(encoder.frozen for encoder in fused.utterance_encoders.values())
