@@ -12,8 +12,9 @@ depends on it.
 A timeline has one lane per speaker and one box per turn along time (the turns' `start`/`end` in seconds when every
 turn has them, else the turn index). The box's colour is the predicted emotion, its height the probability of that
 emotion; a thin strip under it shows the reference label when there is one; the transcript is written under the box
-where it fits. With `attention_turn`, arcs join that turn to the turns stage II attended to most (the mean over heads
-of the model's attention weights, returned with `output_attentions=True`), the weight written on each arc.
+where it fits, and in an SVG each box shows the turn, label, probability and transcript on hover. With
+`attention_turn`, arcs join that turn to the turns stage II attended to most (the mean over heads of the model's
+attention weights, returned with `output_attentions=True`), the weight written on each arc.
 """
 from __future__ import annotations
 
@@ -86,6 +87,10 @@ def _check_turns(turns, name):
             raise ValueError(f"{name}, turn {index}: {missing} missing; give the pipeline's results for each turn")
 
 
+def _lane_name(turn) -> str:
+    return "?" if turn.get("speaker") in (None, "") else str(turn["speaker"])
+
+
 def _draw_timeline(ax, turns, colours, *, name, attention_turn=None, attention_modality=None, top_k=3,
                    max_text_chars=60):
     from matplotlib.patches import FancyArrowPatch, Rectangle
@@ -96,14 +101,23 @@ def _draw_timeline(ax, turns, colours, *, name, attention_turn=None, attention_m
         spans = [(float(t["start"]), float(t["end"])) for t in turns]
     else:
         spans = [(index + 0.05, index + 0.95) for index in range(len(turns))]
-    speakers = list(dict.fromkeys("?" if t.get("speaker") in (None, "") else str(t["speaker"]) for t in turns))
+    speakers = list(dict.fromkeys(_lane_name(t) for t in turns))
     lane = {speaker: len(speakers) - 1 - i for i, speaker in enumerate(speakers)}  # first speaker on top
     total = spans[-1][1] - min(s for s, _ in spans)
     for index, (turn, (start, end)) in enumerate(zip(turns, spans)):
-        y = lane["?" if turn.get("speaker") in (None, "") else str(turn["speaker"])]
+        y = lane[_lane_name(turn)]
         height = 0.7 * float(turn["score"])
-        ax.add_patch(Rectangle((start, y + 0.15), end - start, height, facecolor=colours.get(turn["label"], "black"),
-                               edgecolor="black" if index == attention_turn else "none", linewidth=1.5))
+        box = ax.add_patch(Rectangle((start, y + 0.15), end - start, height,
+                                     facecolor=colours.get(turn["label"], "black"),
+                                     edgecolor="black" if index == attention_turn else "none", linewidth=1.5))
+        # an SVG shows this on hover: the turn, its label and probability, the reference, the transcript
+        tooltip = f"turn {index} ({turn.get('speaker') or '?'}): {turn['label']} {float(turn['score']):.2f}"
+        if turn.get("reference"):
+            tooltip += f", reference {turn['reference']}"
+        if turn.get("text"):
+            tooltip += f"\n{turn['text']}"
+        box.set_gid(f"hcam-turn-{len(ax.figure._hcam_tooltips)}")
+        ax.figure._hcam_tooltips.append(tooltip)
         if turn.get("reference"):
             ax.add_patch(Rectangle((start, y + 0.04), end - start, 0.07,
                                    facecolor=colours.get(turn["reference"], "black"), edgecolor="none"))
@@ -118,10 +132,10 @@ def _draw_timeline(ax, turns, colours, *, name, attention_turn=None, attention_m
     if attention_turn is not None:
         weights = _attention_weights(turns, attention_turn, attention_modality, name)
         source = spans[attention_turn]
-        source_y = lane["?" if turns[attention_turn].get("speaker") in (None, "") else str(turns[attention_turn]["speaker"])]
+        source_y = lane[_lane_name(turns[attention_turn])]
         others = sorted((i for i in range(len(turns)) if i != attention_turn), key=lambda i: -weights[i])[:top_k]
         for i in others:
-            target_y = lane["?" if turns[i].get("speaker") in (None, "") else str(turns[i]["speaker"])]
+            target_y = lane[_lane_name(turns[i])]
             start_point = ((source[0] + source[1]) / 2, source_y + 0.87)
             end_point = ((spans[i][0] + spans[i][1]) / 2, target_y + 0.87)
             bend = 0.3 if end_point[0] < start_point[0] else -0.3  # always bow upwards, over the boxes
@@ -139,7 +153,8 @@ def _draw_timeline(ax, turns, colours, *, name, attention_turn=None, attention_m
         ax.spines[side].set_visible(False)
     title = f"{name}" if name else "conversation"
     if attention_turn is not None:
-        title += f" — arcs: turns that turn {attention_turn} attended to most (stage II, {attention_modality}, mean over heads)"
+        title += (f" — arcs: turns that turn {attention_turn} attended to most (stage II, {attention_modality}, "
+                  "mean over heads)")
     ax.set_title(title, fontsize=9, loc="left")
 
 
@@ -205,6 +220,7 @@ def plot_conversations(conversations, path: str | os.PathLike | None = None, *, 
                for _, turns in conversations]
     fig, axes = plt.subplots(len(conversations), 1, figsize=(width, sum(heights) + 0.7),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig._hcam_tooltips = []
     for index, ((name, turns), ax) in enumerate(zip(conversations, axes[:, 0])):
         modality, chosen = attention_modality, attention_turn
         if chosen is not None and chosen < 0:  # -1 = the last turn, as in Python
@@ -262,7 +278,20 @@ def _save(fig, path):
 
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    tooltips = getattr(fig, "_hcam_tooltips", None)
+    if tooltips and path.lower().endswith(".svg"):  # hover text: a <title> in each turn's box group
+        import io
+        import re
+        from xml.sax.saxutils import escape
+
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg")
+        svg = re.sub(r'(<g id="hcam-turn-(\d+)">)',
+                     lambda m: f"{m.group(1)}<title>{escape(tooltips[int(m.group(2))])}</title>", buffer.getvalue())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(svg)
+    else:
+        fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

@@ -68,7 +68,10 @@ def test_timeline_with_times_references_and_several_conversations(results, tmp_p
     timed = [dict(r, start=2.0 * i, end=2.0 * i + 1.5, reference=TINY_LABELS[i % 2]) for i, r in enumerate(results)]
     fig = plot_conversations([{"dialogue_id": "call-1", "turns": timed}, results[:2]], tmp_path / "two.svg",
                              labels=TINY_LABELS)
-    assert (tmp_path / "two.svg").read_text().lstrip().startswith("<?xml")
+    svg = (tmp_path / "two.svg").read_text()
+    assert svg.lstrip().startswith("<?xml")
+    assert svg.count("<title>") == 7 and f"<title>turn 0 (A): {results[0]['label']}" in svg  # hover text per box
+    assert "this is turn 3 of a rather long conversation</title>" in svg
     first, second = fig.axes[:2]
     assert first.get_xlabel() == "time (s)" and "call-1" in first.get_title(loc="left")
     assert len(boxes(first)) == 10  # a reference strip under every box
