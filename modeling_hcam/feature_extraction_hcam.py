@@ -242,7 +242,13 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
             )
         return_attention_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
         batch, _ = as_dialogue_batch(raw_speech)
+        waveforms, positions = self._waveforms(batch, sampling_rate)
+        flat, starts, lengths = self._checked_samples(waveforms, positions)
+        return self._pad(batch, flat, starts, lengths, positions, return_attention_mask, return_tensors)
 
+    def _waveforms(self, batch, sampling_rate):
+        """Each utterance as a mono float array at this extractor's rate, cut to max_duration_seconds, with its
+        (dialogue, turn) position."""
         waveforms, positions = [], []
         max_samples = None if self.max_duration_seconds is None else int(round(self.max_duration_seconds * self.sampling_rate))
         for dialogue_index, dialogue in enumerate(batch):
@@ -262,9 +268,13 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
                     waveform = waveform[:max_samples]
                 waveforms.append(waveform)
                 positions.append((dialogue_index, turn_index))
+        return waveforms, np.asarray(positions, dtype=np.int64)
 
+    def _checked_samples(self, waveforms, positions):
+        """All real samples in one flat array (per-utterance statistics via reduceat, no python loop over samples),
+        checked for too-short, non-finite and silent utterances, normalised when `do_normalize`.
+        Returns (flat samples, start of each utterance, its length)."""
         lengths = np.fromiter((w.shape[0] for w in waveforms), dtype=np.int64, count=len(waveforms))
-        positions = np.asarray(positions, dtype=np.int64)
         min_samples = int(np.ceil(self.min_duration_seconds * self.sampling_rate))
         too_short = np.flatnonzero(lengths < max(min_samples, 1))
         if too_short.size:
@@ -273,8 +283,6 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
                 f"audio dialogue {d}, turn {t} is {lengths[too_short[0]] / self.sampling_rate:.3f} s long, shorter than "
                 f"min_duration_seconds={self.min_duration_seconds}: drop this utterance or pad it"
             )
-
-        # All real samples in one flat array; per-utterance statistics via reduceat, no python loop over samples.
         flat = np.concatenate(waveforms) if len(waveforms) > 1 else waveforms[0]
         starts = np.zeros(len(waveforms), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
@@ -296,7 +304,10 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
             centred = flat - np.repeat(means.astype(np.float32), lengths)
             variances = np.add.reduceat(centred * centred, starts, dtype=np.float64) / lengths
             flat = centred / np.repeat(np.sqrt(variances + 1e-7).astype(np.float32), lengths)
+        return flat, starts, lengths
 
+    def _pad(self, batch, flat, starts, lengths, positions, return_attention_mask, return_tensors):
+        """Scatter the samples into a padded [D, T, S] grid; masks for samples and turns."""
         num_dialogues = len(batch)
         num_turns = max(len(dialogue) for dialogue in batch)
         num_samples = int(lengths.max())
