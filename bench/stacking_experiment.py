@@ -2,11 +2,12 @@
 """Which stage-I embeddings should stages II and III learn from? Candidates measured side by side (issue 13).
 
     python bench/stacking_experiment.py --output_dir runs/stacking            # demo corpus, every candidate, 3 seeds
-    python bench/stacking_experiment.py --candidates baseline oof5 --seeds 42 7 1234
+    python bench/stacking_experiment.py --candidates baseline oof3 --seeds 42 7 1234
 
 Stage I (audio and text) is trained once per stage-I setting with the demo recipe (seed 42); each candidate then
 trains stage 2 audio, stage 2 text and stage 3 with `trainer/run_stage.py` (as a user runs them) for every seed.
 All candidates share one embedding cache, so the cross-fitted (out-of-fold) stage-I embeddings are built once.
+Several invocations may run side by side on different candidates; each prints the table of every finished run.
 The choice is made on validation only: the candidate with the best mean, over seeds, of the validation weighted F1
 of the heads it trains (audio context, text context, fusion, ensemble). Test scores are printed beside it and never
 enter the choice. Writes <output_dir>/stacking.json and prints one table per split (mean ± std over seeds).
@@ -30,8 +31,8 @@ CANDIDATES = {
     "noise0.5": (["--embedding_noise", "0.5"], "recipe"),
     "noise1.0": (["--embedding_noise", "1.0"], "recipe"),
     "dropout0.3": (["--embedding_dropout", "0.3"], "recipe"),
-    "oof5": (["--cross_fit_folds", "5"], "recipe"),
-    "oof5+noise0.5": (["--cross_fit_folds", "5", "--embedding_noise", "0.5"], "recipe"),
+    "oof3": (["--cross_fit_folds", "3"], "recipe"),
+    "oof3+noise0.5": (["--cross_fit_folds", "3", "--embedding_noise", "0.5"], "recipe"),
     # the stage-I model the cache is built from: an earlier one (half the recipe's epochs), shipped as stage I too
     "early-stage1": ([], "early"),
 }
@@ -51,8 +52,9 @@ def run(command, log):
 
 def stage(output_dir, name, flags, extra, log, dataset_flags):
     folder = os.path.join(output_dir, name)
+    # --save_strategy best: a checkpoint only when validation improves (the same model is chosen, fewer writes)
     command = [sys.executable, RUN_STAGE, *flags, "--recipe", RECIPE, *dataset_flags, "--output_dir", folder,
-               "--report_to", "none", "--disable_tqdm", "true", *extra]
+               "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "best", *extra]
     seconds = run(command, log) if not os.path.exists(os.path.join(folder, "hcam_stage.json")) else 0.0
     return folder, seconds
 
@@ -75,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 1234])
     parser.add_argument("--dataset_name", default="demo")
+    parser.add_argument("--report_only", action="store_true", help="train nothing: the table of the finished runs")
     args = parser.parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     log = os.path.join(args.output_dir, "runs.log")
@@ -84,9 +87,9 @@ def main(argv=None):
     summary = {"seeds": args.seeds, "runs": {}, "seconds": {}}
     if os.path.exists(summary_path):
         with open(summary_path, encoding="utf-8") as f:
-            summary["runs"] = json.load(f).get("runs", {})
+            summary["seconds"] = json.load(f).get("seconds", {})
 
-    for candidate in args.candidates:
+    for candidate in [] if args.report_only else args.candidates:
         flags, setting = CANDIDATES[candidate]
         stage1 = {}
         for modality in ("audio", "text"):
@@ -104,15 +107,19 @@ def main(argv=None):
             a2, timing["stage2-audio"] = stage(out, "stage2-audio", ["--stage", "2", "--modality", "audio", "--init_from", stage1["audio"]], extra, log, dataset_flags)
             t2, timing["stage2-text"] = stage(out, "stage2-text", ["--stage", "2", "--modality", "text", "--init_from", stage1["text"]], extra, log, dataset_flags)
             s3, timing["stage3"] = stage(out, "stage3", ["--stage", "3", "--init_from", a2, t2], extra, log, dataset_flags)
-            summary["runs"].setdefault(candidate, {})[str(seed)] = results(s3)
-            summary["seconds"][f"{candidate}-seed{seed}"] = {k: round(v, 1) for k, v in timing.items()}
-            r = summary["runs"][candidate][str(seed)]
+            if any(timing.values()):
+                summary["seconds"][f"{candidate}-seed{seed}"] = {k: round(v, 1) for k, v in timing.items()}
+            r = results(s3)
             print(f"{candidate:14s} seed {seed:5d}  " + "  ".join(
                 f"{h} {r['validation'][h]:.3f}/{r['test'][h]:.3f}" for h in HEADS) + f"  ({sum(timing.values()):.0f} s)",
                 flush=True)
-            with open(summary_path, "w", encoding="utf-8") as f:
-                json.dump(summary, f, indent=2)
 
+    # every finished run under output_dir (several invocations may run side by side, each on other candidates)
+    for candidate in CANDIDATES:
+        for seed in args.seeds:
+            folder = os.path.join(args.output_dir, candidate, f"seed{seed}", "stage3")
+            if os.path.exists(os.path.join(folder, "hcam_stage.json")):
+                summary["runs"].setdefault(candidate, {})[str(seed)] = results(folder)
     table = {}
     for candidate, by_seed in summary["runs"].items():
         runs = [by_seed[str(s)] for s in args.seeds if str(s) in by_seed]

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from test_trainer import stage_argv, write_corpus, write_tiny_text_encoder
 
-from hcam.trainer.cross_fit import dialogue_folds, perturb_embeddings
+from hcam.trainer.cross_fit import dialogue_folds, fit_alignment, perturb_embeddings
 
 
 def test_folds_hold_whole_dialogues_and_are_reproducible():
@@ -41,6 +41,17 @@ def test_perturbation_spares_padding_and_is_off_by_default():
     assert 0.3 < (dropped[0] == 0).float().mean() < 0.7
 
 
+def test_alignment_recovers_an_affine_map_and_reports_its_fit():
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(300, 8, generator=generator)
+    mapping, shift = torch.randn(8, 8, generator=generator), torch.randn(8, generator=generator)
+    weight, r2 = fit_alignment(source, source @ mapping + shift)
+    assert r2 > 0.99
+    assert torch.allclose(torch.cat([source, torch.ones(300, 1)], 1) @ weight, source @ mapping + shift, atol=0.05)
+    _, unrelated = fit_alignment(source, torch.randn(300, 8, generator=generator))
+    assert unrelated < 0.2
+
+
 @pytest.fixture(scope="module")
 def stage1_text(tmp_path_factory):
     from hcam.trainer.run_stage import main
@@ -64,7 +75,8 @@ def test_stage2_trains_on_out_of_fold_embeddings_and_reuses_them(stage1_text, mo
     oof = [f for f in files if "-oof3-" in f]
     plain = {split: [f for f in files if f.startswith(f"{split}-text-") and "-oof" not in f] for split in ("train", "validation", "test")}
     assert len(oof) == 1 and oof[0].startswith("train-text-"), files
-    assert not plain["train"] and len(plain["validation"]) == 1 and len(plain["test"]) == 1, files
+    # the shipped model's own train embeddings are cached too: the fold models' coordinates are mapped into theirs
+    assert len(plain["train"]) == 1 and len(plain["validation"]) == 1 and len(plain["test"]) == 1, files
     assert not [f for f in files if f.startswith(".fold-")]  # fold scratch folders are removed
 
     # the out-of-fold embeddings are not the shipped stage-I model's: each fold model saw other dialogues
@@ -86,6 +98,9 @@ def test_stage2_trains_on_out_of_fold_embeddings_and_reuses_them(stage1_text, mo
     assert cross_fitted.shape == own.shape
     assert not (cross_fitted == 0).all(-1).any()  # every training turn was embedded by one fold model
     assert not torch.allclose(cross_fitted, own, atol=1e-3)
+    # ... but, aligned, they live in its coordinates: nearer the same turn's shipped embedding than another turn's
+    shuffled = own[torch.randperm(len(own), generator=torch.Generator().manual_seed(0))]
+    assert (cross_fitted - own).norm(dim=1).mean() < 0.8 * (cross_fitted - shuffled).norm(dim=1).mean()
 
     # a second stage 2 with the same k reads the cache: no fold model is trained again
     def no_training(*args, **kwargs):

@@ -6,7 +6,10 @@ remedies, both measured in bench/stacking_experiment.py:
 
 - **Cross-fitting** (out-of-fold embeddings; Wolpert's stacked generalization, 1992): the training dialogues are
   dealt into `k` folds; for each fold a stage-I model is trained, with the stage-I folder's own recipe, on the other
-  `k - 1` folds and embeds the dialogues of its fold, which it never saw. Stages II and III then train on these
+  `k - 1` folds (same seed, so the same start) and embeds the dialogues of its fold, which it never saw. Each fold
+  model has its own coordinates (stage I's bi-GRU head is trained from scratch: unaligned out-of-fold embeddings
+  gave the demo's audio stage II a validation weighted F1 of 0.10), so its embeddings are mapped into the shipped
+  model's by an affine ridge map fitted on the turns both were trained on. Stages II and III then train on these
   out-of-fold embeddings. Validation and test are embedded by the shipped stage-I model (trained on all of train),
   exactly as at inference. Cost: `k` extra stage-I trainings on `(k-1)/k` of train, once per stage-I model (the
   result is cached on disk, keyed by the stage-I weights, `k` and the data).
@@ -141,6 +144,33 @@ def train_fold_model(stage1_folder, marker, train_rows, validation_rows, modalit
     return trainer.model, processor, best
 
 
+def fit_alignment(source, target, penalties=(1e-3, 1e-2, 1e-1, 1.0), seed=0):
+    """Affine map `source -> target` (ridge least squares), its penalty chosen on a held-out fifth of the rows.
+
+    A stage-I model trained from another start or on other data learns its own coordinates (its bi-GRU head is trained
+    from scratch), so a fold model's embeddings mean nothing to a stage II that reads the shipped model's. The map is
+    fitted on turns both models were trained on and then applied to the turns only the shipped model saw.
+    Returns `(weight (E+1, E), held-out R^2)`.
+    """
+    x = torch.cat([source.double(), torch.ones(len(source), 1, dtype=torch.float64)], dim=1)
+    y = target.double()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    held, fit = order[: len(x) // 5], order[len(x) // 5 :]
+
+    def solve(rows, penalty):
+        gram = x[rows].T @ x[rows]
+        scale = gram.diagonal().mean()
+        return torch.linalg.solve(gram + penalty * scale * torch.eye(gram.shape[0], dtype=gram.dtype), x[rows].T @ y[rows])
+
+    def r2(weight, rows):
+        residual = (x[rows] @ weight - y[rows]).pow(2).sum()
+        return float(1 - residual / (y[rows] - y[rows].mean(0)).pow(2).sum())
+
+    best = max(penalties, key=lambda penalty: r2(solve(fit, penalty), held))
+    weight = solve(fit, best)
+    return solve(torch.arange(len(x)), best).float(), r2(weight, held)
+
+
 def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, training_args, device="cpu", batch_size=32):
     """Out-of-fold stage-I embeddings `(rows, E)` of `dataset["train"]`, read from `cache_dir` or computed.
 
@@ -149,7 +179,7 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
     """
     rows = dataset["train"]
     num_folds, fold_seed = training_args.cross_fit_folds, training_args.cross_fit_seed
-    digest = hashlib.sha256(f"{cache_key(model, processor, rows, modality)}|oof|{num_folds}|{fold_seed}".encode())
+    digest = hashlib.sha256(f"{cache_key(model, processor, rows, modality)}|oof-aligned|{num_folds}|{fold_seed}".encode())
     path = os.path.join(cache_dir, f"train-{modality}-oof{num_folds}-{digest.hexdigest()[:24]}.safetensors")
     if os.path.exists(path):
         embeddings = load_file(path)["embeddings"]
@@ -164,28 +194,37 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
     stage1_folder = stage1_folder_of(training_args, modality)
     marker = _read_marker(stage1_folder)
     folds = dialogue_folds(rows["dialogue_id"], num_folds, fold_seed)
+    # the shipped model's own embeddings of train: the coordinates the fold models' embeddings are mapped into
+    own = cached_embeddings(model, processor, rows, modality, cache_dir, "train", batch_size=batch_size, device=device)
     embeddings = torch.zeros(len(rows), model.config.utterance_embedding_size)
-    scores = []
+    scores, fits = [], []
     for fold in range(num_folds):
         held_out = [i for i, f in enumerate(folds) if f == fold]
         kept = [i for i, f in enumerate(folds) if f != fold]
         logger.info("Cross-fitting %s stage I: fold %d/%d, training on %d turns, embedding %d held-out turns",
                     modality, fold + 1, num_folds, len(kept), len(held_out))
         scratch = os.path.join(cache_dir, f".fold-{modality}-{fold}-{os.getpid()}")
-        fold_model, fold_processor, score = train_fold_model(
+        fold_model, fold_processor, score = train_fold_model(  # same seed, so the same start as the shipped model
             stage1_folder, marker, rows.select(kept), dataset["validation"], modality, scratch,
-            seed=marker["training_arguments"].get("seed", 42) + fold + 1,
+            seed=marker["training_arguments"].get("seed", 42),
         )
         fold_model.to(device)
-        embeddings[held_out] = compute_embeddings(fold_model, fold_processor, rows.select(held_out), modality,
-                                                  batch_size, device, desc=f"fold {fold + 1}/{num_folds} embeddings")
+        fold_embeddings = compute_embeddings(fold_model, fold_processor, rows, modality, batch_size, device,
+                                             desc=f"fold {fold + 1}/{num_folds} embeddings")
+        weight, fit = fit_alignment(fold_embeddings[kept], own[kept], seed=fold_seed)
+        held = torch.cat([fold_embeddings[held_out], torch.ones(len(held_out), 1)], dim=1)
+        embeddings[held_out] = held @ weight
         scores.append(score)
-        logger.info("Fold %d/%d: validation weighted F1 %.4f", fold + 1, num_folds, score if score is not None else float("nan"))
+        fits.append(round(fit, 4))
+        logger.info("Fold %d/%d: validation weighted F1 %.4f, alignment to the shipped model's coordinates R^2 %.3f "
+                    "(held-out turns of the fold's training part)", fold + 1, num_folds,
+                    score if score is not None else float("nan"), fit)
     os.makedirs(cache_dir, exist_ok=True)
     partial = f"{path}.partial-{os.getpid()}"
     save_file({"embeddings": embeddings.contiguous()}, partial,
               metadata={"split": "train", "modality": modality, "cross_fit_folds": str(num_folds),
-                        "fold_validation_weighted_f1": json.dumps(scores), "stage1_folder": os.path.abspath(stage1_folder)})
+                        "fold_validation_weighted_f1": json.dumps(scores), "alignment_r2": json.dumps(fits),
+                        "stage1_folder": os.path.abspath(stage1_folder)})
     os.replace(partial, path)
     logger.info("Cross-fitted %s embeddings of train written to %s", modality, path)
     return embeddings
