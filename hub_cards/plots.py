@@ -132,16 +132,16 @@ def _draw_timeline(ax, turns, colours, *, name, attention_turn=None, attention_m
     if attention_turn is not None:
         weights = _attention_weights(turns, attention_turn, attention_modality, name)
         source = spans[attention_turn]
-        source_y = lane[_lane_name(turns[attention_turn])]
+        top = len(speakers) + 0.05  # the arcs run above every lane, from turn to turn
         others = sorted((i for i in range(len(turns)) if i != attention_turn), key=lambda i: -weights[i])[:top_k]
         for i in others:
-            target_y = lane[_lane_name(turns[i])]
-            start_point = ((source[0] + source[1]) / 2, source_y + 0.87)
-            end_point = ((spans[i][0] + spans[i][1]) / 2, target_y + 0.87)
-            bend = 0.3 if end_point[0] < start_point[0] else -0.3  # always bow upwards, over the boxes
+            start_point = ((source[0] + source[1]) / 2, top)
+            end_point = ((spans[i][0] + spans[i][1]) / 2, top)
+            # bow upwards, over the boxes; flatter for distant turns so that the arc stays inside the axes
+            bend = min(0.3, 0.6 / abs(attention_turn - i)) * (1 if end_point[0] < start_point[0] else -1)
             ax.add_patch(FancyArrowPatch(start_point, end_point, connectionstyle=f"arc3,rad={bend}", arrowstyle="-|>",
                                          mutation_scale=8, linewidth=0.5 + 4 * weights[i], color="black", alpha=0.7))
-            ax.text(end_point[0], end_point[1] + 0.05, f"{weights[i]:.2f}", ha="center", va="bottom", fontsize=6)
+            ax.text(end_point[0], end_point[1] - 0.03, f"{weights[i]:.2f}", ha="center", va="top", fontsize=6)
     ax.set_yticks([lane[s] + 0.5 for s in speakers], speakers)
     ax.set_ylim(-0.3, len(speakers) + (0.35 if attention_turn is None else 1.2))
     ax.set_xlim(min(s for s, _ in spans) - 0.02 * total, spans[-1][1] + 0.02 * total)
