@@ -95,16 +95,18 @@ class HCAMTrainingArguments(TrainingArguments):
     )
     cross_fit_folds: int = field(
         default=0,
-        metadata={"help": "Stages 2-3: train on out-of-fold stage-1 embeddings of the train split (k >= 2: k stage-1 "
-                  "models, each trained with the stage-1 folder's recipe on the other folds, embed the dialogues they "
-                  "did not see; cost: k extra stage-1 trainings, cached). 0 = the shipped stage-1 model's own "
-                  "embeddings. Validation/test always use the shipped stage-1 model. See hcam.trainer.cross_fit."},
+        metadata={"help": "Stages 2-3 (default there: 3): train on out-of-fold stage-1 embeddings of the train split "
+                  "(k >= 2: k stage-1 models, each trained with the stage-1 folder's recipe on the other folds, embed "
+                  "the dialogues they did not see, mapped into the shipped model's coordinates). Cost: k extra stage-1 "
+                  "trainings on (k-1)/k of train, once per stage-1 model (cached; stage 3 reuses stage 2's). 0 = the "
+                  "shipped stage-1 model's own embeddings of train. Validation/test always use the shipped stage-1 "
+                  "model. See hcam.trainer.cross_fit."},
     )
     cross_fit_seed: int = field(default=0, metadata={"help": "Seed of the dialogue-to-fold assignment (--cross_fit_folds)."})
     embedding_noise: float = field(
         default=0.0,
-        metadata={"help": "Stages 2-3: Gaussian noise on the cached stage-1 embeddings while training, as a fraction of "
-                  "each embedding's RMS."},
+        metadata={"help": "Stages 2-3 (default there: 0.5): Gaussian noise on the cached stage-1 embeddings while "
+                  "training, as a fraction of each embedding's RMS."},
     )
     embedding_dropout: float = field(
         default=0.0, metadata={"help": "Stages 2-3: dropout on the cached stage-1 embeddings while training."}
