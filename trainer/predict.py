@@ -232,27 +232,8 @@ class _Writer:
         self.file.close()
 
 
-def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evaluate=False, progress=True,
-            metrics_file=None, batch_size=8, plot=None, plot_dialogues=1, plot_attention_turn=None):
-    """Run `pipe` on every conversation, `batch_size` at a time, write one row per turn to `output` (and, with
-    `plot`, a timeline picture of the first `plot_dialogues` conversations, with stage II's attention arcs for turn
-    `plot_attention_turn`); return the metrics (or None).
-
-    Speech recognition goes through the pipeline's `transcriber`: turns without text (or, with `asr_for_eval`, every
-    turn, its gold text kept in `gold_text`) are transcribed batch by batch.
-    """
-    from tqdm.auto import tqdm
-
-    config = pipe.model.config
-    labels = [config.id2label[i] for i in range(len(config.id2label))]
-    heads = config.stage_heads()
-    uses_text, uses_audio = "text" in config.modalities, "audio" in config.modalities
-    asr_backend = asr_for_eval if asr_for_eval != "none" else asr
-    transcriber = None
-    if uses_text and asr_backend != "none":
-        from hcam.processing.asr import Transcriber
-
-        transcriber = Transcriber(asr_backend)
+def _check_turns(conversations, labels, uses_text, uses_audio, transcriber, asr_for_eval, evaluate):
+    """Refuse what the model cannot read (naming the first turn), and mark the turns ASR will transcribe."""
     if uses_text and transcriber is None:
         missing = [t["item"] for c in conversations for t in c["turns"] if not t["text"]]
         if missing:
@@ -277,6 +258,46 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
                 raise PredictError(f"{turn['item']}: audio file not found: {turn['audio']}")
             if needs_audio and not (isinstance(turn["audio"], np.ndarray) or turn["audio"]):
                 raise PredictError(f"{turn['item']}: no audio, but this model (or ASR) needs each turn's speech")
+
+
+def _write_metrics(references, predictions, asr_pairs, asr_for_eval, output, metrics_file):
+    """Weighted F1 etc. per head (and the ASR word error rate), printed and written beside `output`."""
+    metrics = evaluate_predictions(references, predictions)
+    metrics["transcripts"] = f"asr:{asr_for_eval}" if asr_for_eval != "none" else "gold"
+    if asr_pairs:
+        from hcam.processing.asr import word_error_rate
+
+        metrics["asr_word_error_rate"] = word_error_rate(*zip(*asr_pairs))
+    metrics["num_turns"] = len(references)
+    _print_metrics(metrics)
+    metrics_file = Path(metrics_file) if metrics_file else Path(output).with_suffix(".metrics.json")
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"metrics written to {metrics_file}", file=sys.stderr)
+    return metrics
+
+
+def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evaluate=False, progress=True,
+            metrics_file=None, batch_size=8, plot=None, plot_dialogues=1, plot_attention_turn=None):
+    """Run `pipe` on every conversation, `batch_size` at a time, write one row per turn to `output` (and, with
+    `plot`, a timeline picture of the first `plot_dialogues` conversations, with stage II's attention arcs for turn
+    `plot_attention_turn`); return the metrics (or None).
+
+    Speech recognition goes through the pipeline's `transcriber`: turns without text (or, with `asr_for_eval`, every
+    turn, its gold text kept in `gold_text`) are transcribed batch by batch.
+    """
+    from tqdm.auto import tqdm
+
+    config = pipe.model.config
+    labels = [config.id2label[i] for i in range(len(config.id2label))]
+    heads = config.stage_heads()
+    uses_text, uses_audio = "text" in config.modalities, "audio" in config.modalities
+    asr_backend = asr_for_eval if asr_for_eval != "none" else asr
+    transcriber = None
+    if uses_text and asr_backend != "none":
+        from hcam.processing.asr import Transcriber
+
+        transcriber = Transcriber(asr_backend)
+    _check_turns(conversations, labels, uses_text, uses_audio, transcriber, asr_for_eval, evaluate)
 
     def inputs():
         for conversation in conversations:
@@ -327,18 +348,7 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
               "(text_source ends with ':empty' in the output)", file=sys.stderr)
     if not evaluate:
         return None
-    metrics = evaluate_predictions(references, predictions)
-    metrics["transcripts"] = f"asr:{asr_for_eval}" if asr_for_eval != "none" else "gold"
-    if asr_pairs:
-        from hcam.processing.asr import word_error_rate
-
-        metrics["asr_word_error_rate"] = word_error_rate(*zip(*asr_pairs))
-    metrics["num_turns"] = len(references)
-    _print_metrics(metrics)
-    metrics_file = Path(metrics_file) if metrics_file else Path(output).with_suffix(".metrics.json")
-    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"metrics written to {metrics_file}", file=sys.stderr)
-    return metrics
+    return _write_metrics(references, predictions, asr_pairs, asr_for_eval, output, metrics_file)
 
 
 def _plot_input(conversation, results):
