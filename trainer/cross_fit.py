@@ -25,9 +25,8 @@ import random
 import shutil
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from hcam.trainer.embedding_cache import cache_key, cached_embeddings, compute_embeddings
+from hcam.trainer.embedding_cache import cache_key, cached_embeddings, compute_embeddings, read_cached, write_cached
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +180,10 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
     num_folds, fold_seed = training_args.cross_fit_folds, training_args.cross_fit_seed
     digest = hashlib.sha256(f"{cache_key(model, processor, rows, modality)}|oof-aligned|{num_folds}|{fold_seed}".encode())
     path = os.path.join(cache_dir, f"train-{modality}-oof{num_folds}-{digest.hexdigest()[:24]}.safetensors")
-    if os.path.exists(path):
-        embeddings = load_file(path)["embeddings"]
-        if embeddings.shape[0] == len(rows):
-            logger.info("Cross-fitted (k=%d) %s embeddings of train read from %s", num_folds, modality, path)
-            return embeddings
+    embeddings = read_cached(path, len(rows))
+    if embeddings is not None:
+        logger.info("Cross-fitted (k=%d) %s embeddings of train read from %s", num_folds, modality, path)
+        return embeddings
     if training_args.world_size > 1:
         raise SystemExit(
             f"The cross-fitted {modality} embeddings of train are not cached yet ({path}), and the fold models are "
@@ -219,13 +217,9 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
         logger.info("Fold %d/%d: validation weighted F1 %.4f, alignment to the shipped model's coordinates R^2 %.3f "
                     "(held-out turns of the fold's training part)", fold + 1, num_folds,
                     score if score is not None else float("nan"), fit)
-    os.makedirs(cache_dir, exist_ok=True)
-    partial = f"{path}.partial-{os.getpid()}"
-    save_file({"embeddings": embeddings.contiguous()}, partial,
-              metadata={"split": "train", "modality": modality, "cross_fit_folds": str(num_folds),
-                        "fold_validation_weighted_f1": json.dumps(scores), "alignment_r2": json.dumps(fits),
-                        "stage1_folder": os.path.abspath(stage1_folder)})
-    os.replace(partial, path)
+    write_cached(path, embeddings, {"split": "train", "modality": modality, "cross_fit_folds": str(num_folds),
+                                    "fold_validation_weighted_f1": json.dumps(scores), "alignment_r2": json.dumps(fits),
+                                    "stage1_folder": os.path.abspath(stage1_folder)})
     logger.info("Cross-fitted %s embeddings of train written to %s", modality, path)
     return embeddings
 

@@ -87,20 +87,34 @@ def compute_embeddings(model, processor, dataset, modality, batch_size=32, devic
     return torch.cat(chunks)
 
 
+def read_cached(path, num_rows):
+    """The embeddings cached at `path`, or None when there are none or they are not `num_rows` rows (recompute)."""
+    if not os.path.exists(path):
+        return None
+    embeddings = load_file(path)["embeddings"]
+    if embeddings.shape[0] != num_rows:
+        logger.warning("Cache %s has %d rows for %d utterances: recomputing", path, embeddings.shape[0], num_rows)
+        return None
+    return embeddings
+
+
+def write_cached(path, embeddings, metadata):
+    """Save `embeddings` at `path` under a temporary name, then rename: a killed run never leaves half a file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = f"{path}.partial-{os.getpid()}"
+    save_file({"embeddings": embeddings.contiguous()}, partial, metadata=metadata)
+    os.replace(partial, path)
+
+
 def cached_embeddings(model, processor, dataset, modality, cache_dir, split, batch_size=32, device="cpu"):
     """Load the split's embeddings from `cache_dir`, computing and saving them first when absent."""
     key = cache_key(model, processor, dataset, modality)
     path = os.path.join(cache_dir, f"{split}-{modality}-{key}.safetensors")
-    if os.path.exists(path):
-        embeddings = load_file(path)["embeddings"]
-        if embeddings.shape[0] == len(dataset):
-            logger.info("Stage-I %s embeddings of %s read from %s", modality, split, path)
-            return embeddings
-        logger.warning("Cache %s has %d rows for %d utterances: recomputing", path, embeddings.shape[0], len(dataset))
+    embeddings = read_cached(path, len(dataset))
+    if embeddings is not None:
+        logger.info("Stage-I %s embeddings of %s read from %s", modality, split, path)
+        return embeddings
     embeddings = compute_embeddings(model, processor, dataset, modality, batch_size, device, desc=f"{split} {modality} embeddings")
-    os.makedirs(cache_dir, exist_ok=True)
-    partial = f"{path}.partial-{os.getpid()}"
-    save_file({"embeddings": embeddings.contiguous()}, partial, metadata={"split": split, "modality": modality, "key": key})
-    os.replace(partial, path)
+    write_cached(path, embeddings, {"split": split, "modality": modality, "key": key})
     logger.info("Stage-I %s embeddings of %s written to %s", modality, split, path)
     return embeddings
