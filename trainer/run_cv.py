@@ -23,8 +23,10 @@ import statistics
 import subprocess
 import sys
 
+from transformers import HfArgumentParser
+
 from hcam.processing.corpora import get_corpus
-from hcam.trainer.arguments import read_recipe
+from hcam.trainer.arguments import ARGUMENT_CLASSES, read_recipe
 from hcam.trainer.hub import read_json
 from hcam.trainer.stages import SEQUENCE
 
@@ -78,14 +80,15 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="which folds (default: all the corpus has)")
     parser.add_argument("--launcher", default="", help='e.g. "accelerate launch"; "" = run stages in this process')
     args, stage_flags = parser.parse_known_args(argv)
-    name = _flag(stage_flags, "dataset_name")
-    if name is None and _flag(stage_flags, "recipe"):
-        name = read_recipe(_flag(stage_flags, "recipe"), None).get("dataset_name")
+    given, _ = HfArgumentParser(ARGUMENT_CLASSES).parse_known_args(stage_flags)  # run_stage.py's own flags
+    name = given.dataset_name
+    if name is None and given.recipe:
+        name = read_recipe(given.recipe, None).get("dataset_name")
     corpus = get_corpus(name)
     if not corpus.folds:
         raise SystemExit(f"--dataset_name {corpus.name} has no cross-validation folds; train its splits with "
                          "run_stage.py")
-    if _flag(stage_flags, "fold") is not None:
+    if given.fold is not None:
         raise SystemExit("--fold is set per fold by run_cv.py; use --folds to choose which.")
     folds = args.folds or list(corpus.folds)
     per_fold = {}
@@ -104,15 +107,6 @@ def main(argv=None):
                        "metric": "test weighted F1", "std": "sample standard deviation (n - 1) over folds"}, f, indent=2)
     print(f"\nSaved to {os.path.join(args.output_dir, RESULTS)}")
     return summary
-
-
-def _flag(words, name):
-    for i, word in enumerate(words):
-        if word == f"--{name}" and i + 1 < len(words):
-            return words[i + 1]
-        if word.startswith(f"--{name}="):
-            return word.split("=", 1)[1]
-    return None
 
 
 if __name__ == "__main__":
