@@ -18,7 +18,7 @@ import math
 import os
 from pathlib import Path
 
-from .corpora import CORPORA, DEFAULT_VALIDATION_FRACTION, get_corpus
+from .corpora import DEFAULT_VALIDATION_FRACTION, get_corpus
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
 # A clip counts as silent when its peak is below this (16-bit dither is ~3e-5) ...
@@ -75,9 +75,10 @@ def load_hcam_dataset(name: str | None = None, data_dir=None, train_file=None, v
     protocol = corpus.protocol(options)
     if "validation" not in dataset and "train" in dataset:
         fraction = DEFAULT_VALIDATION_FRACTION if validation_fraction is None else validation_fraction
+        total = len(set(dataset["train"]["dialogue_id"]))
         dataset, carved = carve_validation(dataset, fraction)
         if carved:
-            protocol += (f"; validation: {carved} of {carved + report_dialogues(dataset['train'])} training "
+            protocol += (f"; validation: {carved} of {total} training "
                          f"dialogues held out by dialogue (validation_fraction {fraction}; the release has no "
                          "validation split)")
             report.note(f"validation split carved from train: {carved} dialogues (validation_fraction {fraction})")
@@ -99,10 +100,6 @@ def _need_dir(corpus, data_dir) -> Path:
     if not path.is_dir():
         raise HCAMDataError(f"{corpus.name}: --data_dir {path} is not a folder")
     return path
-
-
-def report_dialogues(split) -> int:
-    return len(set(split["dialogue_id"]))
 
 
 def validation_dialogues(dialogue_ids, fraction: float) -> set[str]:
@@ -277,6 +274,4 @@ def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, pro
     return DatasetDict(kept)
 
 
-DATASET_NAMES = tuple(CORPORA)
-
-__all__ = ["load_hcam_dataset", "carve_validation", "check_audio_clips", "DataReport", "DATASET_NAMES"]
+__all__ = ["load_hcam_dataset", "carve_validation", "check_audio_clips", "DataReport"]
