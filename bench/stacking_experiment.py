@@ -50,10 +50,12 @@ def run(command, log):
     return time.time() - started
 
 
-def stage(output_dir, name, flags, extra, log, dataset_flags):
+def stage(output_dir, name, flags, extra, log, dataset_flags, recipe=RECIPE):
+    """Train one stage folder with run_stage.py unless it is finished; (folder, seconds spent, 0 if skipped)."""
     folder = os.path.join(output_dir, name)
     # --save_strategy best: a checkpoint only when validation improves (the same model is chosen, fewer writes)
-    command = [sys.executable, RUN_STAGE, *flags, "--recipe", RECIPE, *dataset_flags, "--output_dir", folder,
+    command = [sys.executable, RUN_STAGE, *flags, *(["--recipe", recipe] if recipe else []), *dataset_flags,
+               "--output_dir", folder,
                "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "best", *extra]
     seconds = run(command, log) if not os.path.exists(os.path.join(folder, "hcam_stage.json")) else 0.0
     return folder, seconds

@@ -36,6 +36,8 @@ DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 MODALITIES = ("audio", "text")
 
+FUSION_TYPES = ("co-attention", "concat")
+
 
 class HCAMConfig(PretrainedConfig):
     r"""
@@ -90,6 +92,18 @@ class HCAMConfig(PretrainedConfig):
         use_speaker_masks (`bool`, *optional*, defaults to `True`):
             In stage II, the second head attends only to the same speaker's turns and the third only to the
             other speakers' turns (each turn always sees itself); the first head is global.
+        context_self_attention (`bool`, *optional*, defaults to `True`):
+            Stage II's self-attention over turns (with its residual layer norm) after the bi-GRU. `False` = stage II
+            is the bi-GRU alone (an ablation): such a model has no attention weights, and `output_attentions=True`
+            raises a `ValueError`.
+        fusion_type (`str`, *optional*, defaults to `"co-attention"`):
+            Stage III: `"co-attention"` (audio queries text and text queries audio, self-attention on each, then
+            concatenation and a fully connected layer) or `"concat"` (an ablation: both context embeddings
+            projected, concatenated, one fully connected layer, the classifier; no attention).
+        joint_training (`bool`, *optional*, defaults to `False`):
+            Non-hierarchical training (an ablation): the loss is the mean classification loss of *every* head the
+            model has (utterance, context, fusion) plus `supcon_weight` times the contrastive loss on the utterance
+            embeddings, so all stages learn at once, end to end. `False` = each stage trains its own heads.
         max_audio_seconds (`float`, *optional*, defaults to 15.0):
             The processor cuts longer utterances; 15 s covers > 99% of IEMOCAP and MELD turns.
         max_text_tokens (`int`, *optional*, defaults to 128):
@@ -126,6 +140,9 @@ class HCAMConfig(PretrainedConfig):
         focal_gamma=0.0,
         class_weights=None,
         use_speaker_masks=True,
+        context_self_attention=True,
+        fusion_type="co-attention",
+        joint_training=False,
         max_audio_seconds=15.0,
         max_text_tokens=128,
         encoder_chunk_size=64,
@@ -140,6 +157,8 @@ class HCAMConfig(PretrainedConfig):
             raise ValueError(f"`stage` must be 1, 2 or 3, got {stage}.")
         if stage == 3 and len(modalities) != 2:
             raise ValueError("Stage 3 fuses audio and text: `modalities` must be ['audio', 'text'].")
+        if fusion_type not in FUSION_TYPES:
+            raise ValueError(f"`fusion_type` must be one of {list(FUSION_TYPES)}, got {fusion_type!r}.")
         if "audio" in modalities and audio_encoder_config is None:
             audio_encoder_config = dict(TINY_AUDIO_ENCODER_CONFIG)
         self.modalities = modalities
@@ -161,6 +180,9 @@ class HCAMConfig(PretrainedConfig):
         self.focal_gamma = focal_gamma
         self.class_weights = class_weights
         self.use_speaker_masks = use_speaker_masks
+        self.context_self_attention = context_self_attention
+        self.fusion_type = fusion_type
+        self.joint_training = joint_training
         self.max_audio_seconds = max_audio_seconds
         self.max_text_tokens = max_text_tokens
         self.encoder_chunk_size = encoder_chunk_size

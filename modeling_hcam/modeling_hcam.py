@@ -379,19 +379,27 @@ class HCAMUtteranceEncoder(nn.Module):
 
 
 class HCAMContextEncoder(nn.Module):
-    """Stage II for one modality: bi-GRU over a dialogue's utterance embeddings → self-attention → classifier."""
+    """Stage II for one modality: bi-GRU over a dialogue's utterance embeddings → self-attention → classifier
+    (the bi-GRU alone with `config.context_self_attention=False`)."""
 
     def __init__(self, config: HCAMConfig):
         super().__init__()
         width = config.utterance_embedding_size
         self.gru = nn.GRU(width, config.gru_hidden_size, batch_first=True, bidirectional=True)
-        self.attention = HCAMAttention(width, config.num_attention_heads, dropout=config.dropout)
-        self.layer_norm = nn.LayerNorm(width)
+        self.has_attention = config.context_self_attention
+        if self.has_attention:
+            self.attention = HCAMAttention(width, config.num_attention_heads, dropout=config.dropout)
+            self.layer_norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(width, config.num_labels)
 
     def forward_features(self, embeddings, lengths, attention_mask, output_attentions=False):
         hidden = self.dropout(run_bigru(self.gru, embeddings, lengths))
+        if not self.has_attention:
+            if output_attentions:
+                raise ValueError("This model's stage II has no self-attention (config.context_self_attention=False): "
+                                 "there are no attention weights to return; drop output_attentions.")
+            return hidden
         if output_attentions:
             attended, weights = self.attention(hidden, hidden, attention_mask, output_attentions=True)
             return self.layer_norm(hidden + attended), weights
@@ -403,18 +411,21 @@ class HCAMContextEncoder(nn.Module):
 
 class HCAMFusion(nn.Module):
     """Stage III: co-attention in both directions (audio queries text, text queries audio), self-attention on
-    each result, concatenation and a fully connected classifier."""
+    each result, concatenation and a fully connected classifier. With `config.fusion_type="concat"` the projected
+    context embeddings are concatenated directly (no attention)."""
 
     def __init__(self, config: HCAMConfig):
         super().__init__()
         width, heads = config.fusion_hidden_size, config.num_attention_heads
         self.audio_projection = nn.Linear(config.utterance_embedding_size, width)
         self.text_projection = nn.Linear(config.utterance_embedding_size, width)
-        self.audio_to_text = HCAMAttention(width, heads, dropout=config.dropout)
-        self.text_to_audio = HCAMAttention(width, heads, dropout=config.dropout)
-        self.audio_self_attention = HCAMAttention(width, heads, dropout=config.dropout)
-        self.text_self_attention = HCAMAttention(width, heads, dropout=config.dropout)
-        self.norms = nn.ModuleList([nn.LayerNorm(width) for _ in range(4)])
+        self.co_attention = config.fusion_type == "co-attention"
+        if self.co_attention:
+            self.audio_to_text = HCAMAttention(width, heads, dropout=config.dropout)
+            self.text_to_audio = HCAMAttention(width, heads, dropout=config.dropout)
+            self.audio_self_attention = HCAMAttention(width, heads, dropout=config.dropout)
+            self.text_self_attention = HCAMAttention(width, heads, dropout=config.dropout)
+            self.norms = nn.ModuleList([nn.LayerNorm(width) for _ in range(4)])
         self.dropout = nn.Dropout(config.dropout)
         self.fully_connected = nn.Linear(2 * width, width)
         self.classifier = nn.Linear(width, config.num_labels)
@@ -422,6 +433,8 @@ class HCAMFusion(nn.Module):
     def forward_features(self, audio_context, text_context, attention_mask):
         audio = self.audio_projection(self.dropout(audio_context))
         text = self.text_projection(self.dropout(text_context))
+        if not self.co_attention:
+            return torch.relu(self.fully_connected(self.dropout(torch.cat([audio, text], dim=-1))))
         audio_attended = self.norms[0](audio + self.audio_to_text(audio, text, attention_mask))
         text_attended = self.norms[1](text + self.text_to_audio(text, audio, attention_mask))
         audio_attended = self.norms[2](audio_attended + self.audio_self_attention(audio_attended, audio_attended, attention_mask))
@@ -547,12 +560,17 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         return self
 
     @classmethod
-    def from_unimodal(cls, audio_model: "HCAMForEmotionRecognition", text_model: "HCAMForEmotionRecognition"):
-        """A stage-3 model made of an audio and a text stage-2 model (their weights are copied, fusion is new)."""
+    def from_unimodal(cls, audio_model: "HCAMForEmotionRecognition", text_model: "HCAMForEmotionRecognition",
+                      **config_overrides):
+        """A stage-3 model made of an audio and a text stage-2 model (their weights are copied, fusion is new).
+
+        Two stage-1 models give their utterance encoders only (context encoders and fusion new): the start of
+        non-hierarchical training (`joint_training`). `config_overrides` are set on the new config."""
+        stages = {model.config.stage for model in (audio_model, text_model)}
         for name, model, modality in (("audio", audio_model, "audio"), ("text", text_model, "text")):
-            if modality not in model.config.modalities or model.config.stage < 2:
-                raise ValueError(f"The {name} model must be a stage-2 {modality} model; it has modalities "
-                                 f"{model.config.modalities} at stage {model.config.stage}.")
+            if modality not in model.config.modalities or model.config.stage == 3 or len(stages) > 1:
+                raise ValueError(f"The {name} model must be a stage-2 {modality} model (or both stage-1 models); it "
+                                 f"has modalities {model.config.modalities} at stage {model.config.stage}.")
         if audio_model.config.label2id != text_model.config.label2id:
             raise ValueError(f"The audio and text models have different labels: {audio_model.config.label2id} vs "
                              f"{text_model.config.label2id}.")
@@ -563,10 +581,11 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             m for m, source in (("audio", audio_model), ("text", text_model)) if source.config.weighted_layer_sum(m)])
         for key in ("model_type", "transformers_version", "architectures", "auto_map"):
             config_dict.pop(key, None)
-        model = cls(HCAMConfig(**config_dict))
+        model = cls(HCAMConfig(**{**config_dict, **config_overrides}))
         for modality, source in (("audio", audio_model), ("text", text_model)):
             model.utterance_encoders[modality].load_state_dict(source.utterance_encoders[modality].state_dict())
-            model.context_encoders[modality].load_state_dict(source.context_encoders[modality].state_dict())
+            if source.config.stage == 2:
+                model.context_encoders[modality].load_state_dict(source.context_encoders[modality].state_dict())
         return model
 
     # ----- forward ----------------------------------------------------------------------------------------------
@@ -779,8 +798,8 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         return result if return_dict else result.to_tuple()
 
     def _loss(self, output, labels):
-        stage = self.config.stage
-        heads = self.config.trained_heads()
+        stage, joint = self.config.stage, self.config.joint_training
+        heads = self.config.stage_heads() if joint else self.config.trained_heads()
         class_weights = None
         if self.config.class_weights is not None:
             class_weights = torch.tensor(self.config.class_weights, device=labels.device)
@@ -788,7 +807,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             focal_cross_entropy(output[f"{h}_logits"], labels, self.config.focal_gamma, class_weights) for h in heads
         ]).mean()
         losses = {"classification_loss": classification, "loss": classification}
-        if stage == 1 and self.config.supcon_weight > 0:
+        if (stage == 1 or joint) and self.config.supcon_weight > 0:
             valid = labels != -100
             contrastive = torch.stack([
                 self.supcon(output[f"{m}_embeddings"][valid], labels[valid]) for m in self.config.modalities

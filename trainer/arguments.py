@@ -42,6 +42,14 @@ class ModelArguments:
     max_audio_seconds: float | None = field(default=None, metadata={"help": "Longer utterances are cut (default 15)."})
     max_text_tokens: int | None = field(default=None, metadata={"help": "Longer transcripts are truncated (default 128)."})
     use_speaker_masks: bool | None = field(default=None, metadata={"help": "Speaker-aware attention masks in stage 2."})
+    context_self_attention: bool | None = field(
+        default=None, metadata={"help": "Stage 2: self-attention over turns after the bi-GRU (default true; false = the "
+                                "bi-GRU alone, an ablation)."}
+    )
+    fusion_type: str | None = field(
+        default=None, metadata={"help": "Stage 3: co-attention (default) or concat (projected context embeddings "
+                                "concatenated, no attention; an ablation).", "choices": ["co-attention", "concat"]}
+    )
     use_weighted_layer_sum: bool | None = field(
         default=None, metadata={"help": "Stage 1: a learned softmax-weighted sum of the encoder's layers instead of the last."}
     )
@@ -83,6 +91,16 @@ class HCAMTrainingArguments(TrainingArguments):
     encoder_learning_rate: float | None = field(
         default=None,
         metadata={"help": "Stage 1: learning rate of the pretrained encoder (the GRU head uses --learning_rate)."},
+    )
+    audio_encoder_learning_rate: float | None = field(
+        default=None, metadata={"help": "--joint_training: the audio encoder's rate (default --encoder_learning_rate)."}
+    )
+    joint_training: bool = field(
+        default=False,
+        metadata={"help": "Stage 3 without the hierarchy (an ablation): one model of every stage built from the "
+                  "encoders, trained end to end on raw dialogues (no --init_from, no freezing, no embedding cache); "
+                  "the loss is every head's classification loss plus the contrastive loss on the utterance "
+                  "embeddings. Evaluated like stage 3 (every head and the ensemble)."},
     )
     supcon_weight: float | None = field(default=None, metadata={"help": "Stage 1: weight of the supervised contrastive loss."})
     supcon_temperature: float | None = field(default=None, metadata={"help": "Stage 1: SupCon temperature (default 0.07)."})
@@ -186,6 +204,11 @@ def parse_args(argv=None):
 def check_args(model_args, data_args, training_args):
     stage = _stage_of(training_args.stage, training_args.modality)
     init_from = training_args.init_from or []
+    if training_args.joint_training:
+        if stage.number != 3 or init_from:
+            raise SystemExit("--joint_training builds every stage from the encoders: use it with --stage 3 and no "
+                             "--init_from.")
+        return check_corpus_args(data_args)
     if stage.number == 1 and init_from:
         raise SystemExit("Stage 1 starts from the encoders (--audio_encoder/--text_encoder), not from --init_from.")
     if len(init_from) != len(stage.starts_from):
@@ -194,6 +217,10 @@ def check_args(model_args, data_args, training_args):
     for folder in init_from:
         if os.path.abspath(folder) == os.path.abspath(training_args.output_dir):
             raise SystemExit(f"--output_dir {folder} is also --init_from: a stage never overwrites an earlier stage.")
+    check_corpus_args(data_args)
+
+
+def check_corpus_args(data_args):
     manifest = data_args.train_file or data_args.validation_file or data_args.test_file
     if not data_args.dataset_name and not manifest and not data_args.data_dir:
         raise SystemExit(f"Pass --dataset_name {{{','.join(CORPORA)}}} (with --data_dir) or "

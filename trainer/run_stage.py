@@ -7,6 +7,10 @@
     torchrun --nproc_per_node 2 trainer/run_stage.py --stage 3 --init_from outputs/demo/stage2-audio \\
         outputs/demo/stage2-text --dataset_name demo --output_dir outputs/demo/stage3 --use_cpu
 
+    python trainer/run_stage.py --stage 3 --joint_training --dataset_name demo --output_dir outputs/demo/joint
+
+(the last: every stage at once, end to end from the encoders, without the hierarchy: an ablation, hcam.trainer.joint)
+
 Every TrainingArguments flag works; with none, each stage uses its own defaults (trainer/arguments.py).
 `--recipe trainer/recipes/<name>.json` reads a recipe, and flags override it.
 
@@ -50,6 +54,7 @@ from hcam.trainer.cross_fit import stage_embeddings
 from hcam.trainer.evaluation import detailed_report
 from hcam.trainer.feature_cache import frozen_encoder_datasets
 from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage, read_json
+from hcam.trainer.joint import joint_datasets
 from hcam.trainer.stages import Stage
 from hcam.trainer.trainer import HCAMStageTrainer
 
@@ -131,10 +136,10 @@ def class_weights(train_split, label_names):
     return weights.round(4).tolist()
 
 
-def build_stage1(model_args, training_args, label_names):
+def build_stage1(model_args, training_args, label_names, modality=None):
     from hcam.processing.encoders import DEFAULT_TEXT_ENCODER, build_processor, resolve_encoder_path
 
-    modality = training_args.modality
+    modality = modality or training_args.modality
     text_encoder = model_args.text_encoder or DEFAULT_TEXT_ENCODER
     kwargs = dict(
         modalities=[modality], stage=1,
@@ -161,16 +166,39 @@ def build_stage1(model_args, training_args, label_names):
     return model, processor
 
 
+def build_joint(model_args, training_args, label_names):
+    """--joint_training (hcam.trainer.joint): a stage-3 model whose utterance encoders are built as stage 1 builds
+    them, the rest new, nothing frozen."""
+    (audio, audio_processor), (text, text_processor) = (
+        build_stage1(model_args, training_args, label_names, modality=m) for m in ("audio", "text"))
+    overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k in LATER_STAGE_SETTINGS}
+    model = HCAMForEmotionRecognition.from_unimodal(audio, text, joint_training=True, **overrides)
+    return model, combined_processor(audio_processor, text_processor)
+
+
 def load_processor(folder):
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(folder, trust_remote_code=True)
 
 
+def combined_processor(audio_processor, text_processor):
+    """A stage-3 processor: the audio processor's feature extractor, the text processor's tokenizer."""
+    return type(text_processor)(feature_extractor=audio_processor.feature_extractor,
+                                tokenizer=text_processor.tokenizer, max_text_tokens=text_processor.max_text_tokens)
+
+
+# What stages 2 and 3 may set on the configuration they start from (the rest is fixed by stage 1).
+LATER_STAGE_SETTINGS = ("focal_gamma", "dropout", "use_speaker_masks", "fusion_hidden_size", "num_attention_heads",
+                        "context_self_attention", "fusion_type")
+
+
 def build_later_stage(model_args, training_args):
     stage = training_args.stage
-    overrides = {k: v for k, v in config_overrides(model_args, training_args).items()
-                 if k in ("focal_gamma", "dropout", "use_speaker_masks", "fusion_hidden_size", "num_attention_heads")}
+    overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k in LATER_STAGE_SETTINGS}
+    if stage == 3 and "context_self_attention" in overrides:
+        raise SystemExit("--context_self_attention is a stage-2 setting: stage 3 keeps its stage-2 folders' choice "
+                         "(pass it to both stage-2 runs instead).")
     if stage == 2:
         folder = training_args.init_from[0]
         config = HCAMConfig.from_pretrained(folder)
@@ -186,12 +214,7 @@ def build_later_stage(model_args, training_args):
         for key, value in overrides.items():
             setattr(audio_model.config, key, value)
         model = HCAMForEmotionRecognition.from_unimodal(audio_model, text_model)
-        audio_processor, text_processor = load_processor(audio_folder), load_processor(text_folder)
-        processor = type(text_processor)(
-            feature_extractor=audio_processor.feature_extractor,
-            tokenizer=text_processor.tokenizer,
-            max_text_tokens=text_processor.max_text_tokens,
-        )
+        processor = combined_processor(load_processor(audio_folder), load_processor(text_folder))
     model.freeze_stages_below(stage)
     return model, processor
 
@@ -318,6 +341,10 @@ def build_model(stage, model_args, training_args, dataset, label_names, protocol
     if stage.number == 1:
         check_modality_inputs(dataset, stage.modality)
         model, processor = build_stage1(model_args, training_args, label_names)
+    elif training_args.joint_training:
+        for modality in stage.modalities:
+            check_modality_inputs(dataset, modality)
+        model, processor = build_joint(model_args, training_args, label_names)
     else:
         check_init_from(training_args, model_args, label_names, protocol)
         model, processor = build_later_stage(model_args, training_args)
@@ -328,7 +355,10 @@ def build_model(stage, model_args, training_args, dataset, label_names, protocol
 
 
 def stage_datasets(stage, model, processor, dataset, training_args, data_args):
-    """(splits, collator): utterance rows for stage 1, dialogues of cached stage-1 embeddings for stages 2-3."""
+    """(splits, collator): utterance rows for stage 1, dialogues of cached stage-1 embeddings for stages 2-3, raw
+    dialogues for --joint_training."""
+    if training_args.joint_training:
+        return joint_datasets(dataset, model.config.label2id, processor)
     if stage.number == 1:  # a frozen encoder (--freeze_*_encoder): epochs read its cached hidden states instead
         return frozen_encoder_datasets(model, processor, dataset, training_args) or (
             with_lengths(dataset, stage.modality), UtteranceCollator(processor, stage.modality, model.config.label2id))

@@ -20,7 +20,8 @@ class HCAMStageTrainer(Trainer):
     - `compute_loss` adds `classification_loss` and, in stage I, `contrastive_loss` to the logs, separately.
     - Predictions are the argmax of every head the model has, stacked `[D, T, heads]`, so evaluation reports each
       stage alone and the ensemble (see `hcam.trainer.evaluation`).
-    - In stage I the pretrained encoder gets `args.encoder_learning_rate`, the GRU/attention head `args.learning_rate`.
+    - In stage I the pretrained encoder gets `args.encoder_learning_rate`, the GRU/attention head `args.learning_rate`
+      (the audio encoder `args.audio_encoder_learning_rate` when set: joint training has both encoders).
     - A checkpoint is written as `tmp-checkpoint-N` and renamed to `checkpoint-N` once complete, so a killed run
       never leaves a partial checkpoint that looks finished.
     """
@@ -85,6 +86,8 @@ class HCAMStageTrainer(Trainer):
             is_encoder = name.startswith(ENCODER_PREFIX) and ".encoder." in name
             decay = 0.0 if any(name.endswith(n) for n in no_decay) else self.args.weight_decay
             lr = encoder_lr if is_encoder else self.args.learning_rate
+            if is_encoder and name.startswith(ENCODER_PREFIX + "audio."):  # --joint_training: its own rate
+                lr = getattr(self.args, "audio_encoder_learning_rate", None) or lr
             groups.setdefault((lr, decay), []).append(param)
         param_groups = [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
