@@ -142,3 +142,53 @@ def test_joint_training_trains_every_stage_end_to_end(corpus):
     assert moved, "the text encoder did not train"
     with pytest.raises(SystemExit, match="--joint_training"):
         main([*argv[:argv.index("--joint_training")], "--init_from", "a", "b", *argv[argv.index("--joint_training"):]])
+
+
+# ----- bench/ablation.py ------------------------------------------------------------------------------------------
+def ablation_module():
+    import importlib
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+    return importlib.import_module("ablation")
+
+
+def test_joint_run_gets_the_stage1_epoch_budget_and_rates():
+    ablation = ablation_module()
+    flags = ablation.joint_flags(ablation.RECIPE)  # the demo recipe: stage I audio 4 epochs at 1e-3, text 3
+    value = {flags[i]: flags[i + 1] for i in range(1, len(flags) - 1, 2)}
+    assert flags[0] == "--joint_training" and value["--num_train_epochs"] == "4"
+    assert value["--audio_encoder_learning_rate"] == "0.001" and value["--encoder_learning_rate"] == "3e-05"
+
+
+def fake_run(folder, scores, runtime=10.0):
+    os.makedirs(folder)
+    with open(os.path.join(folder, "hcam_stage.json"), "w") as f:
+        json.dump({"stage": 3}, f)
+    values = {"train_runtime": runtime}
+    for prefix, shift in (("eval", 0.0), ("test", 0.1)):
+        values.update({f"{prefix}_{head}_weighted_f1": score + shift for head, score in scores.items()})
+    with open(os.path.join(folder, "all_results.json"), "w") as f:
+        json.dump(values, f)
+
+
+def test_ablation_table_is_mean_and_std_over_the_finished_seeds(tmp_path, capsys):
+    ablation = ablation_module()
+    for seed, score in ((1, 0.5), (2, 0.7)):
+        scores = {head: score for head in HEADS}
+        scores["audio_utterance"] = 0.2
+        for tag in ("stage2-audio", "stage2-text", "stage3"):
+            fake_run(str(tmp_path / "full" / f"seed{seed}" / tag), scores)
+        fake_run(str(tmp_path / "joint" / f"seed{seed}" / "stage3"), {head: score - 0.1 for head in HEADS}, 100.0)
+    summary = ablation.main(["--output_dir", str(tmp_path), "--seeds", "1", "2", "--report_only"])
+    table = summary["table"]
+    assert table["full"]["n"] == 2 and table["joint"]["n"] == 2 and "no-supcon" not in table
+    assert table["full"]["validation_ensemble"] == pytest.approx((0.6, 0.1414), abs=1e-4)
+    assert table["joint"]["test_fusion"] == pytest.approx((0.6, 0.1414), abs=1e-4)
+    assert table["full"]["train_seconds_per_seed"] == 30.0 and table["joint"]["train_seconds_per_seed"] == 100.0
+    assert table["full, audio_utterance head alone"]["validation_fusion"] == pytest.approx((0.2, 0.0))
+    assert table["full, audio_utterance head alone"]["validation_ensemble"] == (None, None)
+    assert "full, audio_utterance head alone" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "ablation.json"))["table"]["joint"]["n"] == 2
+    text_only = ablation.main(["--output_dir", str(tmp_path), "--seeds", "1", "--modalities", "text", "--report_only"])
+    assert text_only["final_head"] == "text_context" and "joint" not in text_only["table"]
