@@ -34,16 +34,17 @@ def demo_conversations(limit=None):
 
 def main(argv=None):
     args = parser(__doc__).parse_args(argv)
-    from hcam.modeling_hcam import HCAMForEmotionRecognition
+    from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER, HCAMForEmotionRecognition, HCAMProcessor
     from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline
-    from hcam.processing.encoders import build_processor
+    from hcam.processing.encoders import resolve_encoder_path
 
     print(f"# bench_pipeline_batch on {machine()}")
     conversations = demo_conversations(16 if args.quick else None)
     turns = sum(len(c["turns"]) for c in conversations)
     torch.manual_seed(0)
     model = HCAMForEmotionRecognition(hcam_config("tiny", stage=3)).eval()
-    pipe = HCAMEmotionPipeline(model=model, processor=build_processor(), device="cpu")
+    processor = HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER, text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER))
+    pipe = HCAMEmotionPipeline(model=model, processor=processor, device="cpu")
     results = {}
 
     def run(batch_size):

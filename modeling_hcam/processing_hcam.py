@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
-from .feature_extraction_hcam import as_dialogue_batch
+from .feature_extraction_hcam import HCAMFeatureExtractor, as_dialogue_batch
 
 
 def speaker_ids_of(speakers):
@@ -69,6 +69,34 @@ class HCAMProcessor(ProcessorMixin):
     def __init__(self, feature_extractor=None, tokenizer=None, max_text_tokens: int = 128, **kwargs):
         self.max_text_tokens = int(max_text_tokens)
         super().__init__(feature_extractor, tokenizer, **kwargs)
+
+    @classmethod
+    def from_encoders(cls, text_encoder, *, text_encoder_path=None, audio: bool = True, max_text_tokens: int = 128,
+                      **feature_extractor_kwargs):
+        """A processor for a model built with [`HCAMConfig.from_encoders`]: the text encoder's tokenizer and an
+        [`HCAMFeatureExtractor`].
+
+        Args:
+            text_encoder (`str`): name of the text encoder whose tokenizer is used (e.g.
+                `"sentence-transformers/all-MiniLM-L6-v2"`); recorded as the tokenizer's `name_or_path`.
+            text_encoder_path (`str`, *optional*): where to read it if not from the name (e.g. a packaged copy; in
+                hcam, `hcam.processing.encoders.resolve_encoder_path(name)` finds it offline).
+            audio (`bool`, defaults to `True`): whether the processor will be fed audio. It always carries a feature
+                extractor (every sub-processor must save and reload), so with `audio=False` it gets the default one
+                and feature-extractor arguments are refused rather than silently ignored.
+            max_text_tokens (`int`, defaults to 128): turns are truncated to this many tokens.
+            feature_extractor_kwargs: passed to [`HCAMFeatureExtractor`] (e.g. `max_duration_seconds`, `resample`,
+                `sampling_rate`, `do_normalize`).
+        """
+        from transformers import AutoTokenizer
+
+        if not audio and feature_extractor_kwargs:
+            raise ValueError(f"feature extractor arguments {sorted(feature_extractor_kwargs)} given with audio=False; "
+                             "drop them or set audio=True")
+        tokenizer = AutoTokenizer.from_pretrained(text_encoder_path or text_encoder)
+        tokenizer.name_or_path = str(text_encoder)
+        return cls(feature_extractor=HCAMFeatureExtractor(**feature_extractor_kwargs), tokenizer=tokenizer,
+                   max_text_tokens=max_text_tokens)
 
     @property
     def model_input_names(self) -> list[str]:

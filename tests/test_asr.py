@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_hcam_config
+from tiny import minilm_processor, tiny_hcam_config
 
 from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.processing import asr
@@ -79,13 +79,12 @@ def test_pocketsphinx_transcribes_demo_clips():
 @needs_whisper
 def test_predict_with_asr_transcripts(tmp_path):
     from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
-    from hcam.processing.encoders import build_processor
     from hcam.trainer.predict import main
 
     torch.manual_seed(0)
     folder = tmp_path / "ckpt"
     HCAMForEmotionRecognition(tiny_hcam_config(3)).save_pretrained(folder)
-    build_processor().save_pretrained(folder)
+    minilm_processor().save_pretrained(folder)
     add_pipeline_to_folder(folder)
     rows = demo_rows(5)
     manifest = tmp_path / "m.csv"
@@ -144,3 +143,31 @@ def test_batched_whisper_matches_one_clip_at_a_time():
     assert transcripts[0] == short_window[0] and len(normalize_transcript(transcripts[1])) > 20
     with pytest.raises(ValueError, match="window_seconds"):
         Transcriber("whisper", window_seconds=45)
+
+
+def test_demo_asr_evaluation_honours_disable_tqdm(monkeypatch, tmp_path):
+    """make demo's gold-vs-Whisper runs of hcam-predict show their progress bar (ASR included) unless the demo's
+    stages run with --disable_tqdm true."""
+    from hcam.trainer import run_demo
+
+    commands = []
+
+    def fake_run(command, **kwargs):  # hcam-predict, writing the metrics file it was asked for
+        commands.append(command)
+        metrics = {"heads": {"fusion": {"weighted_f1": 0.5}}, "asr_word_error_rate": 0.2}
+        Path(command[command.index("--metrics_file") + 1]).write_text(json.dumps(metrics))
+        return type("Finished", (), {"returncode": 0})()
+
+    monkeypatch.setattr(run_demo, "asr_available", lambda: None)
+    monkeypatch.setattr(run_demo.subprocess, "run", fake_run)
+    for progress in (True, False):
+        commands.clear()
+        run_demo.gold_vs_asr(str(tmp_path / "stage3"), str(tmp_path / "test.csv"), str(tmp_path), progress=progress)
+        assert len(commands) == 2 and any("--asr_for_eval" in command for command in commands)
+        assert all(("--no_progress" in command) == (not progress) for command in commands), commands
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"common": {"disable_tqdm": True}}))
+    assert run_demo.progress_bars_on([], run_demo.RECIPE)
+    assert not run_demo.progress_bars_on(["--num_train_epochs", "1", "--disable_tqdm", "true"], run_demo.RECIPE)
+    assert not run_demo.progress_bars_on([], str(recipe))
+    assert run_demo.progress_bars_on(["--disable_tqdm", "false"], str(recipe))

@@ -22,12 +22,11 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
-from tiny import TINY_LABELS, tiny_hcam_config
+from tiny import TINY_LABELS, minilm_processor, tiny_hcam_config
 
 from hcam.hub_cards import HCAMCardData, PickleRefusedError, build_model_card, push_stage, render_confusion_matrix_png
 from local_hub import LocalHubServer
 from hcam.modeling_hcam import HCAMForEmotionRecognition
-from hcam.processing.encoders import build_processor
 
 REPO = "org/hcam-demo"
 STAGES = [  # (revision, stage, modalities, pushed to main too)
@@ -118,7 +117,7 @@ def hub(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def processor():
-    return build_processor(max_text_tokens=16)
+    return minilm_processor(max_text_tokens=16)
 
 
 @pytest.fixture(scope="module")

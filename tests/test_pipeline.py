@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from tiny import TINY_LABELS, tiny_hcam_config
+from tiny import TINY_LABELS, minilm_processor, tiny_hcam_config
 
 from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.modeling_hcam.feature_extraction_hcam import HCAMAudioError
 from hcam.modeling_hcam.pipeline_hcam import TASK, HCAMEmotionPipeline, add_pipeline_to_folder
-from hcam.processing.encoders import build_processor
 
 SR = 16000
 KINDS = {"bimodal": (3, ("audio", "text")), "text": (2, ("text",)), "audio": (2, ("audio",))}
@@ -41,7 +40,7 @@ def conversation(n, seed=0, with_audio=True, with_text=True):
 
 @pytest.fixture(scope="module")
 def processor():
-    return build_processor(max_text_tokens=24)
+    return minilm_processor(max_text_tokens=24)
 
 
 @pytest.fixture(scope="module")

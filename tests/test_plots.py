@@ -5,12 +5,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from tiny import TINY_LABELS, tiny_hcam_config
+from tiny import TINY_LABELS, minilm_processor, tiny_hcam_config
 
 from hcam.hub_cards import render_confusion_matrix_png
 from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline
-from hcam.processing.encoders import build_processor
 
 matplotlib = pytest.importorskip("matplotlib", reason='the [plot] extra is not installed: pip install "hcam[plot]"')
 from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
@@ -29,7 +28,7 @@ def tone(seconds, seed):
 def results():
     torch.manual_seed(0)
     model = HCAMForEmotionRecognition(tiny_hcam_config(3)).eval()
-    pipe = HCAMEmotionPipeline(model=model, processor=build_processor(max_text_tokens=16))
+    pipe = HCAMEmotionPipeline(model=model, processor=minilm_processor(max_text_tokens=16))
     turns = [{"audio": tone(0.3 + 0.1 * i, i), "text": f"this is turn {i} of a rather long conversation", "speaker": s}
              for i, s in enumerate("ABACB")]
     return pipe({"turns": turns}, output_attentions=True)

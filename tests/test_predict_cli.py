@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from tiny import TINY_LABELS, tiny_hcam_config
+from tiny import TINY_LABELS, minilm_processor, tiny_hcam_config
 
 from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.modeling_hcam.feature_extraction_hcam import load_audio
 from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
-from hcam.processing.encoders import build_processor
 from hcam.trainer.predict import main
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.skipif(not (DEMO / "test.csv").is_file(), reason="the d
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    processor = build_processor()
+    processor = minilm_processor()
     folders = {}
     for index, (kind, (stage, modalities)) in enumerate(KINDS.items()):
         torch.manual_seed(index)

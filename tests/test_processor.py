@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from tiny import minilm_processor
 
+from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER
 from hcam.modeling_hcam.feature_extraction_hcam import HCAMAudioError, HCAMFeatureExtractor, load_audio
 from hcam.modeling_hcam.processing_hcam import HCAMProcessor
 from hcam.processing import encoders
-from hcam.processing.encoders import build_processor, resolve_encoder_path
+from hcam.processing.encoders import resolve_encoder_path
 
 SR = 16000
 AUDIO_KEYS = {"input_values", "attention_mask"}
@@ -28,7 +30,7 @@ def tone(seconds, sr=SR, freq=220.0, seed=0):
 
 @pytest.fixture(scope="module")
 def processor():
-    return build_processor(max_text_tokens=16)
+    return minilm_processor(max_text_tokens=16)
 
 
 @pytest.fixture(scope="module")
@@ -274,17 +276,34 @@ def test_resolve_encoder_path(tmp_path, monkeypatch):
     assert resolve_encoder_path("all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def test_build_processor_options():
-    processor = build_processor(max_text_tokens=32, max_duration_seconds=4.0, resample=True)
+def test_from_encoders_options():
+    processor = minilm_processor(max_text_tokens=32, max_duration_seconds=4.0, resample=True)
     assert isinstance(processor, HCAMProcessor) and processor.max_text_tokens == 32
     assert processor.feature_extractor.max_duration_seconds == 4.0 and processor.feature_extractor.resample
+    assert processor.tokenizer.name_or_path == DEFAULT_TEXT_ENCODER  # the name is recorded, not the local path
     with pytest.raises(ValueError, match="audio=False"):
-        build_processor(audio=False, max_duration_seconds=4.0)
+        minilm_processor(audio=False, max_duration_seconds=4.0)
+    local = resolve_encoder_path(DEFAULT_TEXT_ENCODER)  # without text_encoder_path, the name is where it is read
+    assert HCAMProcessor.from_encoders(local).tokenizer.vocab == processor.tokenizer.vocab
+
+
+def test_bundle_files_import_no_hcam():
+    """The processor ships in every checkpoint and loads where hcam is not installed: transformers' import check
+    (the imports outside try/except, read from the file text) must find no hcam."""
+    from transformers.dynamic_module_utils import get_imports
+
+    import hcam.modeling_hcam.feature_extraction_hcam as feature_extraction_module
+    import hcam.modeling_hcam.processing_hcam as processing_module
+
+    for module in (processing_module, feature_extraction_module):
+        imports = get_imports(module.__file__)
+        assert "transformers" in imports, imports  # the check reads this file's imports at all
+        assert not [name for name in imports if name.split(".")[0] == "hcam"], (module.__file__, imports)
 
 
 # --------------------------------------------------------------------------------------------- Hub round trip
 def test_save_and_load_in_fresh_process_without_project(tmp_path):
-    processor = build_processor(max_text_tokens=12, max_duration_seconds=0.75)
+    processor = minilm_processor(max_text_tokens=12, max_duration_seconds=0.75)
     folder = tmp_path / "saved"
     processor.save_pretrained(folder)
     assert {"processing_hcam.py", "feature_extraction_hcam.py", "processor_config.json"} <= set(os.listdir(folder))

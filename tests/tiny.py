@@ -47,3 +47,12 @@ def random_inputs(dialogue_turns=(3, 2), samples=1600, tokens=7, num_labels=4, s
     return dict(input_values=input_values, attention_mask=attention_mask, input_ids=input_ids,
                 text_attention_mask=text_attention_mask, utterance_mask=utterance_mask, speaker_ids=speaker_ids,
                 labels=labels)
+
+
+def minilm_processor(**kwargs):
+    """`HCAMProcessor.from_encoders` for the default text encoder (all-MiniLM-L6-v2), read offline like the trainer."""
+    from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER, HCAMProcessor
+    from hcam.processing.encoders import resolve_encoder_path
+
+    return HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER, text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER),
+                                       **kwargs)

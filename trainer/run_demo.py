@@ -22,9 +22,11 @@ import subprocess
 import sys
 import time
 
+from transformers import HfArgumentParser
+
 from hcam.hub_cards.plots import CARD_TIMELINE_FILE, embed_timeline_in_card
 from hcam.processing.corpora import get_corpus
-from hcam.trainer.arguments import read_recipe
+from hcam.trainer.arguments import ARGUMENT_CLASSES, read_recipe
 from hcam.trainer.stages import SEQUENCE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,13 +77,22 @@ def asr_available():
     return None
 
 
+def progress_bars_on(stage_flags, recipe):
+    """False when the stages run with --disable_tqdm true (given here or in the recipe): hcam-predict then runs
+    with --no_progress too."""
+    given, _ = HfArgumentParser(ARGUMENT_CLASSES).parse_known_args(stage_flags)  # run_stage.py's own flags
+    disable = given.disable_tqdm if given.disable_tqdm is not None else read_recipe(recipe, None).get("disable_tqdm")
+    return not disable
+
+
 def predict_command():
     script = os.path.join(os.path.dirname(sys.executable), "hcam-predict")
     return [script] if os.path.isfile(script) else [sys.executable, "-m", "hcam.trainer.predict"]
 
 
-def gold_vs_asr(model, manifest, output_dir):
-    """Test weighted F1 of the stage-3 model (each head and the ensemble) with gold and with Whisper transcripts."""
+def gold_vs_asr(model, manifest, output_dir, progress=True):
+    """Test weighted F1 of the stage-3 model (each head and the ensemble) with gold and with Whisper transcripts
+    (hcam-predict's progress bar, ASR included, only with `progress`)."""
     reason = asr_available()
     if reason:
         print(f"\nASR evaluation skipped: {reason}.")
@@ -91,7 +102,7 @@ def gold_vs_asr(model, manifest, output_dir):
         output = os.path.join(output_dir, f"pred_{name}.jsonl")
         metrics_file = os.path.join(output_dir, f"pred_{name}.metrics.json")
         command = [*predict_command(), "--model", model, "--manifest", manifest, "--output", output, "--evaluate",
-                   "--metrics_file", metrics_file, *asr_flags]
+                   "--metrics_file", metrics_file, *asr_flags] + ([] if progress else ["--no_progress"])
         if name == "gold" and importlib.util.find_spec("matplotlib"):  # the card's picture of a test conversation
             command += ["--plot", os.path.join(model, CARD_TIMELINE_FILE), "--plot_attention_turn", "-1"]
         print(f"\n=== test with {name} transcripts: {' '.join(command)}", flush=True)
@@ -183,7 +194,8 @@ def main(argv=None):
         corpus = get_corpus(read_recipe(args.recipe, None).get("dataset_name"))  # the recipe's corpus: the demo's
         test_manifest = os.path.join(args.data_dir or corpus.default_data_dir(), "test.csv")
         asr_start = time.time()
-        asr = gold_vs_asr(os.path.join(args.output_dir, "stage3"), test_manifest, args.output_dir)
+        asr = gold_vs_asr(os.path.join(args.output_dir, "stage3"), test_manifest, args.output_dir,
+                          progress=progress_bars_on(extra, args.recipe))
         timings["gold_vs_asr"] = round(time.time() - asr_start, 1)
         embed_timeline(os.path.join(args.output_dir, "stage3"), hub)
 

@@ -40,7 +40,7 @@ import transformers
 from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition
+from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition, HCAMProcessor
 from hcam.trainer.arguments import parse_args
 from hcam.trainer.data import (
     DialogueEmbeddingDataset,
@@ -137,7 +137,7 @@ def class_weights(train_split, label_names):
 
 
 def build_stage1(model_args, training_args, label_names, modality=None):
-    from hcam.processing.encoders import DEFAULT_TEXT_ENCODER, build_processor, resolve_encoder_path
+    from hcam.processing.encoders import DEFAULT_TEXT_ENCODER, resolve_encoder_path
 
     modality = modality or training_args.modality
     text_encoder = model_args.text_encoder or DEFAULT_TEXT_ENCODER
@@ -162,7 +162,9 @@ def build_stage1(model_args, training_args, label_names, modality=None):
 
         feature_kwargs = {"max_duration_seconds": config.max_audio_seconds,
                           **speech_feature_settings(model_args.audio_encoder)}
-    processor = build_processor(text_encoder=text_encoder, audio=modality == "audio", max_text_tokens=config.max_text_tokens, **feature_kwargs)
+    processor = HCAMProcessor.from_encoders(text_encoder, text_encoder_path=resolve_encoder_path(text_encoder),
+                                            audio=modality == "audio", max_text_tokens=config.max_text_tokens,
+                                            **feature_kwargs)
     return model, processor
 
 
