@@ -3,7 +3,8 @@
 
     python bench/ablation.py --output_dir runs/ablation --seeds 42 7 1234          # demo corpus, every variant
     python bench/ablation.py --output_dir runs/ablation --report_only              # the table of finished runs
-    python bench/ablation.py --dataset_name meld --data_dir data/MELD.Raw --output_dir runs/ablation-meld
+    python bench/ablation.py --dataset_name meld --data_dir ../shared/data/meld --modalities text \
+        --recipe trainer/recipes/meld_text_cpu.json --output_dir runs/ablation-meld     # MELD text: text rows only
 
 Every stage is a `trainer/run_stage.py` run with the corpus's recipe (`--recipe`, default the demo's) and the seed,
 as a user runs it. Variants (rows):
