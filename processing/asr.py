@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 BACKENDS = ("whisper", "pocketsphinx")
+_CLOSING_PUNCTUATION = set(".,!?:;\"')]}%") | {"...", "?!", "!?", "\".", "'."}
 SAMPLING_RATE = 16000
 
 
@@ -42,42 +43,47 @@ def whisper_model_path() -> str:
 class Transcriber:
     """A loaded speech recogniser: `transcriber(list of 16 kHz arrays or audio paths) -> list[str]`.
 
-    Whisper runs batched: clips are sorted by length and decoded `batch_size` at a time (one encoder call and one
-    beam search per batch, as faster-whisper's `BatchedInferencePipeline` does), and each batch's encoder window is
-    cut to `window_seconds` (at least 3 times the batch's longest clip, at most Whisper's 30 s). Whisper's encoder
-    always reads its whole window, so a 2 s turn padded to 30 s is 93% silence: the shorter window is where the
-    speed comes from (bench/bench_asr.py measures speed and word error rate against one clip at a time in 30 s
-    windows: `batch_size=1, window_seconds=30`, which is `transcribe_one`, faster-whisper's own loop). Clips longer
-    than 30 s go through `transcribe_one`.
+    Whisper runs packed: Whisper's encoder always reads a whole 30 s window, so a 2 s turn alone in one is 93%
+    silence. Short clips are laid end to end, `gap_seconds` of silence apart, into windows of at most `pack_seconds`
+    of audio; `batch_size` windows go through one encoder call and one beam search, and each window's transcript is
+    cut back into its clips by the times of its words (Whisper's cross-attention alignment, what faster-whisper's
+    `word_timestamps` uses): a word goes to the clip its middle falls in, or the nearest one. The neighbouring turns
+    also give Whisper context (bench/bench_asr.py measures speed and word error rate against one clip at a time).
+    A silent clip, a clip that gets no word and a clip longer than `pack_seconds` are decoded alone by
+    `transcribe_one` (faster-whisper's own loop, window by window); `pack_seconds=0` decodes every clip that way.
 
     Args:
         backend: "whisper" or "pocketsphinx".
         model: faster-whisper model folder or name (whisper only; default `whisper_model_path()`).
         language: language code for Whisper ("en"; the packaged model is English-only).
         beam_size: Whisper beam width (5 = Whisper's default; 1 is faster and a little worse).
-        batch_size: clips per Whisper call (1 = one clip at a time through faster-whisper's own loop).
-        window_seconds: Whisper's encoder window per batch (30 = Whisper's own, exact but ~3x slower on short turns).
+        pack_seconds: audio per 30 s Whisper window (0 = one clip per window, through faster-whisper's own loop).
+        gap_seconds: silence between packed clips.
+        batch_size: packed windows per Whisper call.
         cpu_threads: CPU threads for Whisper (0 = CTranslate2's default).
         device: "cpu" or "cuda" (whisper).
         compute_type: CTranslate2 compute type ("int8" on CPU).
     """
 
-    MAX_SECONDS = 30.0  # Whisper's window
+    WINDOW_SECONDS = 30.0  # Whisper's window
 
     def __init__(self, backend: str = "whisper", model: str | None = None, language: str = "en", beam_size: int = 5,
-                 batch_size: int = 8, window_seconds: float = 10.0, cpu_threads: int = 0, device: str = "cpu",
-                 compute_type: str = "int8"):
+                 pack_seconds: float = 28.0, gap_seconds: float = 0.3, batch_size: int = 4, cpu_threads: int = 0,
+                 device: str = "cpu", compute_type: str = "int8"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown ASR backend {backend!r}; choose one of {list(BACKENDS)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if not 0 < window_seconds <= self.MAX_SECONDS:
-            raise ValueError(f"window_seconds must be in (0, {self.MAX_SECONDS:g}], got {window_seconds}")
+        if not 0 <= pack_seconds <= self.WINDOW_SECONDS:
+            raise ValueError(f"pack_seconds must be in [0, {self.WINDOW_SECONDS:g}] (Whisper's window), got {pack_seconds}")
+        if gap_seconds < 0:
+            raise ValueError(f"gap_seconds must be >= 0, got {gap_seconds}")
         self.backend = backend
         self.language = language
         self.beam_size = beam_size
+        self.pack_seconds = pack_seconds
+        self.gap_seconds = gap_seconds
         self.batch_size = batch_size
-        self.window_seconds = window_seconds
         if backend == "whisper":
             try:
                 from faster_whisper import WhisperModel
@@ -89,10 +95,10 @@ class Transcriber:
                 ) from error
             self._whisper = WhisperModel(model or whisper_model_path(), device=device, compute_type=compute_type,
                                          cpu_threads=cpu_threads)
-            tokenizer = Tokenizer(self._whisper.hf_tokenizer, self._whisper.model.is_multilingual, task="transcribe",
-                                  language=language if self._whisper.model.is_multilingual else None)
-            self._tokenizer = tokenizer
-            self._prompt = self._whisper.get_prompt(tokenizer, [], without_timestamps=True)
+            self._tokenizer = Tokenizer(self._whisper.hf_tokenizer, self._whisper.model.is_multilingual,
+                                        task="transcribe",
+                                        language=language if self._whisper.model.is_multilingual else None)
+            self._prompt = self._whisper.get_prompt(self._tokenizer, [], without_timestamps=True)
         else:
             try:
                 from pocketsphinx import Decoder
@@ -112,7 +118,7 @@ class Transcriber:
         return waveform
 
     def transcribe_one(self, audio) -> str:
-        """Transcript of one utterance (1-D float array at 16 kHz, or a path), alone in Whisper's 30 s window."""
+        """Transcript of one utterance (1-D float array at 16 kHz, or a path), alone in Whisper's window(s)."""
         waveform = self._waveform(audio)
         if self.backend == "whisper":
             segments, _ = self._whisper.transcribe(
@@ -127,32 +133,67 @@ class Transcriber:
         hypothesis = self._decoder.hyp()
         return hypothesis.hypstr.strip() if hypothesis is not None else ""
 
-    def _whisper_batch(self, waveforms: list[np.ndarray]) -> list[str]:
-        """One encoder call and one beam search for several clips (each at most 30 s)."""
-        features = [self._whisper.feature_extractor(w)[..., :-1] for w in waveforms]
-        frames_per_second = self._whisper.frames_per_second
-        longest = max(f.shape[-1] for f in features)
-        frames = int(max(self.window_seconds * frames_per_second, 3 * longest))
-        frames = min(frames + frames % 2, int(self.MAX_SECONDS * frames_per_second))  # the encoder halves the frames
-        batch = np.zeros((len(features), features[0].shape[0], frames), dtype=np.float32)
+    def _windows(self, waveforms: list[np.ndarray], indices: list[int]) -> list[list[tuple[int, float, float]]]:
+        """Clips dealt into windows in order: (clip index, start, end) in seconds within its window."""
+        windows, current, end = [], [], 0.0
+        for i in indices:
+            seconds = len(waveforms[i]) / SAMPLING_RATE
+            start = end + self.gap_seconds if current else 0.0
+            if current and start + seconds > self.pack_seconds:
+                windows.append(current)
+                current, start = [], 0.0
+            current.append((i, start, start + seconds))
+            end = start + seconds
+        return windows + ([current] if current else [])
+
+    @staticmethod
+    def _speech(waveforms: list[np.ndarray]) -> list[int]:
+        """The clips that are not silent by the data check's rule (hcam.processing.datasets.check_audio_clips): a
+        silent clip has no words to mark where it is, so the word times would hand it its neighbour's first word."""
+        from hcam.processing.datasets import SILENCE_BELOW_MEDIAN_DB, SILENCE_PEAK
+
+        peaks = [float(np.abs(w).max(initial=0.0)) for w in waveforms]
+        rms = [float(np.sqrt(np.mean(np.square(w)))) if len(w) else 0.0 for w in waveforms]
+        floor = float(np.median(rms)) * 10 ** (-SILENCE_BELOW_MEDIAN_DB / 20) if rms else 0.0
+        return [i for i in range(len(waveforms)) if peaks[i] >= SILENCE_PEAK and rms[i] >= floor]
+
+    def _whisper_windows(self, waveforms: list[np.ndarray], windows) -> dict[int, str]:
+        """One encoder call, one beam search and one alignment for packed windows -> {clip index: transcript}."""
+        whisper, tokenizer = self._whisper, self._tokenizer
+        frames = int(self.WINDOW_SECONDS * whisper.frames_per_second)
+        gap = np.zeros(int(self.gap_seconds * SAMPLING_RATE), dtype=np.float32)
+        features = [whisper.feature_extractor(np.concatenate(
+            [part for k, (i, _, _) in enumerate(window) for part in ((gap,) if k else ()) + (waveforms[i],)]
+        ))[..., :-1] for window in windows]
+        batch = np.zeros((len(windows), features[0].shape[0], frames), dtype=np.float32)  # silence-padded windows
         for row, feature in enumerate(features):
-            batch[row, :, : feature.shape[-1]] = feature[:, :frames]
-        encoded = self._whisper.encode(batch)
-        results = self._whisper.model.generate(
-            encoded, [list(self._prompt) for _ in features], beam_size=self.beam_size, max_length=self._whisper.max_length,
+            batch[row, :, : min(frames, feature.shape[-1])] = feature[:, :frames]
+        encoded = whisper.encode(batch)
+        results = whisper.model.generate(
+            encoded, [list(self._prompt) for _ in windows], beam_size=self.beam_size, max_length=whisper.max_length,
             suppress_blank=True, suppress_tokens=[-1],
         )
-        return [self._tokenizer.decode(result.sequences_ids[0]).strip() for result in results]
+        tokens = [[t for t in result.sequences_ids[0] if t < tokenizer.eot] for result in results]
+        transcripts = {}
+        for window, words in zip(windows, whisper.find_alignment(tokenizer, tokens, encoded, frames)):
+            texts, clip = {i: [] for i, _, _ in window}, window[0][0]
+            for word in words:
+                if word["word"].strip() not in _CLOSING_PUNCTUATION:  # "." stays with the word it ends
+                    middle = (word["start"] + word["end"]) / 2
+                    clip = min(window, key=lambda c: max(c[1] - middle, middle - c[2], 0.0))[0]
+                texts[clip].append(word["word"])
+            transcripts.update({i: "".join(text).strip() for i, text in texts.items() if text})
+        return transcripts
 
     def __call__(self, audio, progress: bool = False) -> list[str]:
         items = list(audio)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from transformers.utils.logging import tqdm
 
             bar = tqdm(total=len(items), desc=f"ASR ({self.backend})", unit="turn")
         try:
-            if self.backend != "whisper" or self.batch_size == 1:
+            if self.backend != "whisper" or self.pack_seconds == 0:
                 transcripts = []
                 for item in items:
                     transcripts.append(self.transcribe_one(item))
@@ -160,20 +201,20 @@ class Transcriber:
                         bar.update(1)
                 return transcripts
             waveforms = [self._waveform(item) for item in items]
-            transcripts = [""] * len(items)
-            long = [i for i, w in enumerate(waveforms) if len(w) > self.MAX_SECONDS * SAMPLING_RATE]
-            for i in long:  # long-form audio: faster-whisper's own window-by-window loop
-                transcripts[i] = self.transcribe_one(waveforms[i])
-            short = sorted(set(range(len(items))) - set(long), key=lambda i: len(waveforms[i]))
-            for start in range(0, len(short), self.batch_size):
-                part = short[start : start + self.batch_size]
-                for i, text in zip(part, self._whisper_batch([waveforms[i] for i in part])):
-                    transcripts[i] = text
+            short = [i for i in self._speech(waveforms) if len(waveforms[i]) <= self.pack_seconds * SAMPLING_RATE]
+            windows = self._windows(waveforms, short)
+            transcripts = {}
+            for start in range(0, len(windows), self.batch_size):
+                part = windows[start : start + self.batch_size]
+                transcripts.update(self._whisper_windows(waveforms, part))
                 if bar is not None:
-                    bar.update(len(part))
-            if bar is not None and long:
-                bar.update(len(long))
-            return transcripts
+                    bar.update(sum(len(window) for window in part))
+            alone = [i for i in range(len(items)) if i not in transcripts]  # long clips, and clips that got no word
+            for i in alone:
+                transcripts[i] = self.transcribe_one(waveforms[i])
+                if bar is not None and i not in short:
+                    bar.update(1)
+            return [transcripts[i] for i in range(len(items))]
         finally:
             if bar is not None:
                 bar.close()

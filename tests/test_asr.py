@@ -122,27 +122,32 @@ def test_predict_with_asr_transcripts(tmp_path):
 
 @needs_demo
 @needs_whisper
-def test_batched_whisper_matches_one_clip_at_a_time():
-    """Batching alone (several clips per encoder call and beam search, Whisper's 30 s window) changes no transcript;
-    the default shorter window keeps the word error rate; a clip over 30 s goes through faster-whisper's own loop."""
+def test_packed_whisper_keeps_the_word_error_rate():
+    """The default packs several clips into each Whisper window and cuts the transcript back by word times: every
+    clip gets its own words (none swapped or merged: each transcript is closest to its own reference), the word error
+    rate is no worse than one clip at a time, a clip over the packing limit goes through faster-whisper's own loop,
+    and a silent clip among speech gets an empty transcript."""
     from hcam.modeling_hcam.feature_extraction_hcam import load_audio
 
-    rows = demo_rows(10)
+    rows = demo_rows(12)
     clips = [load_audio(DEMO / r["audio"]) for r in rows]
     references = [r["text"] for r in rows]
-    one_at_a_time = Transcriber("whisper", batch_size=1)(clips)
-    batched = Transcriber("whisper", batch_size=4, window_seconds=30)
-    assert batched(clips) == one_at_a_time
-    default = Transcriber("whisper")
-    assert default.batch_size > 1 and default.window_seconds < 30
-    short_window = default(clips)
-    assert word_error_rate(references, short_window) <= word_error_rate(references, one_at_a_time) + 0.1
+    one_at_a_time = Transcriber("whisper", pack_seconds=0)(clips)
+    packed = Transcriber("whisper", batch_size=2)
+    transcripts = packed(clips)
+    assert len(packed._windows(clips, list(range(len(clips))))) < len(clips) / 3  # really packed
+    assert word_error_rate(references, transcripts) <= word_error_rate(references, one_at_a_time) + 0.01
+    for i, transcript in enumerate(transcripts):  # the words landed on their own clip
+        errors = [word_error_rate([reference], [transcript]) for reference in references]
+        assert errors[i] == min(errors), (i, transcript, references[i])
     long = np.concatenate(clips * 3)  # about 40 s
     assert len(long) > 30 * 16000
-    transcripts = default([clips[0], long])
-    assert transcripts[0] == short_window[0] and len(normalize_transcript(transcripts[1])) > 20
-    with pytest.raises(ValueError, match="window_seconds"):
-        Transcriber("whisper", window_seconds=45)
+    silence = np.zeros(16000, dtype=np.float32)
+    mixed = packed([clips[0], silence, long, clips[1]])
+    assert normalize_transcript(mixed[0]) == normalize_transcript(transcripts[0])
+    assert mixed[1] == "" and len(normalize_transcript(mixed[2])) > 20
+    with pytest.raises(ValueError, match="pack_seconds"):
+        Transcriber("whisper", pack_seconds=45)
 
 
 def test_demo_asr_evaluation_honours_disable_tqdm(monkeypatch, tmp_path):
