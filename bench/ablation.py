@@ -22,7 +22,7 @@ as a user runs it. Variants (rows):
 
 Variants that do not change stage I reuse full's stage-I folders; stage I is trained once per seed, or once with
 `--stage1_seed N` for every seed (cheaper: then only stages II-III vary over seeds; the table says which). Stages II
-and III cross-fit their training embeddings by default (3 extra stage-I trainings per stage-I model, cached in
+and III cross-fit their training embeddings by default (2 extra stage-I trainings on half of train per stage-I model, cached in
 <output_dir>/.embedding_cache). A text-only corpus (`--modalities text`, e.g. MELD text) has the text rows only:
 full = stage I text → stage II text; no fusion, no concat-fusion, no joint.
 

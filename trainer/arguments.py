@@ -113,7 +113,7 @@ class HCAMTrainingArguments(TrainingArguments):
     )
     cross_fit_folds: int = field(
         default=0,
-        metadata={"help": "Stages 2-3 (default there: 3): train on out-of-fold stage-1 embeddings of the train split "
+        metadata={"help": "Stages 2-3 (default there: 2): train on out-of-fold stage-1 embeddings of the train split "
                   "(k >= 2: k stage-1 models, each trained with the stage-1 folder's recipe on the other folds, embed "
                   "the dialogues they did not see, mapped into the shipped model's coordinates). Cost: k extra stage-1 "
                   "trainings on (k-1)/k of train, once per stage-1 model (cached; stage 3 reuses stage 2's). 0 = the "
