@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from hcam.trainer.stages import CONTEXT_AND_FUSION_DEFAULTS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_STAGE = os.path.join(REPO, "trainer", "run_stage.py")
 LABELS = ["angry", "happy", "sad"]
@@ -122,7 +124,8 @@ def test_stage3_reuses_the_stage2_embedding_cache(trained):
     assert files["stage1-text"] == []
     # per modality: train (the shipped stage-I model's, and the cross-fitted one stages II/III train on), validation, test
     assert len(files["stage2-audio"]) == 4 and len(files["stage2-text"]) == 8
-    assert len([f for f in files["stage3"] if "-oof3-" in f]) == 2
+    folds = CONTEXT_AND_FUSION_DEFAULTS["cross_fit_folds"]  # the default stages II/III train with
+    assert len([f for f in files["stage3"] if f"-oof{folds}-" in f]) == 2
     assert files["stage3"] == files["stage2-text"]  # stage 3 computed nothing new
     assert all(f.endswith(".safetensors") for f in files["stage3"])
 
