@@ -152,12 +152,14 @@ class Transcriber:
     def _speech(waveforms: list[np.ndarray]) -> list[int]:
         """The clips that are not silent by the data check's rule (hcam.processing.datasets.check_audio_clips): a
         silent clip has no words to mark where it is, so the word times would hand it its neighbour's first word."""
-        from hcam.processing.datasets import SILENCE_BELOW_MEDIAN_DB, SILENCE_PEAK
+        from hcam.processing.datasets import SILENCE_PEAK, clip_levels, near_silence_floor
 
-        peaks = [float(np.abs(w).max(initial=0.0)) for w in waveforms]
-        rms = [float(np.sqrt(np.mean(np.square(w)))) if len(w) else 0.0 for w in waveforms]
-        floor = float(np.median(rms)) * 10 ** (-SILENCE_BELOW_MEDIAN_DB / 20) if rms else 0.0
-        return [i for i in range(len(waveforms)) if peaks[i] >= SILENCE_PEAK and rms[i] >= floor]
+        levels = {i: clip_levels(w) for i, w in enumerate(waveforms)}
+        loud = {i: rms for i, (peak, rms) in levels.items() if peak >= SILENCE_PEAK}
+        if not loud:
+            return []
+        _, floor = near_silence_floor(list(loud.values()))
+        return [i for i, rms in loud.items() if rms >= floor]
 
     def _whisper_windows(self, waveforms: list[np.ndarray], windows) -> dict[int, str]:
         """One encoder call, one beam search and one alignment for packed windows -> {clip index: transcript}."""

@@ -160,9 +160,27 @@ def check_unseen_labels(dataset, labels, report: DataReport, fixed: bool) -> Non
             report.note(f"label {label!r} is in {split} ({len(where)} rows) but not in this training split")
 
 
+def clip_levels(waveform) -> tuple[float, float]:
+    """(peak, RMS) of a decoded clip; (0, 0) when it is empty."""
+    import numpy as np
+
+    waveform = np.asarray(waveform, dtype=np.float64)
+    if waveform.size == 0:
+        return 0.0, 0.0
+    return float(np.abs(waveform).max()), float(np.sqrt(np.mean(waveform ** 2)))
+
+
+def near_silence_floor(levels) -> tuple[float, float]:
+    """(median, floor) of the RMS levels of the clips that pass SILENCE_PEAK: a clip whose RMS is under the floor
+    (SILENCE_BELOW_MEDIAN_DB below the median) is near-silent."""
+    import numpy as np
+
+    median = float(np.median(levels))
+    return median, median * 10 ** (-SILENCE_BELOW_MEDIAN_DB / 20)
+
+
 def _measure(path, sampling_rate):
     """(file sampling rate or 0 when not a libsndfile format, peak, RMS) of one clip, decoded at `sampling_rate`."""
-    import numpy as np
     import soundfile as sf
 
     from hcam.modeling_hcam.feature_extraction_hcam import load_audio
@@ -171,10 +189,7 @@ def _measure(path, sampling_rate):
         rate = sf.info(path).samplerate
     except Exception:
         rate = 0  # not a libsndfile format (mp4 ...): load_audio decodes it with ffmpeg
-    waveform = np.asarray(load_audio(path, sampling_rate=sampling_rate), dtype=np.float64)
-    if waveform.size == 0:
-        return rate, 0.0, 0.0
-    return rate, float(np.abs(waveform).max()), float(np.sqrt(np.mean(waveform ** 2)))
+    return (rate, *clip_levels(load_audio(path, sampling_rate=sampling_rate)))
 
 
 class _LevelCache:
@@ -225,7 +240,6 @@ def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, pro
 
     Silent = peak below SILENCE_PEAK, or RMS more than SILENCE_BELOW_MEDIAN_DB under the corpus's median clip.
     Also notes the sampling rates found. Returns the DatasetDict without the skipped rows."""
-    import numpy as np
     from datasets import DatasetDict
     from tqdm.auto import tqdm
 
@@ -252,8 +266,7 @@ def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, pro
             levels[(split, index)] = (item, path, rms)
     known.save()
     if levels:
-        median = float(np.median([level for _, _, level in levels.values()]))
-        floor = median * 10 ** (-SILENCE_BELOW_MEDIAN_DB / 20)
+        median, floor = near_silence_floor([level for _, _, level in levels.values()])
         for (split, _), (item, path, level) in levels.items():
             if level < floor:
                 db = 20 * math.log10(max(level, 1e-12) / median)
