@@ -165,9 +165,9 @@ def fit_alignment(source, target, penalties=(1e-3, 1e-2, 1e-1, 1.0), seed=0):
         residual = (x[rows] @ weight - y[rows]).pow(2).sum()
         return float(1 - residual / (y[rows] - y[rows].mean(0)).pow(2).sum())
 
-    best = max(penalties, key=lambda penalty: r2(solve(fit, penalty), held))
-    weight = solve(fit, best)
-    return solve(torch.arange(len(x)), best).float(), r2(weight, held)
+    scores = {penalty: r2(solve(fit, penalty), held) for penalty in penalties}
+    best = max(scores, key=scores.get)
+    return solve(torch.arange(len(x)), best).float(), scores[best]
 
 
 def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, training_args, device="cpu", batch_size=32):
