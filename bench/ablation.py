@@ -41,6 +41,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stacking_experiment import HEADS, RECIPE, mean_std, results, stage  # noqa: E402
 
+from hcam.trainer.hub import read_json  # noqa: E402  (the JSON file in a folder, or None)
+
 # name -> (stage-I setting, flags of stage 2, flags of stage 3, reuses full's stage-2 folders)
 VARIANTS = {
     "full": ("full", [], [], False),
@@ -56,16 +58,9 @@ JOINT_FLAGS = ["--learning_rate", "1e-3", "--per_device_train_batch_size", "2", 
                "--early_stopping_patience", "0", "--warmup_steps", "0.06"]
 
 
-def read_json(path, default=None):
-    if not os.path.exists(path):
-        return default
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def recipe_stage1(recipe, modality):
     """The recipe's stage-I section of `modality` (epochs and rates the joint run reuses)."""
-    return (read_json(recipe, {}).get("stages") or {}).get(f"stage1-{modality}", {})
+    return ((read_json(*os.path.split(recipe)) or {}).get("stages") or {}).get(f"stage1-{modality}", {})
 
 
 def joint_flags(recipe):
@@ -88,7 +83,7 @@ class Runner:
         self.log = os.path.join(self.out, "runs.log")
         self.dataset_flags = ["--dataset_name", args.dataset_name] + (["--data_dir", args.data_dir] if args.data_dir else [])
         self.cache = ["--cache_dir", os.path.join(self.out, ".embedding_cache")]
-        self.wall_seconds = read_json(os.path.join(self.out, "ablation.json"), {}).get("wall_seconds", {})
+        self.wall_seconds = (read_json(self.out, "ablation.json") or {}).get("wall_seconds", {})
 
     def run(self, folder, name, flags, extra, recipe=True):
         """stacking_experiment.stage with this corpus and recipe (`recipe=False`: none); wall seconds recorded."""
@@ -133,7 +128,7 @@ def own_stage_folders(out, name, seed, modalities):
 
 def train_seconds(folders):
     """The Trainer's train_runtime summed over finished stage folders (None if one is missing)."""
-    values = [read_json(os.path.join(f, "all_results.json"), {}).get("train_runtime") for f in folders]
+    values = [(read_json(f, "all_results.json") or {}).get("train_runtime") for f in folders]
     return sum(values) if values and None not in values else None
 
 
@@ -243,7 +238,7 @@ def main(argv=None):
                "modalities": args.modalities, "final_head": final_head, "table": table,
                "runs": {k: v["runs"] for k, v in rows.items() if not k.startswith("full,")},
                "stage1_train_seconds": shared,  # side-by-side invocations: keep the others' wall times too
-               "wall_seconds": {**read_json(os.path.join(args.output_dir, "ablation.json"), {}).get("wall_seconds", {}),
+               "wall_seconds": {**(read_json(args.output_dir, "ablation.json") or {}).get("wall_seconds", {}),
                                 **runner.wall_seconds}}
     with open(os.path.join(args.output_dir, "ablation.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
