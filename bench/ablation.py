@@ -17,14 +17,16 @@ as a user runs it. Variants (rows):
 - joint: no hierarchy, every stage trained at once end to end (`--stage 3 --joint_training`, hcam.trainer.joint)
   for the same epoch budget: as many epochs as stage I gives its encoders in the recipe (the larger of the stage-I
   audio and text `num_train_epochs`), the stage-I learning rates (encoder rates per modality, head rate 1e-3), a
-  batch of 2 dialogues (~16 turns, stage-I audio's batch), checkpoint chosen on validation like stage III's;
+  batch of 2 dialogues (~16 turns on the demo: stage-I audio's batch; ~19 on MELD), checkpoint chosen on validation like
+  stage III's (text-only: like stage II's);
 - head rows: each head of full's final model alone (utterance, context, fusion) against its ensemble.
 
 Variants that do not change stage I reuse full's stage-I folders; stage I is trained once per seed, or once with
 `--stage1_seed N` for every seed (cheaper: then only stages II-III vary over seeds; the table says which). Stages II
 and III cross-fit their training embeddings by default (2 extra stage-I trainings on half of train per stage-I model, cached in
 <output_dir>/.embedding_cache). A text-only corpus (`--modalities text`, e.g. MELD text) has the text rows only:
-full = stage I text → stage II text; no fusion, no concat-fusion, no joint.
+full = stage I text → stage II text; no fusion, no concat-fusion; joint = stages I-II text at once, end to end
+(`--stage 2 --modality text --joint_training`), for the stage-I text epochs.
 
 Columns: validation and test weighted F1 of the variant's final prediction, the ensemble of every head and the last
 stage's head (fusion, or text context for text-only), mean ± std over seeds; and the Trainer's training seconds of
@@ -52,7 +54,7 @@ VARIANTS = {
     "no-supcon": ("nosupcon", [], [], False),
     "joint": (None, [], [], False),
 }
-BIMODAL_ONLY = ("concat-fusion", "joint")
+BIMODAL_ONLY = ("concat-fusion",)
 STAGE1_FLAGS = {"full": [], "nosupcon": ["--supcon_weight", "0"]}
 JOINT_FLAGS = ["--learning_rate", "1e-3", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4",
                "--early_stopping_patience", "0", "--warmup_steps", "0.06"]
@@ -63,16 +65,25 @@ def recipe_stage1(recipe, modality):
     return ((read_json(*os.path.split(recipe)) or {}).get("stages") or {}).get(f"stage1-{modality}", {})
 
 
-def joint_flags(recipe):
-    """The joint run's flags: the stage-I epoch budget and encoder rates of the recipe (run_stage's stage-I defaults
-    where the recipe has none)."""
+def recipe_common(recipe):
+    """The recipe's settings for every stage (the joint run keeps its text truncation)."""
+    return (read_json(*os.path.split(recipe)) or {}).get("common") or {}
+
+
+def joint_flags(recipe, modalities=("audio", "text")):
+    """The joint run's flags: the stage-I epoch budget and encoder rates of the recipe for `modalities` (run_stage's
+    stage-I defaults where the recipe has none)."""
     from hcam.trainer.stages import STAGE1_DEFAULTS
 
-    settings = {m: {**STAGE1_DEFAULTS[m], **recipe_stage1(recipe, m)} for m in ("audio", "text")}
+    settings = {m: {**STAGE1_DEFAULTS[m], **recipe_stage1(recipe, m)} for m in modalities}
     epochs = max(settings[m]["num_train_epochs"] for m in settings)
+    rates = {"text": "--encoder_learning_rate", "audio": "--audio_encoder_learning_rate"}
+    if modalities == ["audio"]:
+        rates["audio"] = "--encoder_learning_rate"
+    tokens = recipe_common(recipe).get("max_text_tokens")
     return ["--joint_training", "--num_train_epochs", str(epochs), *JOINT_FLAGS,
-            "--encoder_learning_rate", str(settings["text"]["encoder_learning_rate"]),
-            "--audio_encoder_learning_rate", str(settings["audio"]["encoder_learning_rate"])]
+            *[x for m in modalities for x in (rates[m], str(settings[m]["encoder_learning_rate"]))],
+            *(["--max_text_tokens", str(tokens)] if tokens and "text" in modalities else [])]
 
 
 class Runner:
@@ -105,8 +116,11 @@ class Runner:
         setting, flags2, flags3, reuse = VARIANTS[name]
         out = os.path.join(self.out, name, f"seed{seed}")
         extra = [*self.cache, "--seed", str(seed)]
-        if name == "joint":
-            return self.run(out, "stage3", ["--stage", "3"], [*joint_flags(self.args.recipe), "--seed", str(seed)],
+        if name == "joint":  # one modality: its stages I-II at once (--stage 2 --modality M --joint_training)
+            modalities = self.args.modalities
+            tag, stage_flags = (("stage3", ["--stage", "3"]) if len(modalities) == 2 else
+                                (f"stage2-{modalities[0]}", ["--stage", "2", "--modality", modalities[0]]))
+            return self.run(out, tag, stage_flags, [*joint_flags(self.args.recipe, modalities), "--seed", str(seed)],
                             recipe=False)[0]
         stage1 = self.stage1(setting, seed)
         stage2_root = os.path.join(self.out, "full", f"seed{seed}") if reuse else out
@@ -121,8 +135,9 @@ class Runner:
 def own_stage_folders(out, name, seed, modalities):
     """The stage folders `name` trains itself for `seed` (not the shared stage I, not full's reused stage II)."""
     root = os.path.join(out, name, f"seed{seed}")
-    tags = ["stage3"] if name in ("joint", "concat-fusion") else [f"stage2-{m}" for m in modalities] + (
-        ["stage3"] if len(modalities) == 2 else [])
+    if name in ("joint", "concat-fusion"):
+        return [final_folder(out, name, seed, modalities)]
+    tags = [f"stage2-{m}" for m in modalities] + (["stage3"] if len(modalities) == 2 else [])
     return [os.path.join(root, tag) for tag in tags]
 
 

@@ -144,6 +144,32 @@ def test_joint_training_trains_every_stage_end_to_end(corpus):
         main([*argv[:argv.index("--joint_training")], "--init_from", "a", "b", *argv[argv.index("--joint_training"):]])
 
 
+def test_joint_training_of_one_modality_is_a_stage2_model_trained_end_to_end(corpus):
+    """A text-only corpus's non-hierarchical row: `--stage 2 --modality text --joint_training` (no audio read)."""
+    from hcam.trainer.run_stage import main
+
+    out = f"{corpus['out']}/joint-text"
+    argv = stage_argv(corpus["out"], "stage1-text", corpus["corpus"], corpus["encoder"], epochs=1,
+                      extra=["--output_dir", out])
+    argv[argv.index("--stage") + 1] = "2"
+    marker = main([*argv, "--joint_training"])
+    assert marker["stage"] == 2 and marker["init_from"] == []
+    config = read(out, "config.json")
+    assert config["joint_training"] is True and config["modalities"] == ["text"] and config["stage"] == 2
+    results = read(out, "all_results.json")
+    assert {"eval_text_utterance_weighted_f1", "eval_text_context_weighted_f1",
+            "test_ensemble_weighted_f1"} <= set(results) and not [k for k in results if "audio" in k]
+    model = HCAMForEmotionRecognition.from_pretrained(out)
+    from safetensors.torch import load_file
+
+    start = load_file(os.path.join(corpus["encoder"], "model.safetensors"))
+    trained = model.utterance_encoders["text"].encoder.state_dict()
+    assert [k for k, v in start.items() if k in trained and not torch.allclose(v, trained[k])], "encoder did not train"
+    with pytest.raises(SystemExit, match="--joint_training"):
+        main([*stage_argv(corpus["out"], "stage1-text", corpus["corpus"], corpus["encoder"], epochs=1,
+                          extra=["--output_dir", f"{out}-1"]), "--joint_training"])
+
+
 # ----- bench/ablation.py ------------------------------------------------------------------------------------------
 def ablation_module():
     import importlib
@@ -192,3 +218,9 @@ def test_ablation_table_is_mean_and_std_over_the_finished_seeds(tmp_path, capsys
     assert json.load(open(tmp_path / "ablation.json"))["table"]["joint"]["n"] == 2
     text_only = ablation.main(["--output_dir", str(tmp_path), "--seeds", "1", "--modalities", "text", "--report_only"])
     assert text_only["final_head"] == "text_context" and "joint" not in text_only["table"]
+    fake_run(str(tmp_path / "joint" / "seed1" / "stage2-text"), {head: 0.3 for head in HEADS})  # text-only joint
+    text_only = ablation.main(["--output_dir", str(tmp_path), "--seeds", "1", "--modalities", "text", "--report_only"])
+    assert text_only["table"]["joint"]["validation_text_context"] == pytest.approx((0.3, 0.0))
+    assert "concat-fusion" not in text_only["table"]
+    flags = ablation.joint_flags(ablation.RECIPE, ["text"])  # text alone: stage I text's 3 epochs, not audio's 4
+    assert flags[flags.index("--num_train_epochs") + 1] == "3" and "--audio_encoder_learning_rate" not in flags

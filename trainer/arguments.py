@@ -100,7 +100,8 @@ class HCAMTrainingArguments(TrainingArguments):
         metadata={"help": "Stage 3 without the hierarchy (an ablation): one model of every stage built from the "
                   "encoders, trained end to end on raw dialogues (no --init_from, no freezing, no embedding cache); "
                   "the loss is every head's classification loss plus the contrastive loss on the utterance "
-                  "embeddings. Evaluated like stage 3 (every head and the ensemble)."},
+                  "embeddings. Evaluated like stage 3 (every head and the ensemble). With --stage 2 --modality M: "
+                  "the same for one modality's stages I and II (a text-only corpus)."},
     )
     supcon_weight: float | None = field(default=None, metadata={"help": "Stage 1: weight of the supervised contrastive loss."})
     supcon_temperature: float | None = field(default=None, metadata={"help": "Stage 1: SupCon temperature (default 0.07)."})
@@ -205,9 +206,9 @@ def check_args(model_args, data_args, training_args):
     stage = _stage_of(training_args.stage, training_args.modality)
     init_from = training_args.init_from or []
     if training_args.joint_training:
-        if stage.number != 3 or init_from:
-            raise SystemExit("--joint_training builds every stage from the encoders: use it with --stage 3 and no "
-                             "--init_from.")
+        if stage.number == 1 or init_from:
+            raise SystemExit("--joint_training builds every stage from the encoders: use it with --stage 3 (or "
+                             "--stage 2 --modality M for one modality) and no --init_from.")
         return check_corpus_args(data_args)
     if stage.number == 1 and init_from:
         raise SystemExit("Stage 1 starts from the encoders (--audio_encoder/--text_encoder), not from --init_from.")

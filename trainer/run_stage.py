@@ -9,7 +9,8 @@
 
     python trainer/run_stage.py --stage 3 --joint_training --dataset_name demo --output_dir outputs/demo/joint
 
-(the last: every stage at once, end to end from the encoders, without the hierarchy: an ablation, hcam.trainer.joint)
+(the last: every stage at once, end to end from the encoders, without the hierarchy: an ablation, hcam.trainer.joint;
+`--stage 2 --modality text --joint_training` does the same for one modality's stages I and II)
 
 Every TrainingArguments flag works; with none, each stage uses its own defaults (trainer/arguments.py).
 `--recipe trainer/recipes/<name>.json` reads a recipe, and flags override it.
@@ -27,6 +28,7 @@ too. The Trainer itself never pushes. If the push fails, the stage stays finishe
 the push only.
 """
 
+import copy
 import json
 import logging
 import os
@@ -169,11 +171,19 @@ def build_stage1(model_args, training_args, label_names, modality=None):
 
 
 def build_joint(model_args, training_args, label_names):
-    """--joint_training (hcam.trainer.joint): a stage-3 model whose utterance encoders are built as stage 1 builds
-    them, the rest new, nothing frozen."""
+    """--joint_training (hcam.trainer.joint): a stage-3 model (or, `--stage 2 --modality M`, a stage-2 model of one
+    modality) whose utterance encoders are built as stage 1 builds them, the rest new, nothing frozen."""
+    overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k in LATER_STAGE_SETTINGS}
+    if training_args.stage == 2:
+        stage1, processor = build_stage1(model_args, training_args, label_names)
+        config = copy.deepcopy(stage1.config)
+        for key, value in {"stage": 2, "joint_training": True, **overrides}.items():
+            setattr(config, key, value)
+        model = HCAMForEmotionRecognition(config)
+        model.utterance_encoders.load_state_dict(stage1.utterance_encoders.state_dict())
+        return model, processor
     (audio, audio_processor), (text, text_processor) = (
         build_stage1(model_args, training_args, label_names, modality=m) for m in ("audio", "text"))
-    overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k in LATER_STAGE_SETTINGS}
     model = HCAMForEmotionRecognition.from_unimodal(audio, text, joint_training=True, **overrides)
     return model, combined_processor(audio_processor, text_processor)
 
@@ -360,7 +370,7 @@ def stage_datasets(stage, model, processor, dataset, training_args, data_args):
     """(splits, collator): utterance rows for stage 1, dialogues of cached stage-1 embeddings for stages 2-3, raw
     dialogues for --joint_training."""
     if training_args.joint_training:
-        return joint_datasets(dataset, model.config.label2id, processor)
+        return joint_datasets(dataset, model.config.label2id, processor, model.config.modalities)
     if stage.number == 1:  # a frozen encoder (--freeze_*_encoder): epochs read its cached hidden states instead
         return frozen_encoder_datasets(model, processor, dataset, training_args) or (
             with_lengths(dataset, stage.modality), UtteranceCollator(processor, stage.modality, model.config.label2id))
