@@ -238,6 +238,30 @@ def test_real_meld_csvs_text_only():
     assert report.ok and "test" not in dd
 
 
+def test_meld_holdout_makes_an_unseen_test_split_of_train(tmp_path):
+    """bench/meld_holdout.py: a share of MELD's training dialogues becomes test, disjoint from train, dev kept."""
+    import sys
+
+    from fake_corpora import MELD_HEADER
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from meld_holdout import hold_out
+
+    source = tmp_path / "meld"
+    source.mkdir()
+    for name, dialogues in (("train", 20), ("dev", 3)):
+        write_csv(source / f"{name}_sent_emo.csv", MELD_HEADER, [
+            [d * 2 + u + 1, f"Line {d} {u}.", "Ross", "joy" if u else "neutral", "positive", d, u, 1, 1,
+             "00:00:01,000", "00:00:02,000"] for d in range(dialogues) for u in range(2)])
+    assert hold_out(source, tmp_path / "held", fraction=0.25) == (15, 5)
+    assert hold_out(source, tmp_path / "again", fraction=0.25) == (15, 5)
+    assert (tmp_path / "held" / "test_sent_emo.csv").read_text() == (tmp_path / "again" / "test_sent_emo.csv").read_text()
+    dd, report = load_hcam_dataset("meld", data_dir=tmp_path / "held", audio=False)
+    train, test = ({d.split("_dia")[1] for d in dd[split]["dialogue_id"]} for split in ("train", "test"))
+    assert len(train) == 15 and len(test) == 5 and not train & test and len(dd["validation"]) == 6
+    assert len(dd["test"]) == 10 and report.ok
+
+
 # ------------------------------------------------------------------------------------------ IEMOCAP
 def make_iemocap(root: Path, sessions=(1, 2, 5)):
     for s in sessions:
