@@ -3,9 +3,13 @@
 
     python bench/stacking_experiment.py --output_dir runs/stacking            # demo corpus, every candidate, 3 seeds
     python bench/stacking_experiment.py --candidates baseline oof3 --seeds 42 7 1234
+    python bench/stacking_experiment.py --dataset_name meld --data_dir runs/meld-holdout --modalities text \
+        --recipe trainer/recipes/meld_text_cpu.json --candidates baseline noise0.5 oof2+noise0.5 --output_dir runs/stacking-meld
 
-Stage I (audio and text) is trained once per stage-I setting with the demo recipe (seed 42); each candidate then
-trains stage 2 audio, stage 2 text and stage 3 with `trainer/run_stage.py` (as a user runs them) for every seed.
+Stage I (audio and text) is trained once per stage-I setting with the recipe (`--recipe`, default the demo's; its
+seed, 42); each candidate then trains stage 2 audio, stage 2 text and stage 3 with `trainer/run_stage.py` (as a user
+runs them) for every seed. A text-only corpus (`--modalities text`, MELD text): stage I text, then stage II text,
+whose heads (text context, ensemble) make the choice.
 All candidates share one embedding cache, so the cross-fitted (out-of-fold) stage-I embeddings are built once.
 Several invocations may run side by side on different candidates; each prints the table of every finished run.
 The choice is made on validation only: the candidate with the best mean, over seeds, of the validation weighted F1
@@ -91,11 +95,18 @@ def main(argv=None):
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 1234])
     parser.add_argument("--dataset_name", default="demo")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--recipe", default=RECIPE, help="the recipe of every stage (default: the demo's)")
+    parser.add_argument("--modalities", nargs="+", default=["audio", "text"], choices=["audio", "text"],
+                        help="text alone for a text-only corpus (MELD text): stage II text is the last stage")
     parser.add_argument("--report_only", action="store_true", help="train nothing: the table of the finished runs")
     args = parser.parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     log = os.path.join(args.output_dir, "runs.log")
-    dataset_flags = ["--dataset_name", args.dataset_name]
+    dataset_flags = ["--dataset_name", args.dataset_name] + (["--data_dir", args.data_dir] if args.data_dir else [])
+    bimodal = len(args.modalities) == 2
+    heads = [h for h in HEADS if h == "ensemble" or (h == "fusion" and bimodal) or h.split("_")[0] in args.modalities]
+    choice_heads = [h for h in CHOICE_HEADS if h in heads]
     cache = ["--cache_dir", os.path.join(args.output_dir, ".embedding_cache")]
     summary_path = os.path.join(args.output_dir, "stacking.json")
     summary = {"seeds": args.seeds, "runs": {}, "seconds": {}}
@@ -106,10 +117,10 @@ def main(argv=None):
     for candidate in [] if args.report_only else args.candidates:
         flags, setting = CANDIDATES[candidate]
         stage1 = {}
-        for modality in ("audio", "text"):
+        for modality in args.modalities:
             folder, seconds = stage(os.path.join(args.output_dir, f"stage1-{setting}"), f"stage1-{modality}",
                                     ["--stage", "1", "--modality", modality], STAGE1_SETTINGS[setting].get(modality, []),
-                                    log, dataset_flags)
+                                    log, dataset_flags, recipe=args.recipe)
             stage1[modality] = folder
             if seconds:
                 summary["seconds"][f"stage1-{setting}-{modality}"] = round(seconds, 1)
@@ -118,38 +129,45 @@ def main(argv=None):
             out = os.path.join(args.output_dir, candidate, f"seed{seed}")
             extra = [*flags, *cache, "--seed", str(seed)]
             timing = {}
-            a2, timing["stage2-audio"] = stage(out, "stage2-audio", ["--stage", "2", "--modality", "audio", "--init_from", stage1["audio"]], extra, log, dataset_flags)
-            t2, timing["stage2-text"] = stage(out, "stage2-text", ["--stage", "2", "--modality", "text", "--init_from", stage1["text"]], extra, log, dataset_flags)
-            s3, timing["stage3"] = stage(out, "stage3", ["--stage", "3", "--init_from", a2, t2], extra, log, dataset_flags)
+            stage2 = {}
+            for m in args.modalities:
+                stage2[m], timing[f"stage2-{m}"] = stage(
+                    out, f"stage2-{m}", ["--stage", "2", "--modality", m, "--init_from", stage1[m]], extra, log,
+                    dataset_flags, recipe=args.recipe)
+            last = stage2[args.modalities[0]]
+            if bimodal:
+                last, timing["stage3"] = stage(out, "stage3", ["--stage", "3", "--init_from", stage2["audio"],
+                                                               stage2["text"]], extra, log, dataset_flags, recipe=args.recipe)
             if any(timing.values()):
                 summary["seconds"][f"{candidate}-seed{seed}"] = {k: round(v, 1) for k, v in timing.items()}
-            r = results(s3)
+            r = results(last)
             print(f"{candidate:14s} seed {seed:5d}  " + "  ".join(
-                f"{h} {r['validation'][h]:.3f}/{r['test'][h]:.3f}" for h in HEADS) + f"  ({sum(timing.values()):.0f} s)",
+                f"{h} {r['validation'][h]:.3f}/{r['test'][h]:.3f}" for h in heads) + f"  ({sum(timing.values()):.0f} s)",
                 flush=True)
 
     # every finished run under output_dir (several invocations may run side by side, each on other candidates)
     for candidate in CANDIDATES:
         for seed in args.seeds:
-            folder = os.path.join(args.output_dir, candidate, f"seed{seed}", "stage3")
+            folder = os.path.join(args.output_dir, candidate, f"seed{seed}",
+                                  "stage3" if bimodal else f"stage2-{args.modalities[0]}")
             if os.path.exists(os.path.join(folder, "hcam_stage.json")):
                 summary["runs"].setdefault(candidate, {})[str(seed)] = results(folder)
     table = {}
     for candidate, by_seed in summary["runs"].items():
         runs = [by_seed[str(s)] for s in args.seeds if str(s) in by_seed]
-        table[candidate] = {split: {h: mean_std([r[split][h] for r in runs]) for h in HEADS} for split in ("validation", "test")}
+        table[candidate] = {split: {h: mean_std([r[split][h] for r in runs]) for h in heads} for split in ("validation", "test")}
         table[candidate]["n"] = len(runs)
-        table[candidate]["choice_score"] = statistics.mean(table[candidate]["validation"][h][0] for h in CHOICE_HEADS)
+        table[candidate]["choice_score"] = statistics.mean(table[candidate]["validation"][h][0] for h in choice_heads)
     for split in ("validation", "test"):
         print(f"\n{args.dataset_name} corpus, {split} weighted F1, mean ± std over seeds {args.seeds}")
-        print(f"{'candidate':16s} {'n':>2s} " + " ".join(f"{h:>16s}" for h in HEADS))
+        print(f"{'candidate':16s} {'n':>2s} " + " ".join(f"{h:>16s}" for h in heads))
         for candidate, row in table.items():
             print(f"{candidate:16s} {row['n']:2d} " + " ".join(
-                f"{row[split][h][0]:.3f} ± {row[split][h][1]:.3f}".rjust(16) for h in HEADS))
+                f"{row[split][h][0]:.3f} ± {row[split][h][1]:.3f}".rjust(16) for h in heads))
     chosen = max(table, key=lambda c: table[c]["choice_score"])
-    print(f"\nchosen on validation (mean of {', '.join(CHOICE_HEADS)}): {chosen} "
+    print(f"\nchosen on validation (mean of {', '.join(choice_heads)}): {chosen} "
           + ", ".join(f"{c} {row['choice_score']:.4f}" for c, row in table.items()))
-    summary.update(table=table, chosen=chosen, choice_heads=CHOICE_HEADS)
+    summary.update(table=table, chosen=chosen, choice_heads=choice_heads)
     with open(summary_path, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     return summary
