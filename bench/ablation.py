@@ -78,7 +78,7 @@ def joint_flags(recipe, modalities=("audio", "text")):
     settings = {m: {**STAGE1_DEFAULTS[m], **recipe_stage1(recipe, m)} for m in modalities}
     epochs = max(settings[m]["num_train_epochs"] for m in settings)
     rates = {"text": "--encoder_learning_rate", "audio": "--audio_encoder_learning_rate"}
-    if modalities == ["audio"]:
+    if list(modalities) == ["audio"]:  # one audio model: its encoder takes the plain encoder rate
         rates["audio"] = "--encoder_learning_rate"
     tokens = recipe_common(recipe).get("max_text_tokens")
     return ["--joint_training", "--num_train_epochs", str(epochs), *JOINT_FLAGS,
