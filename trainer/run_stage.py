@@ -28,7 +28,6 @@ too. The Trainer itself never pushes. If the push fails, the stage stays finishe
 the push only.
 """
 
-import copy
 import json
 import logging
 import os
@@ -176,10 +175,9 @@ def build_joint(model_args, training_args, label_names):
     overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k in LATER_STAGE_SETTINGS}
     if training_args.stage == 2:
         stage1, processor = build_stage1(model_args, training_args, label_names)
-        config = copy.deepcopy(stage1.config)
         for key, value in {"stage": 2, "joint_training": True, **overrides}.items():
-            setattr(config, key, value)
-        model = HCAMForEmotionRecognition(config)
+            setattr(stage1.config, key, value)
+        model = HCAMForEmotionRecognition(stage1.config)  # context encoder new, utterance encoder as stage 1 built it
         model.utterance_encoders.load_state_dict(stage1.utterance_encoders.state_dict())
         return model, processor
     (audio, audio_processor), (text, text_processor) = (
