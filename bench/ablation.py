@@ -41,7 +41,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stacking_experiment import HEADS, RECIPE, mean_std, results, stage  # noqa: E402
+from stacking_experiment import RECIPE, heads_of, last_stage_tag, mean_std, results, stage  # noqa: E402
 
 from hcam.trainer.hub import read_json  # noqa: E402  (the JSON file in a folder, or None)
 
@@ -60,30 +60,21 @@ JOINT_FLAGS = ["--learning_rate", "1e-3", "--per_device_train_batch_size", "2", 
                "--early_stopping_patience", "0", "--warmup_steps", "0.06"]
 
 
-def recipe_stage1(recipe, modality):
-    """The recipe's stage-I section of `modality` (epochs and rates the joint run reuses)."""
-    return ((read_json(*os.path.split(recipe)) or {}).get("stages") or {}).get(f"stage1-{modality}", {})
-
-
-def recipe_common(recipe):
-    """The recipe's settings for every stage (the joint run keeps its text truncation)."""
-    return (read_json(*os.path.split(recipe)) or {}).get("common") or {}
-
-
 def joint_flags(recipe, modalities=("audio", "text")):
-    """The joint run's flags: the stage-I epoch budget and encoder rates of the recipe for `modalities` (run_stage's
-    stage-I defaults where the recipe has none)."""
-    from hcam.trainer.stages import STAGE1_DEFAULTS
+    """The joint run's flags: the stage-I epoch budget, encoder rates and text truncation of the recipe for
+    `modalities` (run_stage's stage-I defaults where the recipe has none). The joint run gets no --recipe (its stage
+    section would be stage II's or III's), so what it keeps of stage I is passed here."""
+    from hcam.trainer.arguments import read_recipe
+    from hcam.trainer.stages import STAGE1_DEFAULTS, Stage
 
-    settings = {m: {**STAGE1_DEFAULTS[m], **recipe_stage1(recipe, m)} for m in modalities}
+    settings = {m: {**STAGE1_DEFAULTS[m], **read_recipe(recipe, Stage(1, m))} for m in modalities}
     epochs = max(settings[m]["num_train_epochs"] for m in settings)
+    # the Trainer gives audio-encoder weights --audio_encoder_learning_rate, every other encoder weight the plain rate
     rates = {"text": "--encoder_learning_rate", "audio": "--audio_encoder_learning_rate"}
-    if list(modalities) == ["audio"]:  # one audio model: its encoder takes the plain encoder rate
-        rates["audio"] = "--encoder_learning_rate"
-    tokens = recipe_common(recipe).get("max_text_tokens")
+    tokens = settings["text"].get("max_text_tokens") if "text" in settings else None
     return ["--joint_training", "--num_train_epochs", str(epochs), *JOINT_FLAGS,
             *[x for m in modalities for x in (rates[m], str(settings[m]["encoder_learning_rate"]))],
-            *(["--max_text_tokens", str(tokens)] if tokens and "text" in modalities else [])]
+            *(["--max_text_tokens", str(tokens)] if tokens else [])]
 
 
 class Runner:
@@ -118,9 +109,8 @@ class Runner:
         extra = [*self.cache, "--seed", str(seed)]
         if name == "joint":  # one modality: its stages I-II at once (--stage 2 --modality M --joint_training)
             modalities = self.args.modalities
-            tag, stage_flags = (("stage3", ["--stage", "3"]) if len(modalities) == 2 else
-                                (f"stage2-{modalities[0]}", ["--stage", "2", "--modality", modalities[0]]))
-            return self.run(out, tag, stage_flags, [*joint_flags(self.args.recipe, modalities), "--seed", str(seed)],
+            stage_flags = ["--stage", "3"] if len(modalities) == 2 else ["--stage", "2", "--modality", modalities[0]]
+            return self.run(out, last_stage_tag(modalities), stage_flags, [*joint_flags(self.args.recipe, modalities), "--seed", str(seed)],
                             recipe=False)[0]
         stage1 = self.stage1(setting, seed)
         stage2_root = os.path.join(self.out, "full", f"seed{seed}") if reuse else out
@@ -148,8 +138,7 @@ def train_seconds(folders):
 
 
 def final_folder(out, name, seed, modalities):
-    last = "stage3" if len(modalities) == 2 else f"stage2-{modalities[0]}"
-    return os.path.join(out, name, f"seed{seed}", last)
+    return os.path.join(out, name, f"seed{seed}", last_stage_tag(modalities))
 
 
 def collect(args, variants):
@@ -164,10 +153,7 @@ def collect(args, variants):
             row = rows.setdefault(name, {"runs": {}, "seconds": []})
             row["runs"][str(seed)] = results(folder)
             row["seconds"].append(train_seconds(own_stage_folders(args.output_dir, name, seed, args.modalities)))
-    heads = [h for h in HEADS if h == "ensemble" or h.split("_")[0] in args.modalities or h == "fusion"]
-    for head in heads if "full" in rows else []:
-        if head == "fusion" and len(args.modalities) == 1:
-            continue
+    for head in heads_of(args.modalities) if "full" in rows else []:
         rows[f"full, {head} head alone" if head != "ensemble" else "full, ensemble of every head"] = {
             "runs": {seed: {split: {"ensemble": None, final_head: r[split][head]} for split in r}
                      for seed, r in rows["full"]["runs"].items()}, "seconds": []}

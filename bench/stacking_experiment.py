@@ -57,6 +57,16 @@ HEADS = ["audio_utterance", "text_utterance", "audio_context", "text_context", "
 CHOICE_HEADS = ["audio_context", "text_context", "fusion", "ensemble"]
 
 
+def last_stage_tag(modalities):
+    """The folder name of the last stage for `modalities`: stage3 for audio + text, stage2-<m> for one modality."""
+    return "stage3" if len(modalities) == 2 else f"stage2-{modalities[0]}"
+
+
+def heads_of(modalities):
+    """The HEADS a run of `modalities` has (no fusion for one modality)."""
+    return [h for h in HEADS if h == "ensemble" or (h == "fusion" and len(modalities) == 2) or h.split("_")[0] in modalities]
+
+
 def run(command, log):
     started = time.time()
     with open(log, "a", encoding="utf-8") as f:
@@ -105,7 +115,7 @@ def main(argv=None):
     log = os.path.join(args.output_dir, "runs.log")
     dataset_flags = ["--dataset_name", args.dataset_name] + (["--data_dir", args.data_dir] if args.data_dir else [])
     bimodal = len(args.modalities) == 2
-    heads = [h for h in HEADS if h == "ensemble" or (h == "fusion" and bimodal) or h.split("_")[0] in args.modalities]
+    heads = heads_of(args.modalities)
     choice_heads = [h for h in CHOICE_HEADS if h in heads]
     cache = ["--cache_dir", os.path.join(args.output_dir, ".embedding_cache")]
     summary_path = os.path.join(args.output_dir, "stacking.json")
@@ -148,8 +158,7 @@ def main(argv=None):
     # every finished run under output_dir (several invocations may run side by side, each on other candidates)
     for candidate in CANDIDATES:
         for seed in args.seeds:
-            folder = os.path.join(args.output_dir, candidate, f"seed{seed}",
-                                  "stage3" if bimodal else f"stage2-{args.modalities[0]}")
+            folder = os.path.join(args.output_dir, candidate, f"seed{seed}", last_stage_tag(args.modalities))
             if os.path.exists(os.path.join(folder, "hcam_stage.json")):
                 summary["runs"].setdefault(candidate, {})[str(seed)] = results(folder)
     table = {}
