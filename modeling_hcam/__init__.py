@@ -4,7 +4,13 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProces
 
 from .configuration_hcam import DEFAULT_TEXT_ENCODER, TINY_AUDIO_ENCODER_CONFIG, HCAMConfig
 from .feature_extraction_hcam import HCAMAudioError, HCAMFeatureExtractor, load_audio
-from .modeling_hcam import HCAMForEmotionRecognition, HCAMOutput, HCAMPreTrainedModel, SupervisedContrastiveLoss
+from .modeling_hcam import (
+    HCAMForEmotionRecognition,
+    HCAMOutput,
+    HCAMPreTrainedModel,
+    HCAMTurnCache,
+    SupervisedContrastiveLoss,
+)
 from .processing_hcam import HCAMProcessor
 
 # In-process use (installed package) resolves the Auto classes to these classes without remote code.
@@ -22,6 +28,7 @@ __all__ = [
     "HCAMForEmotionRecognition",
     "HCAMOutput",
     "HCAMPreTrainedModel",
+    "HCAMTurnCache",
     "HCAMProcessor",
     "SupervisedContrastiveLoss",
     "load_audio",

@@ -38,6 +38,10 @@ MODALITIES = ("audio", "text")
 
 FUSION_TYPES = ("co-attention", "concat")
 
+# Which turns stages II and III may look at: every turn of the conversation (the paper), or only the past and current
+# turns (a live conversation: a turn's prediction never changes when later turns arrive).
+CONTEXT_DIRECTIONS = ("bidirectional", "causal")
+
 
 class HCAMConfig(PretrainedConfig):
     r"""
@@ -96,6 +100,14 @@ class HCAMConfig(PretrainedConfig):
             Stage II's self-attention over turns (with its residual layer norm) after the bi-GRU. `False` = stage II
             is the bi-GRU alone (an ablation): such a model has no attention weights, and `output_attentions=True`
             raises a `ValueError`.
+        context (`str`, *optional*, defaults to `"bidirectional"`):
+            Which turns stages II and III see. `"bidirectional"` (the paper): every turn of the conversation, so a
+            turn's prediction uses the turns after it. `"causal"`: only the past and current turns, so each turn's
+            prediction is final the moment it arrives (live conversations; `model(..., use_cache=True)` and
+            `HCAMConversationStream` go on turn by turn): stage II runs a forward GRU (`2 * gru_hidden_size` wide, so
+            the embeddings keep their width) and its self-attention, speaker masks kept, and stage III's co-attention
+            and self-attention are masked to earlier turns. Stage I is per utterance either way, so causal stages
+            II/III start from the same stage-I models.
         fusion_type (`str`, *optional*, defaults to `"co-attention"`):
             Stage III: `"co-attention"` (audio queries text and text queries audio, self-attention on each, then
             concatenation and a fully connected layer) or `"concat"` (an ablation: both context embeddings
@@ -142,6 +154,7 @@ class HCAMConfig(PretrainedConfig):
         use_speaker_masks=True,
         context_self_attention=True,
         fusion_type="co-attention",
+        context="bidirectional",
         joint_training=False,
         max_audio_seconds=15.0,
         max_text_tokens=128,
@@ -159,6 +172,8 @@ class HCAMConfig(PretrainedConfig):
             raise ValueError("Stage 3 fuses audio and text: `modalities` must be ['audio', 'text'].")
         if fusion_type not in FUSION_TYPES:
             raise ValueError(f"`fusion_type` must be one of {list(FUSION_TYPES)}, got {fusion_type!r}.")
+        if context not in CONTEXT_DIRECTIONS:
+            raise ValueError(f"`context` must be one of {list(CONTEXT_DIRECTIONS)}, got {context!r}.")
         if "audio" in modalities and audio_encoder_config is None:
             audio_encoder_config = dict(TINY_AUDIO_ENCODER_CONFIG)
         self.modalities = modalities
@@ -182,6 +197,7 @@ class HCAMConfig(PretrainedConfig):
         self.use_speaker_masks = use_speaker_masks
         self.context_self_attention = context_self_attention
         self.fusion_type = fusion_type
+        self.context = context
         self.joint_training = joint_training
         self.max_audio_seconds = max_audio_seconds
         self.max_text_tokens = max_text_tokens
@@ -213,6 +229,11 @@ class HCAMConfig(PretrainedConfig):
             kwargs["text_encoder_name_or_path"] = text_encoder
             kwargs["text_encoder_config"] = AutoConfig.from_pretrained(text_encoder_path or text_encoder).to_dict()
         return cls(**kwargs)
+
+    @property
+    def is_causal(self):
+        """Whether a turn's prediction depends only on the turns up to it (`context="causal"`, or stage I alone)."""
+        return self.context == "causal" or self.stage == 1
 
     @property
     def utterance_embedding_size(self):

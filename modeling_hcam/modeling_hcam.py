@@ -9,7 +9,7 @@ Batches are batches of dialogues: every tensor has a leading (dialogues, turns) 
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +52,9 @@ class HCAMOutput(ModelOutput):
             Stage-II context embeddings.
         audio_context_attentions, text_context_attentions (`torch.FloatTensor` of shape `(D, heads, T, T)`, *optional*):
             Stage-II self-attention weights over turns (row = attending turn; each row sums to 1), returned with
-            `output_attentions=True`.
+            `output_attentions=True`. With `past_turns`, `(1, heads, T, past + T)`: the new turns over every turn.
+        past_turns ([`HCAMTurnCache`], *optional*):
+            With `use_cache=True` (a causal model): what the next call needs of every turn so far.
     """
 
     loss: torch.FloatTensor | None = None
@@ -70,6 +72,31 @@ class HCAMOutput(ModelOutput):
     text_context_embeddings: torch.FloatTensor | None = None
     audio_context_attentions: torch.FloatTensor | None = None
     text_context_attentions: torch.FloatTensor | None = None
+    past_turns: "HCAMTurnCache | None" = None
+
+
+@dataclass
+class HCAMTurnCache:
+    r"""
+    What a causal HCAM (`config.context="causal"`) keeps of one conversation's turns so far, so that the next turns are
+    predicted without running anything again for the earlier ones: transformers' `past_key_values`, for turns. Pass it
+    back as `past_turns` with the next turns' inputs; `HCAMConversationStream` does this for you.
+
+    Args:
+        speaker_ids (`torch.LongTensor` of shape `(1, t)`, *optional*):
+            Speaker id of every turn so far; `None` = the conversation runs without speaker masks.
+        context (`dict[str, tuple]`):
+            Per modality, stage II's GRU state `(1, 1, E)` after the last turn and its outputs `(1, t, E)`, the keys and
+            values of its self-attention.
+        fusion (`tuple`, *optional*):
+            Stage III's projected audio and text context `(1, t, W)` (the keys of the co-attention) and its co-attended
+            audio and text `(1, t, W)` (the keys of its self-attention).
+    """
+
+    speaker_ids: torch.LongTensor | None = None
+    context: dict = field(default_factory=dict)
+    fusion: tuple | None = None
+    num_turns: int = 0
 
 
 class SupervisedContrastiveLoss(nn.Module):
@@ -206,6 +233,16 @@ def run_bigru(gru, inputs, lengths):
     backward, _ = torch.gru(reverse_padded(inputs, lengths), initial, weights[per_direction:], *settings)
     outputs = torch.cat([forward, reverse_padded(backward, lengths)], dim=-1)
     real = torch.arange(inputs.shape[1], device=inputs.device)[None, :] < lengths[:, None]
+    return outputs * real[..., None]
+
+
+def run_gru(gru, inputs, lengths):
+    """`gru` over left-aligned padded sequences `(N, T, E)`, zeros at padded steps: `run_bigru` for a bi-GRU; a
+    forward-only GRU (causal stage II) reads the real steps before the padding, so it runs on the padded batch as is."""
+    if gru.bidirectional:
+        return run_bigru(gru, inputs, lengths)
+    outputs, _ = gru(inputs)
+    real = torch.arange(inputs.shape[1], device=inputs.device)[None, :] < lengths.to(inputs.device)[:, None]
     return outputs * real[..., None]
 
 
@@ -380,12 +417,17 @@ class HCAMUtteranceEncoder(nn.Module):
 
 class HCAMContextEncoder(nn.Module):
     """Stage II for one modality: bi-GRU over a dialogue's utterance embeddings → self-attention → classifier
-    (the bi-GRU alone with `config.context_self_attention=False`)."""
+    (the bi-GRU alone with `config.context_self_attention=False`). With `config.context="causal"` the GRU runs
+    forward only, `2 * gru_hidden_size` wide, and the attention mask (built by the model) hides later turns."""
 
     def __init__(self, config: HCAMConfig):
         super().__init__()
         width = config.utterance_embedding_size
-        self.gru = nn.GRU(width, config.gru_hidden_size, batch_first=True, bidirectional=True)
+        self.causal = config.context == "causal"
+        if self.causal:
+            self.gru = nn.GRU(width, width, batch_first=True)
+        else:
+            self.gru = nn.GRU(width, config.gru_hidden_size, batch_first=True, bidirectional=True)
         self.has_attention = config.context_self_attention
         if self.has_attention:
             self.attention = HCAMAttention(width, config.num_attention_heads, dropout=config.dropout)
@@ -393,17 +435,33 @@ class HCAMContextEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(width, config.num_labels)
 
-    def forward_features(self, embeddings, lengths, attention_mask, output_attentions=False):
-        hidden = self.dropout(run_bigru(self.gru, embeddings, lengths))
+    def forward_features(self, embeddings, lengths, attention_mask, output_attentions=False, past=None,
+                         use_cache=False):
+        """Context embeddings `(D, T, E)`; then the attention weights (with `output_attentions`) and the updated
+        `(GRU state, GRU outputs so far)` (with `use_cache`: a causal encoder going on from `past`, one dialogue whose
+        new turns are all real), each appended to the result when asked for."""
+        extras = []
+        if use_cache:
+            state, earlier = past if past is not None else (None, None)
+            hidden, state = self.gru(embeddings, state)
+            hidden = self.dropout(hidden)
+            keys = hidden if earlier is None else torch.cat([earlier, hidden], dim=1)
+        else:
+            hidden = keys = self.dropout(run_gru(self.gru, embeddings, lengths))
         if not self.has_attention:
             if output_attentions:
                 raise ValueError("This model's stage II has no self-attention (config.context_self_attention=False): "
                                  "there are no attention weights to return; drop output_attentions.")
-            return hidden
-        if output_attentions:
-            attended, weights = self.attention(hidden, hidden, attention_mask, output_attentions=True)
-            return self.layer_norm(hidden + attended), weights
-        return self.layer_norm(hidden + self.attention(hidden, hidden, attention_mask))
+            context = hidden
+        elif output_attentions:
+            attended, weights = self.attention(hidden, keys, attention_mask, output_attentions=True)
+            context = self.layer_norm(hidden + attended)
+            extras.append(weights)
+        else:
+            context = self.layer_norm(hidden + self.attention(hidden, keys, attention_mask))
+        if use_cache:
+            extras.append((state, keys))
+        return (context, *extras) if extras else context
 
     def forward_head(self, context):
         return self.classifier(self.dropout(context))
@@ -430,16 +488,31 @@ class HCAMFusion(nn.Module):
         self.fully_connected = nn.Linear(2 * width, width)
         self.classifier = nn.Linear(width, config.num_labels)
 
-    def forward_features(self, audio_context, text_context, attention_mask):
+    def forward_features(self, audio_context, text_context, attention_mask, past=None, use_cache=False):
+        """Fused embeddings `(D, T, W)`; with `use_cache` (a causal model, one dialogue), also the updated keys of
+        every attention (`past` holds the earlier turns': projected audio and text, co-attended audio and text), so
+        the new turns attend to the earlier ones without recomputing them. `attention_mask` is `(D, 1, T, keys)`."""
+
+        def keys(index, new):
+            return new if past is None else torch.cat([past[index], new], dim=1)
+
         audio = self.audio_projection(self.dropout(audio_context))
         text = self.text_projection(self.dropout(text_context))
         if not self.co_attention:
-            return torch.relu(self.fully_connected(self.dropout(torch.cat([audio, text], dim=-1))))
-        audio_attended = self.norms[0](audio + self.audio_to_text(audio, text, attention_mask))
-        text_attended = self.norms[1](text + self.text_to_audio(text, audio, attention_mask))
-        audio_attended = self.norms[2](audio_attended + self.audio_self_attention(audio_attended, audio_attended, attention_mask))
-        text_attended = self.norms[3](text_attended + self.text_self_attention(text_attended, text_attended, attention_mask))
-        return torch.relu(self.fully_connected(self.dropout(torch.cat([audio_attended, text_attended], dim=-1))))
+            fused = torch.relu(self.fully_connected(self.dropout(torch.cat([audio, text], dim=-1))))
+            return (fused, None) if use_cache else fused
+        audio_keys, text_keys = keys(0, audio), keys(1, text)
+        audio_attended = self.norms[0](audio + self.audio_to_text(audio, text_keys, attention_mask))
+        text_attended = self.norms[1](text + self.text_to_audio(text, audio_keys, attention_mask))
+        audio_attended_keys, text_attended_keys = keys(2, audio_attended), keys(3, text_attended)
+        audio_attended = self.norms[2](audio_attended + self.audio_self_attention(audio_attended, audio_attended_keys,
+                                                                                  attention_mask))
+        text_attended = self.norms[3](text_attended + self.text_self_attention(text_attended, text_attended_keys,
+                                                                               attention_mask))
+        fused = torch.relu(self.fully_connected(self.dropout(torch.cat([audio_attended, text_attended], dim=-1))))
+        if use_cache:
+            return fused, (audio_keys, text_keys, audio_attended_keys, text_attended_keys)
+        return fused
 
     def forward_head(self, fused):
         return self.classifier(self.dropout(fused))
@@ -571,6 +644,10 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             if modality not in model.config.modalities or model.config.stage == 3 or len(stages) > 1:
                 raise ValueError(f"The {name} model must be a stage-2 {modality} model (or both stage-1 models); it "
                                  f"has modalities {model.config.modalities} at stage {model.config.stage}.")
+        if audio_model.config.context != text_model.config.context:
+            raise ValueError(f"The audio and text stage-2 models read their context differently (audio "
+                             f"{audio_model.config.context!r}, text {text_model.config.context!r}): stage 3 fuses two "
+                             "models of the same direction; train both stage-2 models with the same --context.")
         if audio_model.config.label2id != text_model.config.label2id:
             raise ValueError(f"The audio and text models have different labels: {audio_model.config.label2id} vs "
                              f"{text_model.config.label2id}.")
@@ -686,19 +763,47 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         return embeddings
 
     def _attention_masks(self, utterance_mask, speaker_ids):
-        """Turn-level boolean masks: `context` (D, heads, T, T) with optional speaker masks, `plain` (D, 1, T, T)."""
+        """Turn-level boolean masks: `context` (D, heads, T, T) with optional speaker masks, `plain` (D, 1, T, T).
+        A causal model's masks also hide every later turn."""
         turns = utterance_mask.bool()
         length = turns.shape[1]
         self_only = torch.eye(length, dtype=torch.bool, device=turns.device)
         # every turn may attend to itself, so no row is empty (padded rows attend only to themselves)
         plain = (turns[:, None, None, :] | self_only)
+        if self.config.context == "causal":
+            plain = plain & torch.ones(length, length, dtype=torch.bool, device=turns.device).tril()
         if not self.config.use_speaker_masks or speaker_ids is None:
             return plain, plain
         same = speaker_ids[:, :, None] == speaker_ids[:, None, :]
-        heads = [plain[:, 0]] + [turns[:, None, :] & same, turns[:, None, :] & ~same]
+        heads = [plain[:, 0]] + [plain[:, 0] & same, plain[:, 0] & ~same]
         heads = [heads[h % 3] for h in range(self.config.num_attention_heads)]
         context = torch.stack(heads, dim=1) | self_only
         return context, plain
+
+    def _continued_inputs(self, past_turns, utterance_mask, speaker_ids, labels):
+        """`use_cache` / `past_turns`: check that the model is causal and the inputs are one dialogue's new turns; the
+        attention masks of the new turns (rows) over every turn so far (columns), and every turn's speaker ids."""
+        if not self.config.is_causal:
+            raise ValueError(
+                "use_cache/past_turns continue a conversation turn by turn, which only a causal model can do: this "
+                f"model's stages II/III look at later turns (config.context={self.config.context!r}). Train stages 2 "
+                "and 3 with --context causal (HCAMConfig(context='causal')), or run the whole conversation at once."
+            )
+        if labels is not None:
+            raise ValueError("use_cache/past_turns are for inference: pass labels without them (training runs whole "
+                             "dialogues).")
+        if utterance_mask.shape[0] != 1 or not utterance_mask.bool().all():
+            raise ValueError(f"use_cache/past_turns take one dialogue's new turns, all real: got utterance_mask of "
+                             f"shape {tuple(utterance_mask.shape)} with padding. Continue each conversation apart.")
+        past = past_turns or HCAMTurnCache()
+        if past.num_turns and (past.speaker_ids is None) != (speaker_ids is None):
+            raise ValueError("speaker_ids must be given for every call of a conversation or for none: the earlier "
+                             f"turns were run {'without' if past.speaker_ids is None else 'with'} speaker ids.")
+        if speaker_ids is not None and past.speaker_ids is not None:
+            speaker_ids = torch.cat([past.speaker_ids.to(speaker_ids.device), speaker_ids], dim=1)
+        total = past.num_turns + utterance_mask.shape[1]
+        context_mask, plain_mask = self._attention_masks(utterance_mask.new_ones(1, total), speaker_ids)
+        return past, speaker_ids, context_mask[:, :, past.num_turns:], plain_mask[:, :, past.num_turns:]
 
     def forward(
         self,
@@ -715,6 +820,8 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         return_dict: bool | None = None,
         audio_hidden_states: torch.FloatTensor | None = None,
         text_hidden_states: torch.FloatTensor | None = None,
+        past_turns: HCAMTurnCache | None = None,
+        use_cache: bool | None = None,
     ) -> HCAMOutput | tuple:
         r"""
         Args:
@@ -741,6 +848,13 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
                 these from the frozen-encoder cache.
             output_attentions (`bool`, *optional*):
                 Also return the stage-II attention weights over turns (`{modality}_context_attentions`).
+            past_turns ([`HCAMTurnCache`], *optional*):
+                A causal model (`config.context="causal"`) going on with a conversation: the cache the previous call
+                returned. The inputs are then the next turns of that one conversation (D = 1, every turn real, speaker
+                ids continuing the earlier ones'), and the outputs are those turns' — equal to what the whole
+                conversation at once gives for them.
+            use_cache (`bool`, *optional*):
+                Return `past_turns` for the next call (implied by passing `past_turns`).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_inputs(dict(input_values=input_values, attention_mask=attention_mask, input_ids=input_ids,
@@ -754,6 +868,11 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
                                                           audio_hidden_states, text_hidden_states)
         lengths = self._turn_lengths(utterance_mask)
         turns = utterance_mask.bool()
+        use_cache = bool(use_cache) or past_turns is not None
+        if use_cache:
+            past, all_speaker_ids, context_mask, plain_mask = self._continued_inputs(past_turns, utterance_mask,
+                                                                                      speaker_ids, labels)
+            cache = HCAMTurnCache(speaker_ids=all_speaker_ids, num_turns=past.num_turns + utterance_mask.shape[1])
 
         needs_encoding = [m for m in self.config.modalities if precomputed[m] is None]
         if needs_encoding:
@@ -770,20 +889,31 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             output[f"{modality}_utterance_logits"] = self.utterance_encoders[modality].forward_head(embeddings)
 
         if self.config.stage >= 2:
-            context_mask, plain_mask = self._attention_masks(utterance_mask, speaker_ids)
+            if not use_cache:
+                context_mask, plain_mask = self._attention_masks(utterance_mask, speaker_ids)
             for modality in self.config.modalities:
                 encoder = self.context_encoders[modality]
                 context = encoder.forward_features(output[f"{modality}_embeddings"], lengths, context_mask,
-                                                   output_attentions=bool(output_attentions))
+                                                   output_attentions=bool(output_attentions),
+                                                   past=past.context.get(modality) if use_cache else None,
+                                                   use_cache=use_cache)
+                if use_cache:
+                    *context, cache.context[modality] = context
+                    context = context[0] if len(context) == 1 else context
                 if output_attentions:
                     context, output[f"{modality}_context_attentions"] = context
                 output[f"{modality}_context_embeddings"] = context
                 output[f"{modality}_context_logits"] = encoder.forward_head(context)
         if self.config.stage >= 3:
             fused = self.fusion.forward_features(
-                output["audio_context_embeddings"], output["text_context_embeddings"], plain_mask
+                output["audio_context_embeddings"], output["text_context_embeddings"], plain_mask,
+                past=past.fusion if use_cache else None, use_cache=use_cache,
             )
+            if use_cache:
+                fused, cache.fusion = fused
             output["fusion_logits"] = self.fusion.forward_head(fused)
+        if use_cache:
+            output["past_turns"] = cache
 
         heads = self.config.ensemble_stages or self.config.stage_heads()
         missing = [h for h in heads if f"{h}_logits" not in output]
