@@ -211,6 +211,30 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
             raise HCAMAudioError(f"audio {where}: expected a 1-D waveform (or 2-D stereo), got shape {waveform.shape}")
         return waveform.astype(np.float32, copy=False), sampling_rate
 
+    def waveform(self, audio, where: str = "audio", sampling_rate: int | None = None) -> np.ndarray:
+        """One utterance as float32 mono at this extractor's rate: a file path (decoded with `load_audio`), a 1-D array
+        or tensor at `sampling_rate` (default this extractor's rate; integer PCM is scaled, 2-D stereo averaged), or
+        `{"array": ..., "sampling_rate": ...}`; resampled when its rate differs. `where` names it in errors."""
+        rate = int(self.sampling_rate)
+        if isinstance(audio, (str, os.PathLike)):
+            try:
+                return load_audio(audio, rate)
+            except ValueError as error:
+                raise type(error)(f"{where}: {error}") from error
+        given_rate = rate if sampling_rate is None else int(sampling_rate)
+        if isinstance(audio, dict):
+            if "array" not in audio:
+                raise HCAMAudioError(f"{where}: an audio dict needs 'array' (and 'sampling_rate'); got keys "
+                                     f"{sorted(audio)}")
+            given_rate = int(audio.get("sampling_rate", rate))
+            audio = audio["array"]
+        waveform, _ = self._to_mono_float(audio, where, given_rate)
+        if waveform.size == 0:
+            raise HCAMAudioError(f"{where}: audio must be a non-empty waveform")
+        if given_rate != rate:
+            waveform = _resample(waveform, given_rate, rate)
+        return waveform
+
     def __call__(
         self,
         raw_speech,

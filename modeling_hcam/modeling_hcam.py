@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -947,4 +948,149 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         return losses
 
 
+    # ----- live conversations -----------------------------------------------------------------------------------
+    def start_conversation(self, processor, transcriber=None) -> "HCAMConversationStream":
+        """A live conversation for this (causal) model: `add_turn(...)` gives each turn's prediction as it arrives.
+        See [`HCAMConversationStream`]."""
+        return HCAMConversationStream(self, processor, transcriber=transcriber)
+
+
 HCAMForEmotionRecognition.register_for_auto_class("AutoModel")
+
+# A turn whose transcript the recogniser left empty (silence, noise) is read as this, and marked "asr:empty".
+INAUDIBLE = "[inaudible]"
+
+
+def transcript_and_source(transcript):
+    """What a turn's text becomes after speech recognition, and how the output marks it ("asr" or "asr:empty")."""
+    transcript = (transcript or "").strip()
+    return (transcript, "asr") if transcript else (INAUDIBLE, "asr:empty")
+
+
+def turn_prediction(index, probabilities, head_labels, id2label, speaker=None, text=None, text_source=None) -> dict:
+    """One turn's result as the pipeline, the stream and hcam-predict give it: `turn`, `speaker`, `label` (the
+    ensemble), `score`, `probabilities` ({label: p}), `stages` ({head: label}) and, for models that read text, `text`
+    and `text_source`. `probabilities` is the ensemble's row, `head_labels` {head: label id}."""
+    labels = [id2label[i] for i in range(len(id2label))]
+    probabilities = [float(p) for p in probabilities]
+    best = int(np.argmax(probabilities))
+    result = {"turn": index, "speaker": speaker, "label": labels[best], "score": probabilities[best],
+              "probabilities": dict(zip(labels, probabilities)),
+              "stages": {head: labels[int(i)] for head, i in head_labels.items()}}
+    if text is not None:
+        result.update(text=text, text_source=text_source)
+    return result
+
+
+class HCAMConversationStream:
+    r"""
+    One live conversation for a causal HCAM (`config.context="causal"`, or a stage-1 model): turns go in one at a time
+    and each turn's prediction comes back in the same call, final (later turns never change it).
+
+        stream = model.start_conversation(processor)        # or pipeline(...).start_conversation()
+        result = stream.add_turn(audio="turn1.wav", text="Where were you?", speaker="A")
+        result["label"], result["probabilities"], result["stages"]
+
+    Each turn's encoders run once (stage I); stages II and III go on from what the earlier turns left in the cache
+    ([`HCAMTurnCache`]: stage II's recurrent state and every attention's keys), so a turn costs its own encoders plus
+    attention over the cached vectors, however long the conversation. The results equal those of the model on the whole
+    conversation at once (and of the pipeline on it).
+
+    Args:
+        model ([`HCAMForEmotionRecognition`]): a causal model, in eval mode (it is put there).
+        processor ([`HCAMProcessor`]): the checkpoint's processor.
+        transcriber (`callable`, *optional*): `transcriber(list_of_16kHz_arrays) -> list[str]` for turns that come
+            without text when the model reads text (e.g. `hcam.processing.asr.Transcriber("whisper")`).
+
+    Speakers: like the pipeline, the speaker-aware attention uses speaker labels (any hashable). A conversation whose
+    first turn has no speaker runs without speaker masks to the end (a later speaker is then ignored, with a warning),
+    since the earlier turns' results cannot change.
+    """
+
+    def __init__(self, model, processor, transcriber=None):
+        if not model.config.is_causal:
+            raise ValueError(
+                "A live conversation needs a causal model, whose predictions for a turn never depend on later turns: "
+                f"this one's stages II/III look at the whole conversation (config.context={model.config.context!r}). "
+                "Train stages 2 and 3 with --context causal, or run finished conversations with the pipeline."
+            )
+        self.model = model.eval()
+        self.processor = processor
+        self.transcriber = transcriber
+        self.modalities = list(model.config.modalities)
+        self.device = next(model.parameters()).device
+        self.cache = None
+        self.speakers = {}  # label -> id, in order of first appearance (as speaker_ids_of numbers them)
+        self.use_speakers = None
+        self.results = []
+
+    def __len__(self):
+        return len(self.results)
+
+    def _text(self, text, waveform, where):
+        if "text" not in self.modalities:
+            return None, None
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"{where}: text must be a string, got {type(text).__name__}")
+        if text and text.strip():
+            return text.strip(), "given"
+        if waveform is None or self.transcriber is None:
+            raise ValueError(f"{where} has empty text, but this model reads transcripts (modalities {self.modalities}): "
+                             "give its transcript, or its audio and a transcriber=... (ASR) to transcribe it")
+        transcripts = list(self.transcriber([waveform]))
+        if len(transcripts) != 1:
+            raise ValueError(f"the transcriber returned {len(transcripts)} transcripts for 1 turn")
+        return transcript_and_source(transcripts[0])
+
+    def _speaker_ids(self, speaker):
+        if self.use_speakers is None:
+            self.use_speakers = speaker is not None and bool(self.model.config.use_speaker_masks)
+        if not self.use_speakers:
+            if speaker is not None and self.model.config.use_speaker_masks:
+                logger.warning_once("This conversation's first turn had no speaker: it runs without speaker masks "
+                                    "to the end (earlier turns' results are final); later speakers are ignored.")
+            return None
+        return torch.tensor([[self.speakers.setdefault(speaker, len(self.speakers))]], device=self.device)
+
+    @torch.no_grad()
+    def add_turn(self, audio=None, text=None, speaker=None, sampling_rate=None) -> dict:
+        """Predict the next turn of the conversation, and remember what the next turns need of it.
+
+        Args:
+            audio: a file path, a 1-D array at `sampling_rate` (default the feature extractor's 16 kHz) or
+                `{"array": ..., "sampling_rate": ...}`; needed when the model reads speech, or to transcribe.
+            text (`str`, *optional*): the transcript; without it, the transcriber hears `audio`.
+            speaker (*optional*): any hashable label of who speaks.
+
+        Returns:
+            `dict` with `turn`, `speaker`, `label`, `score`, `probabilities`, `stages` (every head's label), and,
+            when the model reads text, `text` and `text_source`.
+        """
+        index = len(self.results)
+        where = f"turn {index}"
+        needs_audio = "audio" in self.modalities or ("text" in self.modalities and not (text or "").strip())
+        if needs_audio and (audio is None or (isinstance(audio, str) and not audio)):
+            if "audio" in self.modalities:
+                raise ValueError(f"{where} has no audio, but this model reads speech (modalities {self.modalities}): "
+                                 "give each turn an 'audio' path or array")
+        waveform = None
+        if needs_audio and audio is not None:
+            waveform = self.processor.feature_extractor.waveform(audio, where, sampling_rate)
+        text, text_source = self._text(text, waveform, where)
+        try:
+            features = self.processor(text=[text] if text is not None else None,
+                                      audio=[waveform] if "audio" in self.modalities else None, return_tensors="pt")
+        except ValueError as error:  # the processor sees a one-turn dialogue: name the conversation's turn
+            raise type(error)(str(error).replace("dialogue 0, turn 0", where)) from error
+        features = {key: value.to(self.device) for key, value in features.items()}
+        embeddings = self.model.get_utterance_embeddings(**features)
+        output = self.model(audio_embeddings=embeddings.get("audio"), text_embeddings=embeddings.get("text"),
+                            utterance_mask=torch.ones(1, 1, dtype=torch.long, device=self.device),
+                            speaker_ids=self._speaker_ids(speaker), past_turns=self.cache, use_cache=True)
+        self.cache = output.past_turns
+        heads = self.model.config.stage_heads()
+        result = turn_prediction(index, output.logits[0, 0].float().softmax(-1).tolist(),
+                                 {h: int(getattr(output, f"{h}_logits")[0, 0].argmax()) for h in heads},
+                                 self.model.config.id2label, speaker, text, text_source)
+        self.results.append(result)
+        return result

@@ -19,12 +19,11 @@ import os
 import re
 import shutil
 
-import numpy as np
 import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .feature_extraction_hcam import _resample, load_audio
+from .modeling_hcam import INAUDIBLE, HCAMConversationStream, transcript_and_source, turn_prediction
 from .processing_hcam import speaker_ids_of
 
 TASK = "emotion-recognition-in-conversation"
@@ -69,7 +68,7 @@ class HCAMEmotionPipeline(Pipeline):
     _load_tokenizer = False
     _load_feature_extractor = False
     _load_image_processor = False
-    INAUDIBLE = "[inaudible]"
+    INAUDIBLE = INAUDIBLE
     SAME_CHUNK_RATIO = 0.6
 
     def __init__(self, *args, **kwargs):
@@ -133,25 +132,8 @@ class HCAMEmotionPipeline(Pipeline):
         return f"{name}, turn {turn_index}" if name else f"turn {turn_index}"
 
     def _waveform(self, audio, where, turn):
-        """A turn's audio as float32 mono at the feature extractor's rate (the feature extractor's own conversion)."""
-        rate = self._sampling_rate()
-        if isinstance(audio, (str, os.PathLike)):
-            try:
-                return load_audio(audio, rate)
-            except ValueError as error:
-                raise type(error)(f"{where}: {error}") from error
-        given_rate = turn.get("sampling_rate", rate)
-        if isinstance(audio, dict):
-            if "array" not in audio:
-                raise ValueError(f"{where}: an audio dict needs 'array' (and 'sampling_rate'); got keys {sorted(audio)}")
-            given_rate = audio.get("sampling_rate", rate)
-            audio = audio["array"]
-        waveform, _ = self.processor.feature_extractor._to_mono_float(audio, where, int(given_rate))
-        if waveform.size == 0:
-            raise ValueError(f"{where}: audio must be a non-empty waveform")
-        if int(given_rate) != rate:
-            waveform = _resample(waveform, int(given_rate), rate)
-        return waveform
+        """A turn's audio as float32 mono at the feature extractor's rate (`HCAMFeatureExtractor.waveform`)."""
+        return self.processor.feature_extractor.waveform(audio, where, turn.get("sampling_rate"))
 
     def preprocess(self, conversation, index=None):
         if not isinstance(conversation, dict) or "turns" not in conversation:
@@ -214,10 +196,8 @@ class HCAMEmotionPipeline(Pipeline):
         if len(transcripts) != len(wanted):
             raise ValueError(f"the transcriber returned {len(transcripts)} transcripts for {len(wanted)} turns")
         for (conv, i), transcript in zip(wanted, transcripts):
-            transcript = (transcript or "").strip()
             # silence or noise still needs some text for the text encoder: read it as "[inaudible]" and say so
-            conv["texts"][i] = transcript or self.INAUDIBLE
-            conv["text_sources"][i] = "asr" if transcript else "asr:empty"
+            conv["texts"][i], conv["text_sources"][i] = transcript_and_source(transcript)
 
     def _encode(self, batch, progress=None):
         """Stage-I embeddings of every turn of the batch, `(D, T, E)` per modality, turns padded with zeros."""
@@ -313,29 +293,47 @@ class HCAMEmotionPipeline(Pipeline):
 
     # ----- postprocess ---------------------------------------------------------------------------------------------
     def postprocess(self, model_outputs):
-        id2label = self.model.config.id2label
-        labels = [id2label[i] for i in range(len(id2label))]
-        probabilities = model_outputs["probabilities"].tolist()
-        stages = {h: p.tolist() for h, p in model_outputs["stage_predictions"].items()}
+        texts = model_outputs["texts"]
         attentions = {m: a.tolist() for m, a in model_outputs.get("attentions", {}).items()}
         results = []
-        for index, row in enumerate(probabilities):
-            best = int(np.argmax(row))
-            result = {
-                "turn": index,
-                "speaker": model_outputs["speakers"][index],
-                "label": labels[best],
-                "score": float(row[best]),
-                "probabilities": dict(zip(labels, map(float, row))),
-                "stages": {h: labels[p[index]] for h, p in stages.items()},
-            }
-            if model_outputs["texts"] is not None:
-                result["text"] = model_outputs["texts"][index]
-                result["text_source"] = model_outputs["text_sources"][index]
+        for index, row in enumerate(model_outputs["probabilities"].tolist()):
+            result = turn_prediction(index, row, {h: p[index] for h, p in model_outputs["stage_predictions"].items()},
+                                     self.model.config.id2label, model_outputs["speakers"][index],
+                                     texts[index] if texts is not None else None,
+                                     model_outputs["text_sources"][index] if texts is not None else None)
             if attentions:
                 result["attentions"] = {m: [head[index] for head in a] for m, a in attentions.items()}
             results.append(result)
         return results
+
+    # ----- live conversations --------------------------------------------------------------------------------------
+    def start_conversation(self, transcriber=None) -> HCAMConversationStream:
+        """A live conversation (causal models): `add_turn(audio=..., text=..., speaker=...)` returns each turn's result
+        (the same dict as the pipeline gives per turn) as the turn arrives. See `HCAMConversationStream`."""
+        return HCAMConversationStream(self.model, self.processor, transcriber=transcriber)
+
+    def __call__(self, inputs=None, *args, stream=False, **kwargs):
+        """`stream=True` (causal models): `inputs` is an iterable of turns (or one conversation dict), read lazily,
+        and the call returns a generator that yields each turn's result as soon as that turn has been read: a live
+        source (a queue, a socket) can feed it turn by turn. Otherwise the usual pipeline call."""
+        if not stream:
+            return super().__call__(inputs, *args, **kwargs)
+        unknown = sorted(set(kwargs) - {"transcriber"})
+        if args or unknown:
+            raise TypeError(f"stream=True takes the turns and transcriber=... only; got {unknown or list(args)}")
+        conversation = self.start_conversation(transcriber=kwargs.get("transcriber"))  # refuses a non-causal model now
+        return self._stream(conversation, inputs)
+
+    @staticmethod
+    def _stream(conversation, turns):
+        if isinstance(turns, dict):
+            turns = turns.get("turns", [])
+        for index, turn in enumerate(turns):
+            if not isinstance(turn, dict):
+                raise ValueError(f"turn {index}: expected a dict with 'audio', 'text' and/or 'speaker', got "
+                                 f"{type(turn).__name__}")
+            yield conversation.add_turn(audio=turn.get("audio"), text=turn.get("text"), speaker=turn.get("speaker"),
+                                        sampling_rate=turn.get("sampling_rate"))
 
 
 def add_pipeline_to_folder(folder):
