@@ -204,6 +204,8 @@ def _metadata(data: HCAMCardData, eval_results) -> ModelCardData:
     encoders = _hub_ids(data.base_models)
     tags = ["hcam", "emotion-recognition", "emotion-recognition-in-conversation", "multimodal", "custom_code",
             "safetensors"] + [m for m in data.modalities if m in ("audio", "text")] + list(data.extra_tags)
+    if _config_dict(data.config).get("context") == "causal":
+        tags.append("streaming")
     return ModelCardData(
         language=data.language,
         license=data.license,
@@ -244,6 +246,19 @@ def _encoder_lines(data: HCAMCardData) -> list[str]:
         if name not in encoders:
             lines.append(f"also given: `{name}` (a local folder, not a Hub id)")
     return lines
+
+
+def _context_line(config) -> str:
+    """Which turns the model's prediction for a turn uses (HCAMConfig.context), in words, with how to run it."""
+    cfg = _config_dict(config)
+    if cfg.get("stage", 1) == 1:
+        return "none: a stage-I model reads each turn alone (it runs live too: `model.start_conversation(processor)`)."
+    if cfg.get("context") == "causal":
+        return ("**causal**: a turn's prediction uses that turn and the earlier ones only, so it is final the moment the "
+                "turn arrives and the model runs live, turn by turn (`model.start_conversation(processor)`, the "
+                "pipeline's `stream=True`, `hcam-predict --live`).")
+    return ("bidirectional (the paper's): a turn's prediction also uses the turns after it, so it runs on finished "
+            "conversations; for live use, stages 2 and 3 are trained with `--context causal`.")
 
 
 def _usage(modalities) -> tuple[str, str]:
@@ -289,6 +304,7 @@ def build_model_card(data: HCAMCardData) -> ModelCard:
         modalities=data.modalities,
         modality_phrase=modality_phrase,
         stage=_config_dict(data.config).get("stage", "?"),
+        context_line=_context_line(data.config),
         base_model_lines=[public_paths(line) for line in _encoder_lines(data)],
         results_rows=[{"split": r.dataset_split, "metric": r.metric_name, "value": _fmt(r.metric_value)}
                       for r in eval_results],

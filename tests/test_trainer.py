@@ -211,3 +211,40 @@ def test_torchrun_two_processes_equals_one(trained, tmp_path):
     for key in ("eval_weighted_f1", "eval_accuracy", "eval_macro_f1", "test_weighted_f1", "test_accuracy"):
         assert two[key] == pytest.approx(one[key], abs=1e-6), (key, one[key], two[key])
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
+
+
+def test_causal_stages_two_and_three_start_from_the_same_stage_one(trained, tmp_path):
+    """--context causal trains stages 2-3 on the bidirectional run's stage-1 folders; the card says the direction;
+    stage 3 refuses stage-2 folders of different directions; the causal stage 3 runs live and equals the pipeline."""
+    from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline
+    from hcam.trainer.predict import load_pipeline
+    from hcam.trainer.run_stage import IncompatibleStageError, main
+
+    out, corpus, encoder = trained["out"], trained["corpus"], trained["encoder"]
+    causal = str(tmp_path / "causal")
+    extra = ["--context", "causal", "--cache_dir", f"{out}/.embedding_cache"]
+    for name in ("stage2-audio", "stage2-text"):
+        argv = stage_argv(out, name, corpus, encoder, epochs=2, extra=extra)
+        argv[argv.index("--output_dir") + 1] = f"{causal}/{name}"
+        main(argv)
+    mixed = ["--stage", "3", "--init_from", f"{causal}/stage2-audio", f"{out}/stage2-text", *data_flags(corpus), *TINY]
+    with pytest.raises(IncompatibleStageError, match="same --context"):
+        main([*mixed, "--output_dir", str(tmp_path / "mixed")])
+    main(["--stage", "3", "--init_from", f"{causal}/stage2-audio", f"{causal}/stage2-text", *data_flags(corpus), *TINY,
+          "--num_train_epochs", "2", "--cache_dir", f"{out}/.embedding_cache", "--output_dir", f"{causal}/stage3"])
+    for name in ("stage2-audio", "stage2-text", "stage3"):
+        config = json.load(open(f"{causal}/{name}/config.json"))
+        assert config["context"] == "causal", name
+        card = open(f"{causal}/{name}/README.md", encoding="utf-8").read()
+        assert "**Context:** **causal**" in card and "streaming" in card
+    assert "**Context:** bidirectional" in open(f"{out}/stage3/README.md", encoding="utf-8").read()
+    assert json.load(open(f"{out}/stage2-text/config.json"))["context"] == "bidirectional"
+
+    pipe = load_pipeline(f"{causal}/stage3")
+    turns = [{"audio": f"{corpus}/audio/test0_{t}.wav", "text": "I feel furious today", "speaker": "ab"[t % 2]}
+             for t in range(4)]
+    offline = pipe({"turns": turns})
+    live = list(pipe(turns, stream=True))
+    for a, b in zip(live, offline):
+        assert a["stages"] == b["stages"] and a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+    assert isinstance(pipe, HCAMEmotionPipeline)

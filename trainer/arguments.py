@@ -46,6 +46,14 @@ class ModelArguments:
         default=None, metadata={"help": "Stage 2: self-attention over turns after the bi-GRU (default true; false = the "
                                 "bi-GRU alone, an ablation)."}
     )
+    context: str | None = field(
+        default=None,
+        metadata={"help": "Stages 2-3: which turns the context and fusion see: bidirectional (default; the paper: the "
+                  "whole conversation) or causal (past and current turns only: each turn's prediction is final when "
+                  "it arrives, for live conversations; hcam-predict --live). Stage 3 takes its stage-2 folders' "
+                  "direction; a causal stage 2 starts from the same stage-1 folder as a bidirectional one.",
+                  "choices": ["bidirectional", "causal"]},
+    )
     fusion_type: str | None = field(
         default=None, metadata={"help": "Stage 3: co-attention (default) or concat (projected context embeddings "
                                 "concatenated, no attention; an ablation).", "choices": ["co-attention", "concat"]}

@@ -44,6 +44,7 @@ TRAINING_KEYS = (
 CONFIG_KEYS = (
     "gru_hidden_size", "num_attention_heads", "fusion_hidden_size", "dropout", "supcon_weight", "supcon_temperature",
     "focal_gamma", "class_weights", "use_speaker_masks", "max_audio_seconds", "max_text_tokens", "ensemble_stages",
+    "context",
 )
 # ----- what the card says -----------------------------------------------------------------------------------------
 def stage_of(marker):

@@ -142,10 +142,12 @@ def build_stage1(model_args, training_args, label_names, modality=None):
 
     modality = modality or training_args.modality
     text_encoder = model_args.text_encoder or DEFAULT_TEXT_ENCODER
+    # stage I is per utterance: --context (a stage-2/3 setting, e.g. from a recipe's common section) does not apply
+    overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k != "context"}
     kwargs = dict(
         modalities=[modality], stage=1,
         id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
-        **config_overrides(model_args, training_args),
+        **overrides,
     )
     if modality == "text":
         config = HCAMConfig.from_encoders(text_encoder=text_encoder, text_encoder_path=resolve_encoder_path(text_encoder), **kwargs)
@@ -200,7 +202,7 @@ def combined_processor(audio_processor, text_processor):
 
 # What stages 2 and 3 may set on the configuration they start from (the rest is fixed by stage 1).
 LATER_STAGE_SETTINGS = ("focal_gamma", "dropout", "use_speaker_masks", "fusion_hidden_size", "num_attention_heads",
-                        "context_self_attention", "fusion_type")
+                        "context_self_attention", "fusion_type", "context")
 
 
 def build_later_stage(model_args, training_args):
@@ -221,6 +223,14 @@ def build_later_stage(model_args, training_args):
         audio_folder, text_folder = training_args.init_from
         audio_model = HCAMForEmotionRecognition.from_pretrained(audio_folder)
         text_model = HCAMForEmotionRecognition.from_pretrained(text_folder)
+        directions = {audio_folder: audio_model.config.context, text_folder: text_model.config.context}
+        if len(set(directions.values())) > 1 or overrides.get("context", audio_model.config.context) not in \
+                set(directions.values()):
+            raise IncompatibleStageError(
+                f"--init_from: stage 3 fuses stage-2 models of one direction and keeps it; the stage-2 folders read "
+                f"their context {directions}" + (f", and --context {overrides['context']} was given" if "context" in
+                                                 overrides else "") + ". Train both stage-2 folders with the same "
+                "--context (and drop --context here, or give theirs).")
         for key, value in overrides.items():
             setattr(audio_model.config, key, value)
         model = HCAMForEmotionRecognition.from_unimodal(audio_model, text_model)
