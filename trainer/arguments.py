@@ -144,18 +144,35 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, HCAMTrainingArguments)
 
 
 # Layering: explicit flags > the --recipe JSON file > the stage's defaults (hcam.trainer.stages) > the dataclasses'.
+def _recipe_layers(path, seen=()):
+    """The recipe at `path` and the ones it `extends` (a path relative to it), base first."""
+    path = os.path.abspath(path)
+    if path in seen:
+        raise SystemExit(f"{path}: recipes extend each other in a circle ({' -> '.join(seen + (path,))}).")
+    with open(path, encoding="utf-8") as f:
+        recipe = json.load(f)
+    base = recipe.get("extends")
+    below = _recipe_layers(os.path.join(os.path.dirname(path), base), seen + (path,)) if base else []
+    return below + [(path, recipe)]
+
+
 def read_recipe(path, stage):
     """The values of a recipe for `stage`: its top-level values, then "common", then the stage's section.
 
-    Keys starting with "_" are comments (the reasons). A key no argument dataclass has is an error naming it."""
-    with open(path, encoding="utf-8") as f:
-        recipe = json.load(f)
-    values = {k: v for k, v in recipe.items() if k not in ("common", "stages")}
-    values.update(recipe.get("common", {}))
-    if "stages" in recipe:
-        if stage is not None and stage.tag not in recipe["stages"]:
-            raise SystemExit(f"{path}: no section {stage.tag!r} (it has {sorted(recipe['stages'])}).")
-        values.update(recipe["stages"].get(stage.tag, {}) if stage is not None else {})
+    A recipe may name another with `"extends": "other.json"` (relative to it): the other's values come first and this
+    one's replace them, layer by layer (top level, common, the stage's section), so a variant states only what it
+    changes. Keys starting with "_" are comments (the reasons). A key no argument dataclass has is an error naming it."""
+    layers = _recipe_layers(path)
+    sections = set().union(*(recipe.get("stages", {}) for _, recipe in layers))
+    values = {}
+    for _, recipe in layers:
+        values.update({k: v for k, v in recipe.items() if k not in ("common", "stages", "extends")})
+    for _, recipe in layers:
+        values.update(recipe.get("common", {}))
+    if sections and stage is not None and stage.tag not in sections:
+        raise SystemExit(f"{path}: no section {stage.tag!r} (it has {sorted(sections)}).")
+    for _, recipe in layers:
+        values.update(recipe.get("stages", {}).get(stage.tag, {}) if stage is not None else {})
     values = {k: v for k, v in values.items() if not k.startswith("_")}
     known = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -184,7 +201,8 @@ def parse_args(argv=None):
     parser = HfArgumentParser(ARGUMENT_CLASSES)
     if len(argv) == 1 and argv[0].endswith(".json"):
         with open(argv[0], encoding="utf-8") as f:
-            if "stages" in json.load(f):
+            flat = json.load(f)
+            if "stages" in flat or "extends" in flat:
                 raise SystemExit(f"{argv[0]} is a sectioned recipe: run it with --recipe {argv[0]} --stage N "
                                  "[--modality audio|text] --output_dir DIR.")
         model_args, data_args, training_args = parser.parse_json_file(argv[0])
