@@ -14,6 +14,8 @@ as a user runs it. Variants (rows):
 - no-speaker-masks: stage II attends to every turn with every head (`--use_speaker_masks false`), stages II-III;
 - concat-fusion: stage III concatenates the projected context embeddings (`--fusion_type concat`), on full's stage II;
 - no-supcon: stage I without the contrastive loss (`--supcon_weight 0`), then stages II-III;
+- causal: stages II-III see only past and current turns (`--context causal`, issue 21), on full's stage I: what a
+  live model costs;
 - joint: no hierarchy, every stage trained at once end to end (`--stage 3 --joint_training`, hcam.trainer.joint)
   for the same epoch budget: as many epochs as stage I gives its encoders in the recipe (the larger of the stage-I
   audio and text `num_train_epochs`), the stage-I learning rates (encoder rates per modality, head rate 1e-3), a
@@ -52,6 +54,7 @@ VARIANTS = {
     "no-speaker-masks": ("full", ["--use_speaker_masks", "false"], [], False),
     "concat-fusion": ("full", [], ["--fusion_type", "concat"], True),
     "no-supcon": ("nosupcon", [], [], False),
+    "causal": ("full", ["--context", "causal"], [], False),
     "joint": (None, [], [], False),
 }
 BIMODAL_ONLY = ("concat-fusion",)

@@ -9,6 +9,17 @@ Three ways to give the conversations (exactly one):
   --recording FILE --segments FILE       one long recording cut by a segments table with columns
                                          start,end[,speaker][,text][,label] in seconds.
 
+Live (a causal model, trained with --context causal): --live predicts each turn the moment it arrives and writes it
+as one flushed JSON line. Turns come as JSON lines on standard input (one object per turn with the pipeline's keys:
+"audio" (a path) and/or "text", "speaker", and optionally "dialogue_id" to keep several conversations apart, or
+{"dialogue_id": ..., "close": true} to forget one), or from any input above, turn by turn; --realtime plays a
+--recording's segments at real speed (each turn is given to the model when its segment ends). A bad turn is
+reported (stderr, and an {"error": ...} line) and left out; the conversation goes on.
+
+    some-dialler | hcam-predict --model outputs/demo-causal/stage3 --live --output -
+    hcam-predict --model outputs/demo-causal/stage3 --live --recording call.wav --segments call.csv --realtime \
+        --output - --asr whisper
+
 Turns without text are transcribed with --asr whisper|pocketsphinx (needs `pip install "hcam[asr]"`) when the model
 reads text. --asr_for_eval replaces every gold transcript with the recogniser's, to measure how HCAM holds up on ASR
 transcripts. --evaluate scores every stage head and the ensemble when the input has labels. Conversations run
@@ -205,14 +216,27 @@ def _output_row(turn: dict, result: dict) -> dict:
 
 
 class _Writer:
+    """Rows to a .jsonl or .csv file, or JSON lines to standard output (`-`); `flush()` after each row when live."""
+
     def __init__(self, path: Path, labels: list[str], heads: list[str]):
         self.path, self.labels, self.heads = path, labels, heads
+        self.csv = None
+        if str(path) == "-":
+            self.format, self.file = "jsonl", sys.stdout
+            return
         self.format = "csv" if path.suffix.lower() == ".csv" else "jsonl"
         if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
-            raise PredictError(f"--output {path}: use a .jsonl or .csv file name")
+            raise PredictError(f"--output {path}: use a .jsonl or .csv file name, or - for standard output")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(path, "w", encoding="utf-8", newline="")
-        self.csv = None
+
+    def error(self, row: dict):
+        """A JSON line saying which turn was left out and why (JSON-lines outputs only)."""
+        if self.format == "jsonl":
+            self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def flush(self):
+        self.file.flush()
 
     def write(self, row: dict):
         if self.format == "jsonl":
@@ -229,7 +253,10 @@ class _Writer:
         self.csv.writerow(flat)
 
     def close(self):
-        self.file.close()
+        if self.file is sys.stdout:
+            self.file.flush()
+        else:
+            self.file.close()
 
 
 def _check_turns(conversations, labels, uses_text, uses_audio, transcriber, asr_for_eval, evaluate):
@@ -376,6 +403,94 @@ def _print_metrics(metrics):
         print(f"{head:<18}{scores['weighted_f1']:>12.4f}{scores['accuracy']:>10.4f}{scores['macro_f1']:>10.4f}")
 
 
+# ------------------------------------------------------------------------------------------------------------ live
+def read_live_lines(stream, name="stdin"):
+    """Turns from JSON lines as they arrive on `stream` (read line by line, never ahead): `_turn` dicts, with an
+    `error` for a line that is not a turn (it is reported, not fatal) and `close` for a line that ends a conversation."""
+    for number, line in enumerate(iter(stream.readline, ""), 1):
+        line = line.strip()
+        if not line:
+            continue
+        item = f"{name} line {number}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield _turn("", item=item, error=f"not a JSON object ({error.msg}): one turn per line, e.g. "
+                                                 '{"audio": "turn1.wav", "text": "Hello.", "speaker": "A"}')
+            continue
+        if not isinstance(value, dict):
+            yield _turn("", item=item, error=f"expected a JSON object per line, got {type(value).__name__}")
+            continue
+        unknown = sorted(set(value) - {"audio", "text", "speaker", "dialogue_id", "label", "close"})
+        if unknown:
+            yield _turn(value.get("dialogue_id") or "live", item=item,
+                        error=f"unknown key(s) {unknown}: a turn has audio, text, speaker[, dialogue_id, label]")
+            continue
+        audio = value.get("audio") or ""
+        if audio and not isinstance(audio, str):
+            yield _turn(value.get("dialogue_id") or "live", item=item, error="'audio' must be a file path")
+            continue
+        yield _turn(value.get("dialogue_id") or "live", value.get("speaker"), value.get("text"), audio,
+                    value.get("label"), item, close=bool(value.get("close")))
+
+
+def _conversation_turns(conversations, realtime=False):
+    """The turns of finished inputs, one conversation after another; with `realtime`, each is given when its segment
+    ends (seconds after the start), as a live recording would deliver it."""
+    import time
+
+    started = time.monotonic()
+    for conversation in conversations:
+        for turn in sorted(conversation["turns"], key=lambda t: t.get("end", 0.0)) if realtime else conversation["turns"]:
+            if realtime:
+                time.sleep(max(0.0, started + turn["end"] - time.monotonic()))
+            yield turn
+
+
+def predict_live(turns, pipe, output, asr="none"):
+    """Predict each turn the moment it arrives with the pipeline's conversation stream (one per dialogue_id), write
+    it as a flushed line; returns how many turns were predicted and how many left out."""
+    config = pipe.model.config
+    labels = [config.id2label[i] for i in range(len(config.id2label))]
+    transcriber = None
+    if "text" in config.modalities and asr != "none":
+        from hcam.processing.asr import Transcriber
+
+        transcriber = Transcriber(asr)
+    pipe.start_conversation()  # a model that is not causal is refused here, before any turn is read
+    writer = _Writer(Path(output), labels, config.stage_heads())
+    streams, done, bad = {}, 0, 0
+    try:
+        for turn in turns:
+            dialogue = turn["dialogue_id"]
+            if turn.get("close") is True:
+                streams.pop(dialogue, None)
+                continue
+            try:
+                if turn.get("error"):
+                    raise PredictError(turn["error"])
+                if isinstance(turn["audio"], str) and turn["audio"] and not os.path.isfile(turn["audio"]):
+                    raise PredictError(f"audio file not found: {turn['audio']}")
+                stream = streams.get(dialogue) or pipe.start_conversation(transcriber=transcriber)
+                result = stream.add_turn(audio=turn["audio"] if len(turn["audio"]) else None,
+                                         text=turn["text"] or None, speaker=turn["speaker"] or None)
+            except (ValueError, OSError) as error:  # the turn is left out; the conversation goes on
+                bad += 1
+                print(f"hcam-predict: {turn['item']}: {error}", file=sys.stderr, flush=True)
+                writer.error({"dialogue_id": dialogue, "item": turn["item"], "error": str(error)})
+                writer.flush()
+                continue
+            streams[dialogue] = stream
+            if result.get("text_source", "given") != "given":
+                turn["used_text"], turn["text_source"] = result["text"], f"asr:{asr}" + result["text_source"][3:]
+            writer.write(_output_row(turn, result))
+            writer.flush()
+            done += 1
+    finally:
+        writer.close()
+    return done, bad
+
+
 # ------------------------------------------------------------------------------------------------------- the command
 def build_parser():
     parser = argparse.ArgumentParser(prog="hcam-predict", description=__doc__.split("\n\n")[0],
@@ -388,7 +503,13 @@ def build_parser():
     source.add_argument("--manifest", help="hcam manifest: dialogue_id,turn,speaker,text,audio[,label]")
     source.add_argument("--recording", help="one long recording of a conversation")
     source.add_argument("--segments", help="CSV/TSV/JSONL with start,end[,speaker][,text][,label] in seconds")
-    parser.add_argument("--output", required=True, help="predictions file: .jsonl or .csv")
+    parser.add_argument("--output", help="predictions file: .jsonl or .csv, or - for standard output (JSON lines; the "
+                                          "default with --live)")
+    parser.add_argument("--live", action="store_true",
+                        help="predict each turn as it arrives (a causal model): JSON lines from standard input, or "
+                             "the turns of --manifest/--audio_dir/--recording one by one; one flushed line per turn")
+    parser.add_argument("--realtime", action="store_true",
+                        help="with --live --recording: give each turn to the model when its segment ends, at real speed")
     parser.add_argument("--asr", default="none", choices=["none", "whisper", "pocketsphinx"],
                         help="transcribe turns that have no text (needs pip install \"hcam[asr]\")")
     parser.add_argument("--asr_for_eval", default="none", choices=["none", "whisper", "pocketsphinx"],
@@ -413,21 +534,39 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     sources = [name for name in ("audio_dir", "manifest", "recording") if getattr(args, name)]
     try:
-        if len(sources) != 1:
-            raise PredictError("give exactly one input: --audio_dir, --manifest or --recording (with --segments)")
+        if len(sources) > 1 or (not sources and not args.live):
+            raise PredictError("give exactly one input: --audio_dir, --manifest or --recording (with --segments); "
+                               "or --live alone to read turns as JSON lines from standard input")
         if args.recording and not args.segments:
             raise PredictError("--recording needs --segments (start,end[,speaker][,text] in seconds)")
         if args.segments and not args.recording:
             raise PredictError("--segments goes with --recording")
         if args.transcripts and not args.audio_dir:
             raise PredictError("--transcripts goes with --audio_dir")
+        if args.realtime and not (args.live and args.recording):
+            raise PredictError("--realtime plays a --recording's segments at real speed: use it with --live --recording")
+        if args.live:
+            offline_only = [flag for flag, on in (("--evaluate", args.evaluate), ("--plot", args.plot),
+                                                  ("--asr_for_eval", args.asr_for_eval != "none")) if on]
+            if offline_only:
+                raise PredictError(f"{', '.join(offline_only)} work on finished conversations: drop them with --live "
+                                   "(a causal model gives the same predictions offline)")
+            args.output = args.output or "-"
+        elif not args.output:
+            raise PredictError("--output is required: a .jsonl or .csv file, or - for standard output")
         if args.audio_dir:
             conversations = read_audio_dir(args.audio_dir, args.transcripts)
         elif args.manifest:
             conversations = read_manifest_conversations(args.manifest, skip_bad=args.skip_bad)
-        else:
+        elif args.recording:
             conversations = read_recording(args.recording, args.segments)
         pipe = load_pipeline(args.model, device=args.device)
+        if args.live:
+            turns = _conversation_turns(conversations, args.realtime) if sources else read_live_lines(sys.stdin)
+            done, bad = predict_live(turns, pipe, args.output, asr=args.asr)
+            print(f"hcam-predict: {done} turn(s) predicted live" + (f", {bad} left out (see above)" if bad else ""),
+                  file=sys.stderr)
+            return 0
         if args.batch_size < 1:
             raise PredictError(f"--batch_size must be at least 1, got {args.batch_size}")
         if args.plot is None and args.plot_attention_turn is not None:
@@ -443,7 +582,7 @@ def main(argv=None):
     except (PredictError, ImportError, ValueError, OSError) as error:
         print(f"hcam-predict: error: {error}", file=sys.stderr)
         return 2
-    print(f"predictions written to {args.output}", file=sys.stderr)
+    print(f"predictions written to {'standard output' if args.output == '-' else args.output}", file=sys.stderr)
     return 0
 
 
