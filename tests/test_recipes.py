@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from hcam.trainer.arguments import parse_args
+from hcam.trainer.arguments import load_recipe, parse_args
 
 RECIPES = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "trainer", "recipes", "*.json")))
 STAGES = {"stage1-audio": ["--stage", "1", "--modality", "audio"], "stage1-text": ["--stage", "1", "--modality", "text"],
@@ -17,8 +17,8 @@ STAGES = {"stage1-audio": ["--stage", "1", "--modality", "audio"], "stage1-text"
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=os.path.basename)
 def test_recipe_sections_parse(recipe, tmp_path):
-    content = json.load(open(recipe))
-    assert content.get("_about"), "a recipe says what it trains"
+    assert json.load(open(recipe)).get("_about"), "a recipe says what it trains"
+    content = load_recipe(recipe)  # with the recipe it extends folded in
     for section, values in content["stages"].items():
         _, data_args, training_args = parse_args([*STAGES[section], "--recipe", recipe, "--output_dir", str(tmp_path / section), "--use_cpu", "true", "--bf16", "false"])
         for key, value in values.items():
@@ -28,6 +28,34 @@ def test_recipe_sections_parse(recipe, tmp_path):
             if not key.startswith("_") and hasattr(data_args, key):
                 assert getattr(data_args, key) == value
         assert training_args.metric_for_best_model == "weighted_f1" and training_args.load_best_model_at_end
+
+
+def test_a_recipe_extends_another_part_by_part(tmp_path):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"_about": "b", "common": {"dataset_name": "demo", "seed": 1}, "stages": {
+        "stage2-text": {"num_train_epochs": 30, "dropout": 0.5}, "stage3": {"dropout": 0.4}}}))
+    (tmp_path / "variant").mkdir()
+    variant = tmp_path / "variant" / "v.json"
+    variant.write_text(json.dumps({"_about": "v", "extends": "../base.json", "common": {"context": "causal"},
+                                   "stages": {"stage2-text": {"dropout": 0.3}}}))
+    _, data_args, args = parse_args(["--stage", "2", "--modality", "text", "--init_from", "t", "--recipe", str(variant),
+                                     "--output_dir", str(tmp_path / "o")])
+    assert (args.num_train_epochs, data_args.dataset_name, args.seed) == (30, "demo", 1)
+    model_args, _, args = parse_args(["--stage", "3", "--init_from", "a", "t", "--recipe", str(variant),
+                                      "--output_dir", str(tmp_path / "o")])
+    assert (model_args.context, model_args.dropout) == ("causal", 0.4)
+    assert load_recipe(variant)["stages"]["stage2-text"] == {"num_train_epochs": 30, "dropout": 0.3}
+    (tmp_path / "base.json").write_text(json.dumps({"extends": "variant/v.json"}))
+    with pytest.raises(SystemExit, match="in a circle"):
+        load_recipe(variant)
+
+
+def test_causal_recipes_are_their_base_recipes_with_causal_context(tmp_path):
+    for causal, base in (("demo_causal.json", "demo.json"), ("meld_text_causal_cpu.json", "meld_text_cpu.json")):
+        paths = {os.path.basename(r): r for r in RECIPES}
+        variant, original = load_recipe(paths[causal]), load_recipe(paths[base])
+        assert variant["stages"] == original["stages"]
+        assert variant["common"] == {**original["common"], "context": "causal"}
 
 
 def test_flags_override_recipe_and_stage_defaults(tmp_path):
@@ -81,7 +109,7 @@ def test_recipe_runs_one_step_per_stage(recipe, fake_trees, stand_in_encoders, t
     from hcam.trainer.run_stage import main
     from hcam.trainer.stages import SEQUENCE
 
-    content = json.load(open(recipe))
+    content = load_recipe(recipe)
     corpus = content["common"]["dataset_name"]
     data = ["--data_dir", str(fake_trees[corpus])] if corpus in fake_trees else []
     ran = []

@@ -156,23 +156,32 @@ def _recipe_layers(path, seen=()):
     return below + [(path, recipe)]
 
 
-def read_recipe(path, stage):
-    """The values of a recipe for `stage`: its top-level values, then "common", then the stage's section.
+def load_recipe(path):
+    """A recipe with what it `extends` folded in: `{"top": {...}, "common": {...}, "stages": {tag: {...}}}`.
 
     A recipe may name another with `"extends": "other.json"` (relative to it): the other's values come first and this
-    one's replace them, layer by layer (top level, common, the stage's section), so a variant states only what it
-    changes. Keys starting with "_" are comments (the reasons). A key no argument dataclass has is an error naming it."""
-    layers = _recipe_layers(path)
-    sections = set().union(*(recipe.get("stages", {}) for _, recipe in layers))
-    values = {}
-    for _, recipe in layers:
-        values.update({k: v for k, v in recipe.items() if k not in ("common", "stages", "extends")})
-    for _, recipe in layers:
-        values.update(recipe.get("common", {}))
-    if sections and stage is not None and stage.tag not in sections:
-        raise SystemExit(f"{path}: no section {stage.tag!r} (it has {sorted(sections)}).")
-    for _, recipe in layers:
-        values.update(recipe.get("stages", {}).get(stage.tag, {}) if stage is not None else {})
+    one's replace them, part by part (top level, common, each stage's section), so a variant states only what it
+    changes; its stage sections are the union of both."""
+    merged = {"top": {}, "common": {}, "stages": {}}
+    for _, recipe in _recipe_layers(path):
+        merged["top"].update({k: v for k, v in recipe.items() if k not in ("common", "stages", "extends")})
+        merged["common"].update(recipe.get("common", {}))
+        for tag, values in recipe.get("stages", {}).items():
+            merged["stages"].setdefault(tag, {}).update(values)
+    return merged
+
+
+def read_recipe(path, stage):
+    """The values of a recipe for `stage`: its top-level values, then "common", then the stage's section
+    (`load_recipe`: with what it extends folded in).
+
+    Keys starting with "_" are comments (the reasons). A key no argument dataclass has is an error naming it."""
+    recipe = load_recipe(path)
+    values = {**recipe["top"], **recipe["common"]}
+    if recipe["stages"] and stage is not None:
+        if stage.tag not in recipe["stages"]:
+            raise SystemExit(f"{path}: no section {stage.tag!r} (it has {sorted(recipe['stages'])}).")
+        values.update(recipe["stages"][stage.tag])
     values = {k: v for k, v in values.items() if not k.startswith("_")}
     known = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
