@@ -351,7 +351,7 @@ def cue_strength(data_dir=None) -> dict:
     Utterance level: text = TF-IDF bag of words, audio = the crude acoustic features of _audio_features, fusion =
     both. Context, two ways: "+ other turns" is a stacked model in the spirit of stage II: the utterance model's
     class probabilities (out-of-fold on train) for this turn plus their mean over the same speaker's other turns in
-    the dialogue; "+ previous label" appends the gold label of the speaker's previous turn (an upper bound on the
+    the dialogue ("+ earlier turns": over the turns before it only, what a causal model can see); "+ previous label" appends the gold label of the speaker's previous turn (an upper bound on the
     persistence cue). Fitted on train, scored on validation and test. Not a test: the numbers go in data/demo/README.md.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -369,12 +369,13 @@ def cue_strength(data_dir=None) -> dict:
     utterance_features = {split: {"text": vectorizer.transform(raw[split]["text"]).toarray(),
                                   "audio": scaler.transform(raw[split]["audio"])} for split in raw}
 
-    def speaker_context(split, values):
-        """Mean of values over the same speaker's other turns, and the one-hot gold label of their previous turn."""
+    def speaker_context(split, values, earlier_only=False):
+        """Mean of values over the same speaker's other turns (`earlier_only`: the turns before this one, what a
+        causal model sees), and the one-hot gold label of their previous turn."""
         keys = list(zip(raw[split]["dialogue_id"], raw[split]["speaker"]))
         others, previous, last_label = [], [], {}
         for i, key in enumerate(keys):
-            same = [j for j, other in enumerate(keys) if other == key and j != i]
+            same = [j for j, other in enumerate(keys[: i if earlier_only else len(keys)]) if other == key and j != i]
             others.append(values[same].mean(axis=0) if same else np.full(values.shape[1], 1 / values.shape[1]))
             previous.append([float(last_label.get(key) == name) for name in DEMO_LABELS + [None]])
             last_label[key] = raw[split]["label"][i]
@@ -401,6 +402,10 @@ def cue_strength(data_dir=None) -> dict:
                    for split in raw}
         results[name + " + other turns"] = score(
             LogisticRegression(max_iter=3000).fit(stacked["train"], raw["train"]["label"]), stacked)
+        causal = {split: np.hstack([probabilities[split], speaker_context(split, probabilities[split], True)[0]])
+                  for split in raw}
+        results[name + " + earlier turns"] = score(
+            LogisticRegression(max_iter=3000).fit(causal["train"], raw["train"]["label"]), causal)
         oracle = {split: np.hstack([design[split], speaker_context(split, probabilities[split])[1]]) for split in raw}
         results[name + " + previous label"] = score(
             LogisticRegression(max_iter=3000).fit(oracle["train"], raw["train"]["label"]), oracle)
