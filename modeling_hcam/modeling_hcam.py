@@ -87,11 +87,11 @@ class HCAMTurnCache:
         speaker_ids (`torch.LongTensor` of shape `(1, t)`, *optional*):
             Speaker id of every turn so far; `None` = the conversation runs without speaker masks.
         context (`dict[str, tuple]`):
-            Per modality, stage II's GRU state `(1, 1, E)` after the last turn and its outputs `(1, t, E)`, the keys and
-            values of its self-attention.
+            Per modality, stage II's GRU state `(1, 1, E)` after the last turn and its self-attention's projected keys
+            and values `(1, heads, t, head_dim)` of every turn so far.
         fusion (`tuple`, *optional*):
-            Stage III's projected audio and text context `(1, t, W)` (the keys of the co-attention) and its co-attended
-            audio and text `(1, t, W)` (the keys of its self-attention).
+            Stage III's four attentions' (audio to text, text to audio, audio self, text self) projected keys and
+            values of every turn so far.
     """
 
     speaker_ids: torch.LongTensor | None = None
@@ -165,26 +165,32 @@ class HCAMAttention(nn.Module):
         self.out_proj = nn.Linear(inner_dim, embed_dim)
         self.dropout = dropout
 
-    def forward(self, query, key_value, attention_mask, output_attentions=False):
-        """The attended values; with `output_attentions`, also the weights `(D, heads, T_query, T_key)`."""
+    def forward(self, query, key_value, attention_mask, output_attentions=False, past=None, use_cache=False):
+        """The attended values; with `output_attentions`, also the weights `(D, heads, T_query, T_key)`; with
+        `use_cache` (a causal model going on turn by turn), also the projected keys and values of every turn so far,
+        `past`'s followed by `key_value`'s own, so that the next call projects only its new turns."""
         batch, query_len, _ = query.shape
-        key_len = key_value.shape[1]
 
-        def split_heads(x, length):
-            return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        def split_heads(x):
+            return x.view(batch, x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-        q = split_heads(self.q_proj(query), query_len)
-        k = split_heads(self.k_proj(key_value), key_len)
-        v = split_heads(self.v_proj(key_value), key_len)
+        q, k, v = split_heads(self.q_proj(query)), split_heads(self.k_proj(key_value)), split_heads(self.v_proj(key_value))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        extras = []
         if output_attentions:  # the same computation as SDPA's math path, keeping the weights
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
             weights = scores.masked_fill(~attention_mask, float("-inf")).softmax(-1)
             attended = F.dropout(weights, self.dropout, self.training) @ v
-            return self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1)), weights
-        attended = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1))
+            extras.append(weights)
+        else:
+            attended = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
+            )
+        attended = self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1))
+        if use_cache:
+            extras.append((k, v))
+        return (attended, *extras) if extras else attended
 
 
 class HCAMAttentionPooling(nn.Module):
@@ -235,6 +241,10 @@ def run_bigru(gru, inputs, lengths):
     outputs = torch.cat([forward, reverse_padded(backward, lengths)], dim=-1)
     real = torch.arange(inputs.shape[1], device=inputs.device)[None, :] < lengths[:, None]
     return outputs * real[..., None]
+
+
+def _as_tuple(result):
+    return result if isinstance(result, tuple) else (result,)
 
 
 def run_gru(gru, inputs, lengths):
@@ -439,27 +449,26 @@ class HCAMContextEncoder(nn.Module):
     def forward_features(self, embeddings, lengths, attention_mask, output_attentions=False, past=None,
                          use_cache=False):
         """Context embeddings `(D, T, E)`; then the attention weights (with `output_attentions`) and the updated
-        `(GRU state, GRU outputs so far)` (with `use_cache`: a causal encoder going on from `past`, one dialogue whose
-        new turns are all real), each appended to the result when asked for."""
+        `(GRU state, the attention's projected keys and values)` (with `use_cache`: a causal encoder going on from
+        `past`, one dialogue whose new turns are all real), each appended to the result when asked for."""
         extras = []
         if use_cache:
-            state, earlier = past if past is not None else (None, None)
+            state, keys = past if past is not None else (None, None)
             hidden, state = self.gru(embeddings, state)
             hidden = self.dropout(hidden)
-            keys = hidden if earlier is None else torch.cat([earlier, hidden], dim=1)
         else:
-            hidden = keys = self.dropout(run_gru(self.gru, embeddings, lengths))
+            hidden = self.dropout(run_gru(self.gru, embeddings, lengths))
         if not self.has_attention:
             if output_attentions:
                 raise ValueError("This model's stage II has no self-attention (config.context_self_attention=False): "
                                  "there are no attention weights to return; drop output_attentions.")
             context = hidden
-        elif output_attentions:
-            attended, weights = self.attention(hidden, keys, attention_mask, output_attentions=True)
-            context = self.layer_norm(hidden + attended)
-            extras.append(weights)
         else:
-            context = self.layer_norm(hidden + self.attention(hidden, keys, attention_mask))
+            attended, *extras = _as_tuple(self.attention(hidden, hidden, attention_mask, output_attentions,
+                                                         past=keys if use_cache else None, use_cache=use_cache))
+            context = self.layer_norm(hidden + attended)
+            if use_cache:
+                keys = extras.pop()
         if use_cache:
             extras.append((state, keys))
         return (context, *extras) if extras else context
@@ -490,30 +499,30 @@ class HCAMFusion(nn.Module):
         self.classifier = nn.Linear(width, config.num_labels)
 
     def forward_features(self, audio_context, text_context, attention_mask, past=None, use_cache=False):
-        """Fused embeddings `(D, T, W)`; with `use_cache` (a causal model, one dialogue), also the updated keys of
-        every attention (`past` holds the earlier turns': projected audio and text, co-attended audio and text), so
-        the new turns attend to the earlier ones without recomputing them. `attention_mask` is `(D, 1, T, keys)`."""
-
-        def keys(index, new):
-            return new if past is None else torch.cat([past[index], new], dim=1)
-
+        """Fused embeddings `(D, T, W)`; with `use_cache` (a causal model, one dialogue), also the projected keys and
+        values of every turn so far for each of the four attentions (`past` holds the earlier turns'), so the new
+        turns attend to the earlier ones without projecting them again. `attention_mask` is `(D, 1, T, keys)`."""
         audio = self.audio_projection(self.dropout(audio_context))
         text = self.text_projection(self.dropout(text_context))
         if not self.co_attention:
             fused = torch.relu(self.fully_connected(self.dropout(torch.cat([audio, text], dim=-1))))
             return (fused, None) if use_cache else fused
-        audio_keys, text_keys = keys(0, audio), keys(1, text)
-        audio_attended = self.norms[0](audio + self.audio_to_text(audio, text_keys, attention_mask))
-        text_attended = self.norms[1](text + self.text_to_audio(text, audio_keys, attention_mask))
-        audio_attended_keys, text_attended_keys = keys(2, audio_attended), keys(3, text_attended)
-        audio_attended = self.norms[2](audio_attended + self.audio_self_attention(audio_attended, audio_attended_keys,
-                                                                                  attention_mask))
-        text_attended = self.norms[3](text_attended + self.text_self_attention(text_attended, text_attended_keys,
-                                                                               attention_mask))
+        past = past or (None,) * 4
+        caches = []
+
+        def attend(attention, query, key_value, index):
+            attended, *cache = _as_tuple(attention(query, key_value, attention_mask, past=past[index],
+                                                   use_cache=use_cache))
+            caches.extend(cache)
+            return attended
+
+        audio_attended = self.norms[0](audio + attend(self.audio_to_text, audio, text, 0))
+        text_attended = self.norms[1](text + attend(self.text_to_audio, text, audio, 1))
+        audio_attended = self.norms[2](audio_attended + attend(self.audio_self_attention, audio_attended,
+                                                               audio_attended, 2))
+        text_attended = self.norms[3](text_attended + attend(self.text_self_attention, text_attended, text_attended, 3))
         fused = torch.relu(self.fully_connected(self.dropout(torch.cat([audio_attended, text_attended], dim=-1))))
-        if use_cache:
-            return fused, (audio_keys, text_keys, audio_attended_keys, text_attended_keys)
-        return fused
+        return (fused, tuple(caches)) if use_cache else fused
 
     def forward_head(self, fused):
         return self.classifier(self.dropout(fused))
@@ -763,19 +772,21 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             embeddings[modality] = scattered
         return embeddings
 
-    def _attention_masks(self, utterance_mask, speaker_ids):
-        """Turn-level boolean masks: `context` (D, heads, T, T) with optional speaker masks, `plain` (D, 1, T, T).
-        A causal model's masks also hide every later turn."""
+    def _attention_masks(self, utterance_mask, speaker_ids, first_query=0):
+        """Turn-level boolean masks: `context` (D, heads, Q, T) with optional speaker masks, `plain` (D, 1, Q, T), for
+        the queries `first_query`..T-1 (all turns by default; the new turns when a causal model goes on from its
+        cache). A causal model's masks also hide every later turn."""
         turns = utterance_mask.bool()
-        length = turns.shape[1]
-        self_only = torch.eye(length, dtype=torch.bool, device=turns.device)
+        keys = torch.arange(turns.shape[1], device=turns.device)
+        queries = keys[first_query:]
+        self_only = queries[:, None] == keys[None, :]
         # every turn may attend to itself, so no row is empty (padded rows attend only to themselves)
         plain = (turns[:, None, None, :] | self_only)
         if self.config.context == "causal":
-            plain = plain & torch.ones(length, length, dtype=torch.bool, device=turns.device).tril()
+            plain = plain & (keys[None, :] <= queries[:, None])
         if not self.config.use_speaker_masks or speaker_ids is None:
             return plain, plain
-        same = speaker_ids[:, :, None] == speaker_ids[:, None, :]
+        same = speaker_ids[:, first_query:, None] == speaker_ids[:, None, :]
         heads = [plain[:, 0]] + [plain[:, 0] & same, plain[:, 0] & ~same]
         heads = [heads[h % 3] for h in range(self.config.num_attention_heads)]
         context = torch.stack(heads, dim=1) | self_only
@@ -803,8 +814,8 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         if speaker_ids is not None and past.speaker_ids is not None:
             speaker_ids = torch.cat([past.speaker_ids.to(speaker_ids.device), speaker_ids], dim=1)
         total = past.num_turns + utterance_mask.shape[1]
-        context_mask, plain_mask = self._attention_masks(utterance_mask.new_ones(1, total), speaker_ids)
-        return past, speaker_ids, context_mask[:, :, past.num_turns:], plain_mask[:, :, past.num_turns:]
+        context_mask, plain_mask = self._attention_masks(utterance_mask.new_ones(1, total), speaker_ids, past.num_turns)
+        return past, speaker_ids, context_mask, plain_mask
 
     def forward(
         self,
