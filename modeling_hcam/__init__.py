@@ -5,6 +5,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProces
 from .configuration_hcam import DEFAULT_TEXT_ENCODER, TINY_AUDIO_ENCODER_CONFIG, HCAMConfig
 from .feature_extraction_hcam import HCAMAudioError, HCAMFeatureExtractor, load_audio
 from .modeling_hcam import (
+    HCAMConversationStream,
     HCAMForEmotionRecognition,
     HCAMOutput,
     HCAMPreTrainedModel,
@@ -24,6 +25,7 @@ __all__ = [
     "TINY_AUDIO_ENCODER_CONFIG",
     "HCAMAudioError",
     "HCAMConfig",
+    "HCAMConversationStream",
     "HCAMFeatureExtractor",
     "HCAMForEmotionRecognition",
     "HCAMOutput",
