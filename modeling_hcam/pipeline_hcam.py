@@ -59,6 +59,11 @@ class HCAMEmotionPipeline(Pipeline):
 
     Device: `pipeline(..., device="cuda:0")` (or `device=0`), like any transformers pipeline.
 
+    Live (a causal model, `config.context="causal"`): `pipe(turns, stream=True)` reads an iterable of turns lazily and
+    yields each turn's result as soon as that turn has been read; `pipe.start_conversation()` gives the
+    `HCAMConversationStream` behind it (`add_turn(audio=..., text=..., speaker=...)`). Each turn's encoders run once
+    and the results equal those of the whole conversation at once.
+
     Long conversations: turns go through the utterance encoders `config.encoder_chunk_size` at a time, each chunk
     padded only to its own longest turn, so memory grows with the chunk, not with the conversation; the context and
     fusion stages then run on the whole conversations' utterance embeddings.
