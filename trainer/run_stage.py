@@ -42,6 +42,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition, HCAMProcessor
+from hcam.processing.cache import cache_path
 from hcam.trainer.arguments import parse_args
 from hcam.trainer.data import (
     DialogueEmbeddingDataset,
@@ -232,7 +233,7 @@ def build_later_stage(model_args, training_args):
 # ----- data -------------------------------------------------------------------------------------------------------
 def embedding_datasets(model, processor, dataset, training_args, data_args):
     """Stages II/III: each split as dialogues of cached stage-I embeddings (computed once, by the main process)."""
-    cache_dir = data_args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(training_args.output_dir)), ".embedding_cache")
+    cache_dir = data_args.cache_dir or str(cache_path("embeddings"))
     modalities = model.config.modalities
     device = training_args.device
     model.to(device)
