@@ -26,6 +26,11 @@ trust_remote_code=True)`), the model card README.md and confusion_matrix.png (hc
 the finished stage to branch stage1-audio/stage1-text/stage2-audio/stage2-text/stage3 of that repo, stage 3 to main
 too. The Trainer itself never pushes. If the push fails, the stage stays finished: rerun the same command to retry
 the push only.
+
+A run holds a lock on its output folder (hcam.trainer.run_lock): a second run on the same folder stops at once, naming
+the first (process id and host); the lock of a killed run is taken over with a warning. Stages II and III cache
+stage-I embeddings under $HCAM_CACHE (else $HF_HOME/hcam; hcam.processing.cache, `hcam-cache list`), shared by runs in
+any folder.
 """
 
 import json
@@ -57,6 +62,7 @@ from hcam.trainer.evaluation import detailed_report
 from hcam.trainer.feature_cache import frozen_encoder_datasets
 from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage, read_json
 from hcam.trainer.joint import joint_datasets
+from hcam.trainer.run_lock import output_folder_lock
 from hcam.trainer.stages import Stage
 from hcam.trainer.trainer import HCAMStageTrainer
 
@@ -471,6 +477,14 @@ def release_processes(trainer):
 def main(argv=None):
     model_args, data_args, training_args = parse_args(argv)
     setup_logging(training_args)
+    # one run per output folder: the main process holds its lock (a second run stops at once, naming the first)
+    with output_folder_lock(training_args.output_dir, enabled=training_args.process_index == 0,
+                            command=command_line(argv)):
+        return run(model_args, data_args, training_args, argv)
+
+
+def run(model_args, data_args, training_args, argv=None):
+    """Train (or resume, or only push) the stage that the parsed arguments describe; returns its marker."""
     stage, output_dir = Stage(training_args.stage, training_args.modality), training_args.output_dir
     push_to_hub = training_args.push_to_hub
     if push_to_hub and not training_args.hub_model_id:
