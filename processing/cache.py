@@ -84,20 +84,52 @@ def partial_name(path) -> str:
     return f"{path}.partial-{socket.gethostname()}-{os.getpid()}"
 
 
-def is_disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+# How a full disk shows in the writers hcam uses (checked on a full tmpfs): OSError(ENOSPC) from Python's own files,
+# SafetensorError "I/O error: No space left on device (os error 28)" from safetensors, and from torch.save a
+# RuntimeError of its stream writer that names no cause ("[enforce fail at inline_container.cc] . unexpected pos ...").
+_FULL_DISK_WORDS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+_TORCH_WRITER_WORDS = ("inline_container", "PytorchStreamWriter")
+NEARLY_FULL = 64 * 2**20  # bytes: a torch writer failure with less free than this is taken for a full disk
+
+
+def _existing_folder(path):
+    folder = os.path.dirname(os.path.abspath(path)) if not os.path.isdir(path) else os.path.abspath(path)
+    while folder and not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def is_disk_full(error: BaseException, path=None) -> bool:
+    """Whether `error` (or an error it was raised from) says the disk or quota is full; a torch writer failure
+    counts when the disk of `path` has less than NEARLY_FULL bytes free."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if any(words in text for words in _FULL_DISK_WORDS):
+            return True
+        if path is not None and any(words in text for words in _TORCH_WRITER_WORDS):
+            try:
+                if shutil.disk_usage(_existing_folder(path)).free < NEARLY_FULL:
+                    return True
+            except OSError:
+                pass
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def disk_full_message(path, error) -> str:
     """What to tell the user when `path` could not be written because its disk (or quota) is full."""
-    folder = os.path.dirname(os.path.abspath(path))
-    while folder and not os.path.exists(folder):
-        folder = os.path.dirname(folder)
+    folder = _existing_folder(path)
     try:
         free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
     except OSError:
         free = "free space unknown"
-    return (f"The disk is full: writing {path} failed ({error.strerror or error}; {free} on {folder}). Free some "
+    reason = getattr(error, "strerror", None) or error
+    what = f"in {path}" if os.path.isdir(path) else str(path)
+    return (f"The disk is full: writing {what} failed ({reason}; {free} on {folder}). Free some "
             f"space (`hcam-cache list` shows what hcam's caches hold, `hcam-cache clear` empties them) or point "
             f"HCAM_CACHE / --output_dir to a disk with room, then rerun the same command.")
 
@@ -149,7 +181,7 @@ def write_safetensors(path, tensors, key, metadata=None, checksum=True) -> bool:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         save_file({name: t.contiguous() for name, t in tensors.items()}, partial, metadata=metadata)
         os.replace(partial, path)
-    except OSError as error:
+    except Exception as error:  # OSError, SafetensorError (a full disk shows as either): never a reason to fail
         remove_quietly(partial)
         warn_not_written(path, error)
         return False
@@ -158,7 +190,7 @@ def write_safetensors(path, tensors, key, metadata=None, checksum=True) -> bool:
 
 def warn_not_written(path, error) -> None:
     """A cache entry that could not be written: the run goes on, computing it again next time."""
-    reason = disk_full_message(path, error) if is_disk_full(error) else f"{type(error).__name__}: {error}"
+    reason = disk_full_message(path, error) if is_disk_full(error, path) else f"{type(error).__name__}: {error}"
     logger.warning("Cache entry %s not written, the run goes on without it. %s", path, reason)
 
 

@@ -205,11 +205,11 @@ def cached_features(model, processor, dataset, modality, cache_dir, split, batch
         build_feature_cache(model, processor, dataset, modality, partial, batch_size, device,
                             desc=f"{split} frozen {modality} encoder", key=key)
         os.replace(partial, folder)
-    except OSError as error:
+    except Exception as error:
         remove_quietly(partial)
-        if is_disk_full(error):
+        if is_disk_full(error, partial):
             raise SystemExit(disk_full_message(partial, error)) from error
-        if not os.path.exists(os.path.join(folder, "index.json")):
+        if not isinstance(error, OSError) or not os.path.exists(os.path.join(folder, "index.json")):
             raise
         # another run sharing the cache finished the same entry first (the rename onto its folder fails): use it
     store = FeatureStore.open_verified(folder, key, len(dataset))

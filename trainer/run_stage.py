@@ -33,6 +33,7 @@ stage-I embeddings under $HCAM_CACHE (else $HF_HOME/hcam; hcam.processing.cache,
 any folder.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition, HCAMProcessor
-from hcam.processing.cache import cache_path
+from hcam.processing.cache import cache_path, disk_full_message, is_disk_full
 from hcam.trainer.arguments import parse_args
 from hcam.trainer.data import (
     DialogueEmbeddingDataset,
@@ -70,6 +71,7 @@ logger = logging.getLogger("hcam.trainer.run_stage")
 
 STAGE_MARKER = "hcam_stage.json"
 DATA_REPORT = "data_report.json"  # what the reader found: protocol, counts, every problem and skipped item
+RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json")  # save_metrics'
 
 
 class IncompatibleStageError(SystemExit):
@@ -395,8 +397,12 @@ def build_trainer(model, processor, splits, collator, training_args, label_names
 def train(trainer, stage, training_args):
     """Train, resuming from the last complete checkpoint of an interrupted run of the same command."""
     output_dir = training_args.output_dir
-    if trainer.is_world_process_zero():
-        shutil.rmtree(os.path.join(output_dir, ".staging"), ignore_errors=True)
+    if trainer.is_world_process_zero():  # what an interrupted run (a kill, a full disk) may have left half written
+        for name in (".staging", ".final"):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+        for name in RESULT_FILES:  # rewritten by this run; a cut-short one would stop Trainer.save_metrics
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(output_dir, name))
     resume = training_args.resume_from_checkpoint
     if resume is None and os.path.isdir(output_dir):
         resume = get_last_checkpoint(output_dir)
@@ -478,9 +484,30 @@ def main(argv=None):
     model_args, data_args, training_args = parse_args(argv)
     setup_logging(training_args)
     # one run per output folder: the main process holds its lock (a second run stops at once, naming the first)
-    with output_folder_lock(training_args.output_dir, enabled=training_args.process_index == 0,
-                            command=command_line(argv)):
+    is_main = training_args.process_index == 0
+    with output_folder_lock(training_args.output_dir, enabled=is_main, command=command_line(argv)), \
+            stop_on_full_disk(training_args.output_dir, is_main):
         return run(model_args, data_args, training_args, argv)
+
+
+@contextlib.contextmanager
+def stop_on_full_disk(output_dir, is_main=True):
+    """A full disk while training or finishing the stage: the half-written checkpoint (.staging) or stage (.final) is
+    dropped, the complete checkpoints stay, and the run stops with a message that says so and how to go on."""
+    try:
+        yield
+    except Exception as error:
+        path = getattr(error, "filename", None) or output_dir
+        if not is_disk_full(error, path):
+            raise
+        last = None
+        if is_main and os.path.isdir(output_dir):
+            for name in (".staging", ".final"):
+                shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+            last = get_last_checkpoint(output_dir)
+        then = (f"The last complete checkpoint, {last}, is intact: the rerun resumes from it." if last else
+                "No checkpoint was complete yet: the rerun starts the stage again.")
+        raise SystemExit(f"{disk_full_message(path, error)} {then}") from error
 
 
 def run(model_args, data_args, training_args, argv=None):
