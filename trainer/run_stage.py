@@ -65,7 +65,7 @@ from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_
 from hcam.trainer.joint import joint_datasets
 from hcam.trainer.run_lock import output_folder_lock
 from hcam.trainer.stages import Stage
-from hcam.trainer.trainer import HCAMStageTrainer
+from hcam.trainer.trainer import HCAMStageTrainer, remove_folder, remove_leftovers
 
 logger = logging.getLogger("hcam.trainer.run_stage")
 
@@ -275,8 +275,9 @@ def finish_output(trainer, output_dir, marker, hub_model_id=None):
         json.dump(marker, f, indent=2)
     os.replace(partial, os.path.join(output_dir, STAGE_MARKER))
     for name in os.listdir(output_dir):
-        if name.startswith("checkpoint-") or name in (".staging",):
-            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+        if name.startswith("checkpoint-"):
+            remove_folder(os.path.join(output_dir, name))
+    remove_leftovers(output_dir)
 
 
 def push(training_args, output_dir, marker):
@@ -398,8 +399,7 @@ def train(trainer, stage, training_args):
     """Train, resuming from the last complete checkpoint of an interrupted run of the same command."""
     output_dir = training_args.output_dir
     if trainer.is_world_process_zero():  # what an interrupted run (a kill, a full disk) may have left half written
-        for name in (".staging", ".final"):
-            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+        remove_leftovers(output_dir)
         for name in RESULT_FILES:  # rewritten by this run; a cut-short one would stop Trainer.save_metrics
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(output_dir, name))
@@ -502,8 +502,7 @@ def stop_on_full_disk(output_dir, is_main=True):
             raise
         last = None
         if is_main and os.path.isdir(output_dir):
-            for name in (".staging", ".final"):
-                shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+            remove_leftovers(output_dir)
             last = get_last_checkpoint(output_dir)
         then = (f"The last complete checkpoint, {last}, is intact: the rerun resumes from it." if last else
                 "No checkpoint was complete yet: the rerun starts the stage again.")
@@ -519,6 +518,8 @@ def run(model_args, data_args, training_args, argv=None):
 
     finished = finished_stage(stage, output_dir)
     if finished is not None:
+        if training_args.process_index == 0:
+            remove_leftovers(output_dir)  # old checkpoints a kill interrupted the deletion of
         logger.info("%s in %s is already finished: not retraining (delete the folder to retrain).", stage.tag, output_dir)
         if push_to_hub:
             push(training_args, output_dir, finished)
