@@ -62,6 +62,7 @@ setup(
         "console_scripts": [
             "hcam-predict=hcam.trainer.predict:main",
             "hcam-data-check=hcam.processing.data_check:main",
+            "hcam-cache=hcam.processing.cache:main",
         ]
     },
 )

@@ -191,7 +191,7 @@ register(Corpus(
     aliases={"7class": "emotion", "3class": "sentiment"},
     options=(
         ReaderOption("audio_cache_dir", str, "MELD: where the clips' audio is extracted once, as 16 kHz wavs "
-                                             "(default ~/.cache/hcam/meld)", reader_key="cache_dir"),
+                                             "(default $HCAM_CACHE/meld, else $HF_HOME/hcam/meld)", reader_key="cache_dir"),
         ReaderOption("preprocessing_num_workers", int, "MELD: processes extracting the clips' audio (default 2)",
                      reader_key="num_workers"),
         ReaderOption("normalize_text", bool, "MELD: repair mojibake and map typographic punctuation to ASCII "

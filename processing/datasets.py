@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from pathlib import Path
 
 from .corpora import DEFAULT_VALIDATION_FRACTION, get_corpus
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
+
+logger = logging.getLogger(__name__)
 
 # A clip counts as silent when its peak is below this (16-bit dither is ~3e-5) ...
 SILENCE_PEAK = 1e-4
@@ -193,18 +196,48 @@ def _measure(path, sampling_rate):
 
 
 class _LevelCache:
-    """Clip levels measured before, keyed by path, size and modification time (<cache root>/audio_levels.json):
-    every stage that reads audio checks every clip, and decodes only the new or changed ones."""
+    """Clip levels measured before, keyed by path, size and modification time (<hcam cache>/audio_levels.json,
+    hcam.processing.cache): every stage that reads audio checks every clip, and decodes only the new or changed ones.
+
+    A file that does not parse or holds entries that are not `[rate, peak, rms]` numbers is damaged: one warning
+    names it, its bad entries (all of them, when it does not parse) are measured again and the file is rewritten."""
+
+    FORMAT = 1
 
     def __init__(self):
-        from .report import cache_root
+        from .cache import cache_path
 
-        self.path = cache_root() / "audio_levels.json"
+        self.path = cache_path("audio-levels")
+        self.entries, self.changed = {}, False
+        if not self.path.exists():
+            return
         try:
-            self.entries = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.entries = {}
-        self.changed = False
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "entries" in data:
+                if data.get("format") != self.FORMAT:
+                    raise ValueError(f"format {data.get('format')!r}, not {self.FORMAT}")
+                data = data["entries"]
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object of entries")
+        except (OSError, ValueError) as error:  # cut short, zero-filled, not JSON
+            self._damaged(f"unreadable: {type(error).__name__}: {error}")
+            return
+        self.entries = {key: value for key, value in data.items() if self._valid(key, value)}
+        if len(self.entries) < len(data):
+            self._damaged(f"{len(data) - len(self.entries)} of its {len(data)} entries are not [rate, peak, rms]")
+        logger.info("Audio levels of %d clips read from %s", len(self.entries), self.path)
+
+    def _damaged(self, reason):
+        from .cache import discard_damaged
+
+        discard_damaged(self.path, reason)
+        self.changed = True  # rewritten by save(), even if nothing new is measured
+
+    @staticmethod
+    def _valid(key, value):
+        return (isinstance(key, str) and key.count("|") >= 2 and isinstance(value, list) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                        for v in value))
 
     @staticmethod
     def _key(path):
@@ -218,20 +251,26 @@ class _LevelCache:
             return None
 
     def put(self, path, rate, peak, rms):
-        self.entries[self._key(path)] = (rate, peak, rms)
+        self.entries[self._key(path)] = [rate, peak, rms]
         self.changed = True
         return rate, peak, rms
 
     def save(self):
+        from .cache import partial_name, remove_quietly, warn_not_written
+
         if not self.changed:
             return
+        partial = partial_name(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.path.with_suffix(f".{os.getpid()}.partial")
-            partial.write_text(json.dumps(self.entries))
+            with open(partial, "w", encoding="utf-8") as f:
+                json.dump({"format": self.FORMAT, "entries": self.entries}, f)
             os.replace(partial, self.path)
-        except OSError:
-            pass  # a read-only cache only costs the decoding again
+        except OSError as error:  # a full disk or a read-only cache only costs the decoding again
+            remove_quietly(partial)
+            warn_not_written(self.path, error)
+            return
+        logger.info("Audio levels of %d clips written to %s", len(self.entries), self.path)
 
 
 def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, progress: bool = True,

@@ -13,8 +13,8 @@ report). ``dialogue_id`` is ``"{train|dev|test}_dia{D}"``, ``utterance_id`` is `
 Sentiment (``setting="sentiment"``); both stay as extra columns ``emotion``/``sentiment``.
 
 Audio: with the clip folders present, each clip's audio is extracted ONCE to a 16 kHz mono wav under
-``cache_dir`` (default ``~/.cache/hcam/meld``, or ``$HCAM_CACHE/meld``), in a small process pool with
-a progress bar, via ``hcam.modeling_hcam.feature_extraction_hcam.load_audio`` (imageio-ffmpeg's
+``cache_dir`` (default ``$HCAM_CACHE/meld``, else ``$HF_HOME/hcam/meld``: hcam.processing.cache), in a
+small process pool with a progress bar, via ``hcam.modeling_hcam.feature_extraction_hcam.load_audio`` (imageio-ffmpeg's
 binary). A cached wav newer than its clip is reused. Missing or corrupt clips (MELD has some) are
 skipped and listed in the report (``skip_bad=True``) or raise one error listing them. Without the
 clip folders (or with ``audio=False``) the CSVs give a text-only dataset (``audio == ""``).
@@ -76,9 +76,9 @@ def _find(data_dir: Path, name: str) -> Path | None:
 
 
 def default_cache_dir() -> Path:
-    from .report import cache_root
+    from .cache import cache_path
 
-    return cache_root() / "meld"
+    return cache_path("meld-audio")
 
 
 def _extract_clip(job: tuple[str, str, int]) -> tuple[str, str | None, float]:
@@ -131,7 +131,7 @@ def read_meld(data_dir, *, setting: str | None = None, cache_dir=None, audio: bo
     Args:
         data_dir: folder holding the CSVs (and clip folders), or their parent with ``MELD.Raw/``.
         setting: ``"emotion"`` (7 classes, default) or ``"sentiment"`` (3 classes).
-        cache_dir: where extracted wavs go (default ``~/.cache/hcam/meld``).
+        cache_dir: where extracted wavs go (default ``<hcam cache>/meld``, hcam.processing.cache).
         audio: None = use clips when the clip folder exists; False = text only; True = clips required.
         skip_bad: skip bad rows/clips and list them in the report, or raise one error listing them.
         num_workers: processes extracting audio.

@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
-
-
-def cache_root():
-    """Where hcam keeps what it computes once per file (MELD's extracted audio, clip levels): $HCAM_CACHE or
-    ~/.cache/hcam."""
-    return Path(os.environ.get("HCAM_CACHE", "~/.cache/hcam")).expanduser()
 
 
 class HCAMDataError(ValueError):

@@ -432,6 +432,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _maybe_fail(self, kind: str) -> None:
         mode = self.server.take_failure(kind)
+        if mode == "hold":  # a request in flight while the test kills its client; then no answer
+            self.server.held.set()
+            self.server.released.wait(timeout=600)
+            raise _DropConnection()
         if mode == "drop":
             raise _DropConnection()
         if mode == "500":
@@ -639,6 +643,7 @@ class _Server(ThreadingHTTPServer):
         self.url = f"http://{HOST}:{self.server_address[1]}"
         self._failures: dict[str, list[str]] = {}
         self._failures_lock = threading.Lock()
+        self.held, self.released = threading.Event(), threading.Event()  # fail_next(..., mode="hold")
 
     def take_failure(self, kind: str) -> str | None:
         with self._failures_lock:
@@ -675,6 +680,7 @@ class LocalHubServer:
         return self
 
     def stop(self) -> None:
+        self._server.released.set()  # no request stays held
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=10)
@@ -692,12 +698,25 @@ class LocalHubServer:
 
     def fail_next(self, kind: str, times: int = 1, mode: str = "500") -> None:
         """The next ``times`` requests of ``kind`` ("commit", "lfs_upload") fail: "500" answers HTTP 500, "drop"
-        closes the connection without an answer."""
-        if kind not in FAILURE_KINDS or mode not in ("500", "drop"):
-            raise ValueError(f"fail_next: kind must be one of {FAILURE_KINDS} and mode '500' or 'drop', "
+        closes the connection without an answer, "hold" keeps the request waiting (``held`` is set, before an
+        upload's body is read) until ``release()`` and then closes it without an answer: the test kills the client
+        meanwhile."""
+        if kind not in FAILURE_KINDS or mode not in ("500", "drop", "hold"):
+            raise ValueError(f"fail_next: kind must be one of {FAILURE_KINDS} and mode '500', 'drop' or 'hold', "
                              f"got {kind!r}, {mode!r}")
+        if mode == "hold":
+            self._server.held.clear()
+            self._server.released.clear()
         with self._server._failures_lock:
             self._server._failures.setdefault(kind, []).extend([mode] * times)
+
+    def wait_held(self, timeout: float = 300) -> bool:
+        """Whether a request held by ``fail_next(..., mode="hold")`` arrived within ``timeout`` seconds."""
+        return self._server.held.wait(timeout)
+
+    def release(self) -> None:
+        """Let the held requests go (each closes its connection without an answer)."""
+        self._server.released.set()
 
     def branch_head(self, repo_id: str, branch: str = "main") -> str:
         return self.store.refs(repo_id)["branches"][branch]

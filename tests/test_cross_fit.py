@@ -60,8 +60,10 @@ def stage1_text(tmp_path_factory):
     corpus, encoder, out = str(root / "corpus"), str(root / "tiny_bert"), str(root / "runs")
     write_corpus(corpus)
     write_tiny_text_encoder(encoder)
-    main(stage_argv(out, "stage1-text", corpus, encoder, epochs=2))
-    return {"corpus": corpus, "encoder": encoder, "out": out}
+    with pytest.MonkeyPatch.context() as patch:  # a cache root of this module's own
+        patch.setenv("HCAM_CACHE", str(root / "hcam_cache"))
+        main(stage_argv(out, "stage1-text", corpus, encoder, epochs=2))
+        yield {"corpus": corpus, "encoder": encoder, "out": out, "cache": str(root / "hcam_cache" / "embeddings")}
 
 
 def test_stage2_trains_on_out_of_fold_embeddings_and_reuses_them(stage1_text, monkeypatch):
@@ -69,7 +71,7 @@ def test_stage2_trains_on_out_of_fold_embeddings_and_reuses_them(stage1_text, mo
     from hcam.trainer.run_stage import main
 
     corpus, encoder, out = stage1_text["corpus"], stage1_text["encoder"], stage1_text["out"]
-    cache = os.path.join(out, ".embedding_cache")
+    cache = stage1_text["cache"]
     main(stage_argv(out, "stage2-text", corpus, encoder, epochs=2, extra=["--cross_fit_folds", "3"]))
     files = sorted(os.listdir(cache))
     oof = [f for f in files if "-oof3-" in f]

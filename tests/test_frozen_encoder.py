@@ -62,9 +62,11 @@ def frozen_run(tmp_path_factory):
     save_pretrained_encoder(encoder, "wavlm", seed=5)
     argv = ["--stage", "1", "--modality", "audio", "--audio_encoder", encoder, "--freeze_audio_encoder", "true",
             "--use_weighted_layer_sum", "true", *data_flags(corpus), "--num_train_epochs", "3", *TINY]
-    main([*argv, "--output_dir", str(root / "runs" / "stage1-audio")])
-    return {"root": root, "encoder": encoder, "argv": argv, "out": root / "runs" / "stage1-audio",
-            "cache": root / "runs" / ".feature_cache"}
+    with pytest.MonkeyPatch.context() as patch:  # a cache root of this module's own
+        patch.setenv("HCAM_CACHE", str(root / "hcam_cache"))
+        main([*argv, "--output_dir", str(root / "runs" / "stage1-audio")])
+        yield {"root": root, "encoder": encoder, "argv": argv, "out": root / "runs" / "stage1-audio",
+               "cache": root / "hcam_cache" / "features"}
 
 
 def test_frozen_encoder_weights_leave_training_bit_identical(frozen_run):
@@ -124,7 +126,7 @@ def test_frozen_recipes_freeze_wavlm_with_the_weighted_layer_sum(recipe, tmp_pat
     assert model_args.freeze_audio_encoder is True and model_args.use_weighted_layer_sum is True
 
 
-def test_stage1_with_a_local_hubert_folder_trains_a_hubert(tmp_path):
+def test_stage1_with_a_local_hubert_folder_trains_a_hubert(tmp_path, monkeypatch):
     """The issue's user path: `--audio_encoder <local HuBERT folder>` fine-tuned; stage I's model is a HuBERT with
     the folder's weights, and its processor the folder's feature-extractor settings."""
     from transformers import AutoModel
@@ -135,12 +137,13 @@ def test_stage1_with_a_local_hubert_folder_trains_a_hubert(tmp_path):
     write_corpus(corpus, dialogues={"train": 3, "validation": 2, "test": 1})
     save_pretrained_encoder(encoder, "hubert", seed=2)
     out = tmp_path / "stage1-audio"
+    monkeypatch.setenv("HCAM_CACHE", str(tmp_path / "hcam_cache"))
     main(["--stage", "1", "--modality", "audio", "--audio_encoder", encoder, *data_flags(corpus), "--num_train_epochs",
           "1", *TINY, "--output_dir", str(out)])
     model = AutoModel.from_pretrained(out, trust_remote_code=True)
     assert type(model.utterance_encoders["audio"].encoder).__name__ == "HubertModel"
     assert model.config.audio_encoder_config["model_type"] == "hubert"
-    assert not os.path.exists(tmp_path / ".feature_cache")  # fine-tuned: no frozen cache
+    assert not os.path.exists(tmp_path / "hcam_cache" / "features")  # fine-tuned: no frozen cache
     # fine-tuned: the transformer layers moved, the convolutional feature encoder (frozen by default) did not
     saved, pretrained = load_file(out / "model.safetensors"), load_file(os.path.join(encoder, "model.safetensors"))
     prefix = "utterance_encoders.audio.encoder."
@@ -149,16 +152,17 @@ def test_stage1_with_a_local_hubert_folder_trains_a_hubert(tmp_path):
     assert json.load(open(out / "processor_config.json"))["feature_extractor"]["do_normalize"] is True
 
 
-def test_stage1_text_with_a_frozen_text_encoder_trains_on_the_cache(tmp_path):
+def test_stage1_text_with_a_frozen_text_encoder_trains_on_the_cache(tmp_path, monkeypatch):
     from hcam.trainer.run_stage import main
 
     corpus, encoder = str(tmp_path / "corpus"), str(tmp_path / "bert")
     write_corpus(corpus, dialogues={"train": 3, "validation": 2, "test": 1})
     write_tiny_text_encoder(encoder)
     out = tmp_path / "runs" / "stage1-text"
+    monkeypatch.setenv("HCAM_CACHE", str(tmp_path / "hcam_cache"))
     main(["--stage", "1", "--modality", "text", "--text_encoder", encoder, "--freeze_text_encoder", "true",
           *data_flags(corpus), "--num_train_epochs", "2", *TINY, "--output_dir", str(out)])
-    caches = sorted(os.listdir(tmp_path / "runs" / ".feature_cache"))
+    caches = sorted(os.listdir(tmp_path / "hcam_cache" / "features"))
     assert [c.split("-")[:3] for c in caches] == [["test", "text", "frozen"], ["train", "text", "frozen"],
                                                    ["validation", "text", "frozen"]]
     saved, pretrained = load_file(out / "model.safetensors"), load_file(os.path.join(encoder, "model.safetensors"))

@@ -72,7 +72,7 @@ def stage_argv(out, name, corpus, text_encoder, epochs=2, extra=()):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The five stages trained in-process on the tiny corpus."""
+    """The five stages trained in-process on the tiny corpus, with a cache root of their own (HCAM_CACHE)."""
     from hcam.trainer.run_stage import main
 
     root = tmp_path_factory.mktemp("hcam_trainer")
@@ -80,12 +80,14 @@ def trained(tmp_path_factory):
     write_corpus(corpus)
     write_tiny_text_encoder(encoder)
     cache_files = {}
-    for name in ("stage1-audio", "stage1-text", "stage2-audio", "stage2-text", "stage3"):
-        epochs = 3 if name.startswith("stage1") else 4
-        main(stage_argv(out, name, corpus, encoder, epochs=epochs))
-        cache = os.path.join(out, ".embedding_cache")
-        cache_files[name] = sorted(os.listdir(cache)) if os.path.isdir(cache) else []
-    return {"corpus": corpus, "encoder": encoder, "out": out, "cache_files": cache_files}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HCAM_CACHE", str(root / "hcam_cache"))
+        cache = str(root / "hcam_cache" / "embeddings")  # the default: shared by runs in any output folder
+        for name in ("stage1-audio", "stage1-text", "stage2-audio", "stage2-text", "stage3"):
+            epochs = 3 if name.startswith("stage1") else 4
+            main(stage_argv(out, name, corpus, encoder, epochs=epochs))
+            cache_files[name] = sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+        yield {"corpus": corpus, "encoder": encoder, "out": out, "cache": cache, "cache_files": cache_files}
 
 
 def test_every_stage_writes_a_loadable_best_model_and_results(trained):
@@ -195,7 +197,7 @@ def test_killed_run_resumes_to_the_same_result(trained, tmp_path):
 def test_torchrun_two_processes_equals_one(trained, tmp_path):
     out, corpus, encoder = trained["out"], trained["corpus"], trained["encoder"]
     common = ["--stage", "2", "--modality", "text", "--init_from", f"{out}/stage1-text", *data_flags(corpus),
-              *TINY, "--num_train_epochs", "3", "--dropout", "0", "--embedding_noise", "0", "--cache_dir", f"{out}/.embedding_cache"]
+              *TINY, "--num_train_epochs", "3", "--dropout", "0", "--embedding_noise", "0", "--cache_dir", trained["cache"]]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = subprocess.run([sys.executable, RUN_STAGE, *common, "--output_dir", str(tmp_path / "one")],
                             env=env, cwd=REPO, capture_output=True, text=True, timeout=600)

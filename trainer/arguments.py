@@ -81,7 +81,8 @@ class DataArguments(CorpusArguments):
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N dialogues of validation/test."})
     cache_dir: str | None = field(
         default=None,
-        metadata={"help": "Where stages 2 and 3 cache stage-1 embeddings (default: <output_dir>/../.embedding_cache)."},
+        metadata={"help": "Where stages 2 and 3 cache stage-1 embeddings (default: $HCAM_CACHE/embeddings, else "
+                          "$HF_HOME/hcam/embeddings, shared by every run; `hcam-cache list` shows it)."},
     )
     recipe: str | None = field(
         default=None, metadata={"help": "JSON recipe (trainer/recipes/*.json): its values, overridden by explicit flags."}

@@ -179,10 +179,11 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
     rows = dataset["train"]
     num_folds, fold_seed = training_args.cross_fit_folds, training_args.cross_fit_seed
     digest = hashlib.sha256(f"{cache_key(model, processor, rows, modality)}|oof-aligned|{num_folds}|{fold_seed}".encode())
-    path = os.path.join(cache_dir, f"train-{modality}-oof{num_folds}-{digest.hexdigest()[:24]}.safetensors")
-    embeddings = read_cached(path, len(rows))
+    key = digest.hexdigest()[:24]
+    path = os.path.join(cache_dir, f"train-{modality}-oof{num_folds}-{key}.safetensors")
+    what = f"Cross-fitted (k={num_folds}) {modality} embeddings of train"
+    embeddings = read_cached(path, key, len(rows), what)
     if embeddings is not None:
-        logger.info("Cross-fitted (k=%d) %s embeddings of train read from %s", num_folds, modality, path)
         return embeddings
     if training_args.world_size > 1:
         raise SystemExit(
@@ -217,10 +218,10 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
         logger.info("Fold %d/%d: validation weighted F1 %.4f, alignment to the shipped model's coordinates R^2 %.3f "
                     "(held-out turns of the fold's training part)", fold + 1, num_folds,
                     score if score is not None else float("nan"), fit)
-    write_cached(path, embeddings, {"split": "train", "modality": modality, "cross_fit_folds": str(num_folds),
-                                    "fold_validation_weighted_f1": json.dumps(scores), "alignment_r2": json.dumps(fits),
-                                    "stage1_folder": os.path.abspath(stage1_folder)})
-    logger.info("Cross-fitted %s embeddings of train written to %s", modality, path)
+    write_cached(path, embeddings, key, {"split": "train", "modality": modality, "cross_fit_folds": str(num_folds),
+                                         "fold_validation_weighted_f1": json.dumps(scores),
+                                         "alignment_r2": json.dumps(fits), "stage1_folder": os.path.abspath(stage1_folder)},
+                 what)
     return embeddings
 
 

@@ -4,7 +4,9 @@ A cache file is keyed by a fingerprint of (a) the stage-I weights of that modali
 settings that change what the encoder sees (`processor_fingerprint`, max lengths), and (c) the split's rows
 (`data_fingerprint`: ids, turns, texts, audio paths with file size and mtime). This is hcam's one fingerprint
 scheme: any other on-disk cache keys itself with these three helpers. Change any of them and the file name changes: a stale cache is never read.
-Files are safetensors, written under a temporary name and renamed.
+Files are safetensors under `<hcam cache>/embeddings` (hcam.processing.cache; `run_stage.py --cache_dir` overrides),
+written under a temporary name and renamed, with the key and a checksum in their metadata: an entry cut short,
+zero-filled, swapped with another key's or with the wrong rows is discarded with a warning and computed again.
 """
 
 import hashlib
@@ -13,8 +15,9 @@ import logging
 import os
 
 import torch
-from safetensors.torch import load_file, save_file
 from transformers.utils.logging import tqdm  # off with --disable_tqdm (run_stage.setup_logging)
+
+from hcam.processing.cache import DamagedCacheEntry, discard_damaged, read_safetensors, write_safetensors
 
 logger = logging.getLogger(__name__)
 KEY_LENGTH = 24  # hex characters of a cache key
@@ -50,7 +53,11 @@ def processor_fingerprint(processor, modality):
         return {k: v for k, v in settings.items() if k not in ("processor_class", "auto_map")}
     tokenizer = processor.tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    vocabulary = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is not None:  # without the padding and truncation state, which the first call of the tokenizer sets
+        vocabulary = json.dumps({k: v for k, v in json.loads(backend.to_str()).items() if k not in ("padding", "truncation")},
+                                sort_keys=True)
+    else:
+        vocabulary = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return {"tokenizer": hashlib.sha256(vocabulary.encode()).hexdigest(), "class": type(tokenizer).__name__,
             "max_text_tokens": getattr(processor, "max_text_tokens", None)}
 
@@ -87,34 +94,42 @@ def compute_embeddings(model, processor, dataset, modality, batch_size=32, devic
     return torch.cat(chunks)
 
 
-def read_cached(path, num_rows):
-    """The embeddings cached at `path`, or None when there are none or they are not `num_rows` rows (recompute)."""
+def read_cached(path, key, num_rows, what="embeddings"):
+    """The embeddings cached at `path` under `key`, or None when there are none (compute them).
+
+    An entry that does not parse, was written under another key, does not match its checksum or does not hold
+    `num_rows` rows of float32 embeddings is discarded with one warning naming it (hcam.processing.cache)."""
     if not os.path.exists(path):
         return None
-    embeddings = load_file(path)["embeddings"]
-    if embeddings.shape[0] != num_rows:
-        logger.warning("Cache %s has %d rows for %d utterances: recomputing", path, embeddings.shape[0], num_rows)
+    try:
+        tensors, _ = read_safetensors(path, key)
+        embeddings = tensors.get("embeddings")
+        if embeddings is None or embeddings.dim() != 2 or embeddings.dtype != torch.float32:
+            raise DamagedCacheEntry(f"no float32 (rows, width) tensor 'embeddings' (holds {sorted(tensors)})")
+        if embeddings.shape[0] != num_rows:
+            raise DamagedCacheEntry(f"{embeddings.shape[0]} rows for {num_rows} utterances")
+    except DamagedCacheEntry as damage:
+        discard_damaged(path, damage)
         return None
+    logger.info("%s read from %s", what, path)
     return embeddings
 
 
-def write_cached(path, embeddings, metadata):
-    """Save `embeddings` at `path` under a temporary name, then rename: a killed run never leaves half a file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = f"{path}.partial-{os.getpid()}"
-    save_file({"embeddings": embeddings.contiguous()}, partial, metadata=metadata)
-    os.replace(partial, path)
+def write_cached(path, embeddings, key, metadata, what="embeddings"):
+    """Save `embeddings` at `path` under `key` (temporary name, then rename: a killed run never leaves half a file).
+    A failed write (full disk) is a warning: the run goes on with the embeddings in memory."""
+    if write_safetensors(path, {"embeddings": embeddings}, key, metadata):
+        logger.info("%s written to %s", what, path)
 
 
 def cached_embeddings(model, processor, dataset, modality, cache_dir, split, batch_size=32, device="cpu"):
     """Load the split's embeddings from `cache_dir`, computing and saving them first when absent."""
     key = cache_key(model, processor, dataset, modality)
     path = os.path.join(cache_dir, f"{split}-{modality}-{key}.safetensors")
-    embeddings = read_cached(path, len(dataset))
+    what = f"Stage-I {modality} embeddings of {split}"
+    embeddings = read_cached(path, key, len(dataset), what)
     if embeddings is not None:
-        logger.info("Stage-I %s embeddings of %s read from %s", modality, split, path)
         return embeddings
     embeddings = compute_embeddings(model, processor, dataset, modality, batch_size, device, desc=f"{split} {modality} embeddings")
-    write_cached(path, embeddings, {"split": split, "modality": modality, "key": key})
-    logger.info("Stage-I %s embeddings of %s written to %s", modality, split, path)
+    write_cached(path, embeddings, key, {"split": split, "modality": modality}, what)
     return embeddings

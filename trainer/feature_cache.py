@@ -8,16 +8,18 @@ encoder's weights, the settings that change what it sees or returns (processor, 
 and the split's rows. Change any of them and the folder name changes: a stale cache is never read.
 
 A split's cache is a folder of safetensors shards (`hidden`: the frames of up to `SHARD_UTTERANCES` utterances
-concatenated; `offsets`; `rows`) plus `index.json`. It is built under a temporary name and renamed when complete;
-reads are memory-mapped slices, so a corpus whose features exceed memory works. The saved model still holds the
-encoder: inference needs no cache.
+concatenated; `offsets`; `rows`) plus `index.json`, under `<hcam cache>/features` (hcam.processing.cache). It is
+built under a temporary name and renamed when complete; reads are memory-mapped slices, so a corpus whose features
+exceed memory works. The key is written in `index.json` and in every shard's metadata; opening a cache checks them,
+every shard's header, shapes and rows against the index (`FeatureStore.verify`; the features themselves are not
+checksummed: that would read the whole cache at every start), and a damaged cache is rebuilt with a warning. The saved
+model still holds the encoder: inference needs no cache.
 """
 
 import hashlib
 import json
 import logging
 import os
-import shutil
 
 import numpy as np
 import torch
@@ -25,6 +27,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers.utils.logging import tqdm  # off with --disable_tqdm (run_stage.setup_logging)
 
+from hcam.processing.cache import (
+    DamagedCacheEntry,
+    cache_path,
+    discard_damaged,
+    disk_full_message,
+    is_disk_full,
+    partial_name,
+    remove_quietly,
+)
 from hcam.trainer.embedding_cache import data_fingerprint, hash_model_weights, processor_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -64,10 +75,48 @@ class FeatureStore:
         self.folder = folder
         with open(os.path.join(folder, "index.json"), encoding="utf-8") as f:
             index = json.load(f)
+        self.key = index.get("key")
         self.shards = index["shards"]
         self.frames = np.asarray(index["frames"], dtype=np.int64)
         self.location = np.asarray(index["location"], dtype=np.int64)  # row -> (shard, start)
         self._handles = {}
+
+    @classmethod
+    def open_verified(cls, folder, key, num_rows):
+        """The store in `folder`, checked against `key` and `num_rows` (`verify`); DamagedCacheEntry if it fails."""
+        try:
+            store = cls(folder)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # index.json cut short, zero-filled, not JSON
+            raise DamagedCacheEntry(f"index.json unreadable: {type(error).__name__}: {error}") from error
+        store.verify(key, num_rows)
+        return store
+
+    def verify(self, key, num_rows):
+        """Check the index and every shard's header, key, shapes and rows; raise DamagedCacheEntry on the first fault."""
+        if self.key != key:
+            raise DamagedCacheEntry(f"written under key {self.key!r}, not {key!r}")
+        if len(self.frames) != num_rows or self.location.shape != (num_rows, 2):
+            raise DamagedCacheEntry(f"{len(self.frames)} rows for {num_rows} utterances")
+        if num_rows and not 0 <= self.location[:, 0].min() <= self.location[:, 0].max() < len(self.shards):
+            raise DamagedCacheEntry(f"index.json places rows in shards it does not list ({len(self.shards)} shards)")
+        width = None
+        for number, name in enumerate(self.shards):
+            mine = np.flatnonzero(self.location[:, 0] == number)
+            try:
+                with safe_open(os.path.join(self.folder, name), framework="pt") as f:
+                    metadata = f.metadata() or {}
+                    hidden_shape = f.get_slice("hidden").get_shape()
+                    rows = f.get_tensor("rows").numpy()
+            except Exception as error:  # SafetensorError (cut short, zero-filled), missing file, missing tensor
+                raise DamagedCacheEntry(f"{name} unreadable: {type(error).__name__}: {error}") from error
+            if metadata.get("key") != key:
+                raise DamagedCacheEntry(f"{name} written under key {metadata.get('key')!r}, not {key!r}")
+            if sorted(rows.tolist()) != mine.tolist():
+                raise DamagedCacheEntry(f"{name} holds other rows than index.json says")
+            if hidden_shape[0] != int(self.frames[mine].sum()) or (width is not None and hidden_shape[1:] != width):
+                raise DamagedCacheEntry(f"{name} holds hidden states of shape {hidden_shape}, which do not match "
+                                        f"index.json")
+            width = hidden_shape[1:]
 
     def __len__(self):
         return len(self.frames)
@@ -94,11 +143,13 @@ def _row_lengths(dataset, modality):
 
 
 @torch.no_grad()
-def build_feature_cache(model, processor, dataset, modality, folder, batch_size=32, device="cpu", desc=None):
+def build_feature_cache(model, processor, dataset, modality, folder, batch_size=32, device="cpu", desc=None, key=None):
     """Compute every row's hidden states with the frozen encoder and write them to `folder` (shards + index.json).
 
-    Rows are encoded in batches of similar length (sorted within each shard), each cut to its real frames.
+    Rows are encoded in batches of similar length (sorted within each shard), each cut to its real frames. `key`
+    (default: `feature_cache_key`) goes into index.json and every shard's metadata.
     """
+    key = key or feature_cache_key(model, processor, dataset, modality)
     encoder = model.utterance_encoders[modality]
     was_training = model.training
     model.eval()
@@ -115,8 +166,8 @@ def build_feature_cache(model, processor, dataset, modality, folder, batch_size=
             batch_rows = rows[start : start + batch_size]
             batch = [[values[r]] for r in batch_rows]
             inputs = processor(text=batch, return_tensors="pt") if modality == "text" else processor(audio=batch, return_tensors="pt")
-            key, mask_key = ("input_values", "attention_mask") if modality == "audio" else ("input_ids", "text_attention_mask")
-            hidden, frame_mask = encoder.encoder_hidden_states(inputs[key][:, 0].to(device), inputs[mask_key][:, 0].to(device))
+            input_key, mask_key = ("input_values", "attention_mask") if modality == "audio" else ("input_ids", "text_attention_mask")
+            hidden, frame_mask = encoder.encoder_hidden_states(inputs[input_key][:, 0].to(device), inputs[mask_key][:, 0].to(device))
             counts = frame_mask.sum(1).tolist()
             hidden = hidden.to(torch.float16).cpu()
             for i, row in enumerate(batch_rows):
@@ -126,33 +177,42 @@ def build_feature_cache(model, processor, dataset, modality, folder, batch_size=
             progress.update(len(batch_rows))
         name = f"shard-{len(shards):05d}.safetensors"
         save_file({"hidden": torch.cat(pieces).contiguous(), "rows": torch.from_numpy(rows.copy())},
-                  os.path.join(folder, name), metadata={"format": str(CACHE_FORMAT)})
+                  os.path.join(folder, name), metadata={"format": str(CACHE_FORMAT), "key": key})
         shards.append(name)
     progress.close()
     model.train(was_training)
     with open(os.path.join(folder, "index.json"), "w", encoding="utf-8") as f:
-        json.dump({"format": CACHE_FORMAT, "modality": modality, "rows": len(values), "shards": shards,
+        json.dump({"format": CACHE_FORMAT, "key": key, "modality": modality, "rows": len(values), "shards": shards,
                    "frames": frames.tolist(), "location": location.tolist()}, f)
     return FeatureStore(folder)
 
 
 def cached_features(model, processor, dataset, modality, cache_dir, split, batch_size=32, device="cpu"):
-    """The split's `FeatureStore` from `cache_dir`, built first when absent (under a temporary name, then renamed)."""
+    """The split's `FeatureStore` from `cache_dir`, built first when absent or damaged (under a temporary name, then
+    renamed). A full disk stops the run with a message saying so (stage I trains on this cache)."""
     key = feature_cache_key(model, processor, dataset, modality)
     folder = os.path.join(cache_dir, f"{split}-{modality}-frozen-{key}")
-    if os.path.exists(os.path.join(folder, "index.json")):
-        store = FeatureStore(folder)
-        if len(store) == len(dataset):
+    if os.path.exists(folder):
+        try:
+            store = FeatureStore.open_verified(folder, key, len(dataset))
             logger.info("Frozen %s encoder features of %s read from %s", modality, split, folder)
             return store
-        logger.warning("Cache %s has %d rows for %d utterances: rebuilding", folder, len(store), len(dataset))
-        shutil.rmtree(folder)
-    partial = f"{folder}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    build_feature_cache(model, processor, dataset, modality, partial, batch_size, device,
-                        desc=f"{split} frozen {modality} encoder")
-    os.replace(partial, folder)
-    store = FeatureStore(folder)
+        except DamagedCacheEntry as damage:
+            discard_damaged(folder, damage)
+    partial = partial_name(folder)
+    remove_quietly(partial)
+    try:
+        build_feature_cache(model, processor, dataset, modality, partial, batch_size, device,
+                            desc=f"{split} frozen {modality} encoder", key=key)
+        os.replace(partial, folder)
+    except Exception as error:
+        remove_quietly(partial)
+        if is_disk_full(error, partial):
+            raise SystemExit(disk_full_message(partial, error)) from error
+        if not isinstance(error, OSError) or not os.path.exists(os.path.join(folder, "index.json")):
+            raise
+        # another run sharing the cache finished the same entry first (the rename onto its folder fails): use it
+    store = FeatureStore.open_verified(folder, key, len(dataset))
     logger.info("Frozen %s encoder features of %s written to %s (%.1f MiB)", modality, split, folder,
                 store.nbytes() / 2**20)
     return store
@@ -187,7 +247,7 @@ def frozen_encoder_datasets(model, processor, dataset, training_args, cache_dir=
     modality = training_args.modality
     if not frozen_encoder(model, modality):
         return None
-    cache_dir = cache_dir or os.path.join(os.path.dirname(os.path.abspath(training_args.output_dir)), ".feature_cache")
+    cache_dir = cache_dir or str(cache_path("features"))
     device = training_args.device
     model.to(device)
     splits, stores = {}, {}

@@ -26,8 +26,14 @@ trust_remote_code=True)`), the model card README.md and confusion_matrix.png (hc
 the finished stage to branch stage1-audio/stage1-text/stage2-audio/stage2-text/stage3 of that repo, stage 3 to main
 too. The Trainer itself never pushes. If the push fails, the stage stays finished: rerun the same command to retry
 the push only.
+
+A run holds a lock on its output folder (hcam.trainer.run_lock): a second run on the same folder stops at once, naming
+the first (process id and host); the lock of a killed run is taken over with a warning. Stages II and III cache
+stage-I embeddings under $HCAM_CACHE (else $HF_HOME/hcam; hcam.processing.cache, `hcam-cache list`), shared by runs in
+any folder.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +48,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition, HCAMProcessor
+from hcam.processing.cache import cache_path, disk_full_message, is_disk_full
 from hcam.trainer.arguments import parse_args
 from hcam.trainer.data import (
     DialogueEmbeddingDataset,
@@ -56,13 +63,15 @@ from hcam.trainer.evaluation import detailed_report
 from hcam.trainer.feature_cache import frozen_encoder_datasets
 from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage, read_json
 from hcam.trainer.joint import joint_datasets
+from hcam.trainer.run_lock import output_folder_lock
 from hcam.trainer.stages import Stage
-from hcam.trainer.trainer import HCAMStageTrainer
+from hcam.trainer.trainer import HCAMStageTrainer, remove_folder, remove_leftovers
 
 logger = logging.getLogger("hcam.trainer.run_stage")
 
 STAGE_MARKER = "hcam_stage.json"
 DATA_REPORT = "data_report.json"  # what the reader found: protocol, counts, every problem and skipped item
+RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json")  # save_metrics'
 
 
 class IncompatibleStageError(SystemExit):
@@ -242,7 +251,7 @@ def build_later_stage(model_args, training_args):
 # ----- data -------------------------------------------------------------------------------------------------------
 def embedding_datasets(model, processor, dataset, training_args, data_args):
     """Stages II/III: each split as dialogues of cached stage-I embeddings (computed once, by the main process)."""
-    cache_dir = data_args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(training_args.output_dir)), ".embedding_cache")
+    cache_dir = data_args.cache_dir or str(cache_path("embeddings"))
     modalities = model.config.modalities
     device = training_args.device
     model.to(device)
@@ -276,8 +285,9 @@ def finish_output(trainer, output_dir, marker, hub_model_id=None):
         json.dump(marker, f, indent=2)
     os.replace(partial, os.path.join(output_dir, STAGE_MARKER))
     for name in os.listdir(output_dir):
-        if name.startswith("checkpoint-") or name in (".staging",):
-            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+        if name.startswith("checkpoint-"):
+            remove_folder(os.path.join(output_dir, name))
+    remove_leftovers(output_dir)
 
 
 def push(training_args, output_dir, marker):
@@ -398,8 +408,11 @@ def build_trainer(model, processor, splits, collator, training_args, label_names
 def train(trainer, stage, training_args):
     """Train, resuming from the last complete checkpoint of an interrupted run of the same command."""
     output_dir = training_args.output_dir
-    if trainer.is_world_process_zero():
-        shutil.rmtree(os.path.join(output_dir, ".staging"), ignore_errors=True)
+    if trainer.is_world_process_zero():  # what an interrupted run (a kill, a full disk) may have left half written
+        remove_leftovers(output_dir)
+        for name in RESULT_FILES:  # rewritten by this run; a cut-short one would stop Trainer.save_metrics
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(output_dir, name))
     resume = training_args.resume_from_checkpoint
     if resume is None and os.path.isdir(output_dir):
         resume = get_last_checkpoint(output_dir)
@@ -480,6 +493,34 @@ def release_processes(trainer):
 def main(argv=None):
     model_args, data_args, training_args = parse_args(argv)
     setup_logging(training_args)
+    # one run per output folder: the main process holds its lock (a second run stops at once, naming the first)
+    is_main = training_args.process_index == 0
+    with output_folder_lock(training_args.output_dir, enabled=is_main, command=command_line(argv)), \
+            stop_on_full_disk(training_args.output_dir, is_main):
+        return run(model_args, data_args, training_args, argv)
+
+
+@contextlib.contextmanager
+def stop_on_full_disk(output_dir, is_main=True):
+    """A full disk while training or finishing the stage: the half-written checkpoint (.staging) or stage (.final) is
+    dropped, the complete checkpoints stay, and the run stops with a message that says so and how to go on."""
+    try:
+        yield
+    except Exception as error:
+        path = getattr(error, "filename", None) or output_dir
+        if not is_disk_full(error, path):
+            raise
+        last = None
+        if is_main and os.path.isdir(output_dir):
+            remove_leftovers(output_dir)
+            last = get_last_checkpoint(output_dir)
+        then = (f"The last complete checkpoint, {last}, is intact: the rerun resumes from it." if last else
+                "No checkpoint was complete yet: the rerun starts the stage again.")
+        raise SystemExit(f"{disk_full_message(path, error)} {then}") from error
+
+
+def run(model_args, data_args, training_args, argv=None):
+    """Train (or resume, or only push) the stage that the parsed arguments describe; returns its marker."""
     stage, output_dir = Stage(training_args.stage, training_args.modality), training_args.output_dir
     push_to_hub = training_args.push_to_hub
     if push_to_hub and not training_args.hub_model_id:
@@ -487,6 +528,8 @@ def main(argv=None):
 
     finished = finished_stage(stage, output_dir)
     if finished is not None:
+        if training_args.process_index == 0:
+            remove_leftovers(output_dir)  # old checkpoints a kill interrupted the deletion of
         logger.info("%s in %s is already finished: not retraining (delete the folder to retrain).", stage.tag, output_dir)
         if push_to_hub:
             push(training_args, output_dir, finished)

@@ -122,19 +122,54 @@ class HCAMStageTrainer(Trainer):
             tmp_path = os.path.join(staging, name)
             self.state.save_to_json(os.path.join(tmp_path, "trainer_state.json"))
             final_path = os.path.join(run_dir, name)
-            if os.path.exists(final_path):
-                shutil.rmtree(final_path)
+            remove_folder(final_path)
             os.replace(tmp_path, final_path)
             self._rotate_final_checkpoints(run_dir)
         self.accelerator.wait_for_everyone()
 
     def _rotate_final_checkpoints(self, run_dir):
-        from transformers.trainer_utils import rotate_checkpoints
+        """transformers' `rotate_checkpoints` (keep `save_total_limit`, never the newest or the best), each old
+        checkpoint removed with `remove_folder`: a run killed meanwhile leaves no half-deleted `checkpoint-N`."""
+        from pathlib import Path
 
-        rotate_checkpoints(
-            output_dir=run_dir,
-            save_total_limit=self.args.save_total_limit,
-            best_model_checkpoint=self.state.best_model_checkpoint,
-            use_mtime=False,
-        )
+        from transformers.trainer_utils import sort_checkpoints
+
+        limit = self.args.save_total_limit
+        if limit is None or limit <= 0:
+            return
+        checkpoints = sort_checkpoints(run_dir, PREFIX_CHECKPOINT_DIR, use_mtime=False)
+        protected = {checkpoints[-1]} if checkpoints else set()
+        if self.state.best_model_checkpoint is not None:
+            protected.add(str(Path(self.state.best_model_checkpoint)))
+        remaining, keep = len(checkpoints), max(limit, len(protected))
+        for checkpoint in checkpoints:
+            if remaining <= keep:
+                break
+            if checkpoint not in protected:
+                remove_folder(checkpoint)
+                remaining -= 1
+
+
+DELETING_PREFIX = ".deleting-"
+
+
+def remove_folder(path):
+    """Delete the folder `path` so that a kill half way never leaves it half deleted under its own name: it is
+    renamed to `.deleting-<name>` (one step) first; `remove_leftovers` clears what a killed run left so."""
+    if not os.path.exists(path):
+        return
+    trash = os.path.join(os.path.dirname(path), DELETING_PREFIX + os.path.basename(path))
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_leftovers(output_dir):
+    """What an interrupted run (a kill, a full disk) may have left half written or half deleted in `output_dir`:
+    the checkpoint being written (.staging), the stage being finished (.final) and folders being deleted."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in os.listdir(output_dir):
+        if name in (".staging", ".final") or name.startswith(DELETING_PREFIX):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
