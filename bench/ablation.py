@@ -87,7 +87,7 @@ class Runner:
         self.args, self.out = args, args.output_dir
         self.log = os.path.join(self.out, "runs.log")
         self.dataset_flags = ["--dataset_name", args.dataset_name] + (["--data_dir", args.data_dir] if args.data_dir else [])
-        self.cache = ["--cache_dir", os.path.join(self.out, ".embedding_cache")]
+        self.cache = ["--embedding_cache_dir", os.path.join(self.out, ".embedding_cache")]
         self.wall_seconds = (read_json(self.out, "ablation.json") or {}).get("wall_seconds", {})
 
     def run(self, folder, name, flags, extra, recipe=True):

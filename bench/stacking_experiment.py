@@ -117,7 +117,7 @@ def main(argv=None):
     bimodal = len(args.modalities) == 2
     heads = heads_of(args.modalities)
     choice_heads = [h for h in CHOICE_HEADS if h in heads]
-    cache = ["--cache_dir", os.path.join(args.output_dir, ".embedding_cache")]
+    cache = ["--embedding_cache_dir", os.path.join(args.output_dir, ".embedding_cache")]
     summary_path = os.path.join(args.output_dir, "stacking.json")
     summary = {"seeds": args.seeds, "runs": {}, "seconds": {}}
     if os.path.exists(summary_path):

@@ -6,7 +6,7 @@ The root is ``$HCAM_CACHE``, else ``$HF_HOME/hcam`` (``HF_HOME``: ``$XDG_CACHE_H
 folder. One place per kind (:data:`CACHE_KINDS`):
 
 - ``embeddings/``: stage-I embeddings and cross-fitted embeddings (`hcam.trainer.embedding_cache`,
-  `hcam.trainer.cross_fit`; ``run_stage.py --cache_dir`` points a run elsewhere);
+  `hcam.trainer.cross_fit`; ``run_stage.py --embedding_cache_dir`` points a run elsewhere);
 - ``features/``: frozen-encoder hidden states (`hcam.trainer.feature_cache`);
 - ``audio_levels.json``: clip levels of the audio check (`hcam.processing.datasets`);
 - ``meld/``: MELD's audio extracted as wavs (`hcam.processing.meld`; ``--audio_cache_dir`` points it elsewhere).

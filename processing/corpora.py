@@ -95,7 +95,7 @@ class Corpus:
         """The setting's canonical name ("4-class" -> "4class"); None -> the default; unknown -> ValueError."""
         if not self.settings:
             if setting is not None:
-                raise ValueError(f"{self.name} has no label settings; drop --dataset_config {setting!r}")
+                raise ValueError(f"{self.name} has no label settings; drop --dataset_config_name {setting!r}")
             return None
         if setting is None:
             return self.default_setting

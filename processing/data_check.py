@@ -11,7 +11,7 @@ Exit status: 0 = no problems, 1 = problems found (listed), 2 = the dataset could
 Examples::
 
     hcam-data-check --dataset_name meld --data_dir /data/MELD.Raw
-    hcam-data-check --dataset_name iemocap --data_dir /data/IEMOCAP_full_release --dataset_config 4class --fold 3
+    hcam-data-check --dataset_name iemocap --data_dir /data/IEMOCAP_full_release --dataset_config_name 4class --fold 3
     python -m hcam.processing.data_check --dataset_name manifest --train_file train.csv --json_report report.json
 """
 from __future__ import annotations
@@ -34,9 +34,9 @@ class DataCheckArguments:
 
 
 def build_parser():
-    from transformers import HfArgumentParser
+    from .cli import HCAMArgumentParser
 
-    parser = HfArgumentParser((CorpusArguments, DataCheckArguments), prog="hcam-data-check",
+    parser = HCAMArgumentParser((CorpusArguments, DataCheckArguments), prog="hcam-data-check",
                               description=__doc__.split("\n\n")[0])
     return parser
 

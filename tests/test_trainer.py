@@ -197,7 +197,7 @@ def test_killed_run_resumes_to_the_same_result(trained, tmp_path):
 def test_torchrun_two_processes_equals_one(trained, tmp_path):
     out, corpus, encoder = trained["out"], trained["corpus"], trained["encoder"]
     common = ["--stage", "2", "--modality", "text", "--init_from", f"{out}/stage1-text", *data_flags(corpus),
-              *TINY, "--num_train_epochs", "3", "--dropout", "0", "--embedding_noise", "0", "--cache_dir", trained["cache"]]
+              *TINY, "--num_train_epochs", "3", "--dropout", "0", "--embedding_noise", "0", "--embedding_cache_dir", trained["cache"]]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = subprocess.run([sys.executable, RUN_STAGE, *common, "--output_dir", str(tmp_path / "one")],
                             env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -224,7 +224,7 @@ def test_causal_stages_two_and_three_start_from_the_same_stage_one(trained, tmp_
 
     out, corpus, encoder = trained["out"], trained["corpus"], trained["encoder"]
     causal = str(tmp_path / "causal")
-    extra = ["--context", "causal", "--cache_dir", trained["cache"]]  # stage 2 reuses the fixture's embeddings
+    extra = ["--context", "causal", "--embedding_cache_dir", trained["cache"]]  # stage 2 reuses the fixture's embeddings
     for name in ("stage2-audio", "stage2-text"):
         argv = stage_argv(out, name, corpus, encoder, epochs=2, extra=extra)
         argv[argv.index("--output_dir") + 1] = f"{causal}/{name}"
@@ -233,7 +233,7 @@ def test_causal_stages_two_and_three_start_from_the_same_stage_one(trained, tmp_
     with pytest.raises(IncompatibleStageError, match="same --context"):
         main([*mixed, "--output_dir", str(tmp_path / "mixed")])
     main(["--stage", "3", "--init_from", f"{causal}/stage2-audio", f"{causal}/stage2-text", *data_flags(corpus), *TINY,
-          "--num_train_epochs", "2", "--cache_dir", trained["cache"], "--output_dir", f"{causal}/stage3"])
+          "--num_train_epochs", "2", "--embedding_cache_dir", trained["cache"], "--output_dir", f"{causal}/stage3"])
     for name in ("stage2-audio", "stage2-text", "stage3"):
         config = json.load(open(f"{causal}/{name}/config.json"))
         assert config["context"] == "causal", name

@@ -12,8 +12,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import TrainingArguments
 
+from hcam.processing.cli import HCAMArgumentParser
 from hcam.processing.corpora import CORPORA, CorpusArguments, get_corpus
 from hcam.trainer.stages import COMMON_DEFAULTS, Stage
 
@@ -79,7 +80,7 @@ class DataArguments(CorpusArguments):
         default=None, metadata={"help": "Keep the first N dialogues of train (quick runs, tests)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N dialogues of validation/test."})
-    cache_dir: str | None = field(
+    embedding_cache_dir: str | None = field(
         default=None,
         metadata={"help": "Where stages 2 and 3 cache stage-1 embeddings (default: $HCAM_CACHE/embeddings, else "
                           "$HF_HOME/hcam/embeddings, shared by every run; `hcam-cache list` shows it)."},
@@ -142,6 +143,12 @@ class HCAMTrainingArguments(TrainingArguments):
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, HCAMTrainingArguments)
+
+
+def build_parser():
+    """run_stage.py's parser (also what run_cv.py and run_demo.py read run_stage's flags with): every boolean option
+    works bare or with a value, transformers' names first (hcam.processing.cli)."""
+    return HCAMArgumentParser(ARGUMENT_CLASSES)
 
 
 # Layering: explicit flags > the --recipe JSON file > the stage's defaults (hcam.trainer.stages) > the dataclasses'.
@@ -208,7 +215,7 @@ def parse_args(argv=None):
     (`HfArgumentParser.parse_json_file`); a sectioned recipe is refused there (pass it with --recipe).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser = build_parser()
     if len(argv) == 1 and argv[0].endswith(".json"):
         with open(argv[0], encoding="utf-8") as f:
             flat = json.load(f)
@@ -216,7 +223,7 @@ def parse_args(argv=None):
                 raise SystemExit(f"{argv[0]} is a sectioned recipe: run it with --recipe {argv[0]} --stage N "
                                  "[--modality audio|text] --output_dir DIR.")
         model_args, data_args, training_args = parser.parse_json_file(argv[0])
-        check_args(model_args, data_args, training_args)
+        check_args(model_args, data_args, training_args, given=set(flat))
         return model_args, data_args, training_args
     given, _ = parser.parse_known_args(argv)  # what the command line says (the dataclasses' defaults elsewhere)
     recipe = {}
@@ -234,12 +241,59 @@ def parse_args(argv=None):
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if training_args.output_dir is None:
         raise SystemExit("--output_dir is required.")
-    check_args(model_args, data_args, training_args)
+    check_args(model_args, data_args, training_args, given=given_flags(parser, argv) | set(recipe))
     return model_args, data_args, training_args
 
 
-def check_args(model_args, data_args, training_args):
+def given_flags(parser, argv):
+    """The destinations (field names) of the options written in `argv`, whatever spelling or alias was used."""
+    given = set()
+    for word in argv:
+        if word.startswith("--"):
+            action = parser._option_string_actions.get(word.split("=", 1)[0])
+            if action is not None:
+                given.add(action.dest)
+    return given
+
+
+def steps(training_args, given=()):
+    """What the run does, from --do_train/--do_eval/--do_predict as transformers' examples read them: with none of
+    them given, train the stage (validation picks the best checkpoint; validation and test are then evaluated, as
+    every finished stage is); with --do_train, the same; without --do_train, only evaluate the finished stage in
+    --output_dir: on validation (--do_eval) and/or test (--do_predict). Returns (train, evaluate_splits)."""
+    named = {"do_train", "do_eval", "do_predict"} & set(given)
+    if not named or training_args.do_train:
+        return True, ("validation", "test")
+    splits = tuple(split for split, flag in (("validation", "do_eval"), ("test", "do_predict"))
+                   if flag in named and getattr(training_args, flag))
+    if not splits:
+        raise SystemExit("--do_train, --do_eval and --do_predict are all off: nothing to do (--do_train trains the "
+                         "stage; --do_eval/--do_predict alone evaluate the finished stage in --output_dir).")
+    return False, splits
+
+
+# Trainer options that do not apply: hcam pushes each finished stage itself, once, to its own branch (trainer/hub.py).
+UNSUPPORTED = {
+    "hub_strategy": (lambda value: str(getattr(value, "value", value)) != "end",
+                     "hcam pushes each stage once, when it is finished (--hub_strategy end), never checkpoints: drop "
+                     "--hub_strategy or give end."),
+    "hub_revision": (lambda value: value is not None,
+                     "each stage is pushed to its own branch (stage1-audio, stage1-text, stage2-audio, stage2-text, "
+                     "stage3; stage 3 to main too), which the card lists: --hub_revision cannot choose another; drop "
+                     "it."),
+    "hub_always_push": (lambda value: bool(value),
+                        "hcam's push runs once, after the stage is finished, and is waited for: there is no pending "
+                        "push to skip; drop --hub_always_push."),
+}
+
+
+def check_args(model_args, data_args, training_args, given=()):
     stage = _stage_of(training_args.stage, training_args.modality)
+    for name, (refused, why) in UNSUPPORTED.items():
+        value = getattr(training_args, name)
+        if name in given and refused(value):
+            raise SystemExit(f"--{name} {getattr(value, 'value', value)}: not supported: {why}")
+    training_args.hcam_steps = steps(training_args, given)  # read by run_stage.run
     init_from = training_args.init_from or []
     if training_args.joint_training:
         if stage.number == 1 or init_from:

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hcam.modeling_hcam.processing_hcam import speaker_ids_of
+from hcam.processing.report import HCAMDataError
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def check_labels(dataset, label2id, where):
     for split, ds in dataset.items():
         unknown = sorted({label for label in ds["label"] if label not in label2id})
         if unknown:
-            raise ValueError(
+            raise HCAMDataError(
                 f"{where}: the {split} split has labels {unknown} that the model does not know "
                 f"(its labels: {list(label2id)}). Train stage 1 on this label set, or map/drop these rows."
             )
@@ -76,7 +77,7 @@ def check_modality_inputs(dataset, modality):
         for row_index, value in enumerate(ds[column]):
             if not value:
                 row = ds[row_index]
-                raise ValueError(
+                raise HCAMDataError(
                     f"{split} split, dialogue {row['dialogue_id']!r} turn {row['turn']}: empty `{column}`, but "
                     f"--modality {modality} needs it for every turn. Fill it in (e.g. an ASR transcript) or drop the row."
                 )

@@ -4,7 +4,7 @@ A cache file is keyed by a fingerprint of (a) the stage-I weights of that modali
 settings that change what the encoder sees (`processor_fingerprint`, max lengths), and (c) the split's rows
 (`data_fingerprint`: ids, turns, texts, audio paths with file size and mtime). This is hcam's one fingerprint
 scheme: any other on-disk cache keys itself with these three helpers. Change any of them and the file name changes: a stale cache is never read.
-Files are safetensors under `<hcam cache>/embeddings` (hcam.processing.cache; `run_stage.py --cache_dir` overrides),
+Files are safetensors under `<hcam cache>/embeddings` (hcam.processing.cache; `run_stage.py --embedding_cache_dir` overrides),
 written under a temporary name and renamed, with the key and a checksum in their metadata: an entry cut short,
 zero-filled, swapped with another key's or with the wrong rows is discarded with a warning and computed again.
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cross-validation: the whole stage sequence (I audio, I text, II audio, II text, III) on every fold of a corpus.
 
-    python trainer/run_cv.py --dataset_name iemocap --data_dir IEMOCAP_full_release --dataset_config 6class \\
+    python trainer/run_cv.py --dataset_name iemocap --data_dir IEMOCAP_full_release --dataset_config_name 6class \\
         --output_dir runs/iemocap6-cv [--recipe trainer/recipes/iemocap_6class.json] [any run_stage.py flag]
 
 IEMOCAP's five folds are leave-one-session-out: fold N tests on session N and trains on the other four, with a
@@ -23,10 +23,8 @@ import statistics
 import subprocess
 import sys
 
-from transformers import HfArgumentParser
-
 from hcam.processing.corpora import get_corpus
-from hcam.trainer.arguments import ARGUMENT_CLASSES, read_recipe
+from hcam.trainer.arguments import build_parser, read_recipe
 from hcam.trainer.hub import read_json
 from hcam.trainer.stages import SEQUENCE
 
@@ -80,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="which folds (default: all the corpus has)")
     parser.add_argument("--launcher", default="", help='e.g. "accelerate launch"; "" = run stages in this process')
     args, stage_flags = parser.parse_known_args(argv)
-    given, _ = HfArgumentParser(ARGUMENT_CLASSES).parse_known_args(stage_flags)  # run_stage.py's own flags
+    given, _ = build_parser().parse_known_args(stage_flags)  # run_stage.py's own flags
     name = given.dataset_name
     if name is None and given.recipe:
         name = read_recipe(given.recipe, None).get("dataset_name")

@@ -22,11 +22,9 @@ import subprocess
 import sys
 import time
 
-from transformers import HfArgumentParser
-
 from hcam.hub_cards.plots import CARD_TIMELINE_FILE, embed_timeline_in_card
 from hcam.processing.corpora import get_corpus
-from hcam.trainer.arguments import ARGUMENT_CLASSES, read_recipe
+from hcam.trainer.arguments import build_parser, read_recipe
 from hcam.trainer.stages import SEQUENCE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -80,7 +78,7 @@ def asr_available():
 def progress_bars_on(stage_flags, recipe):
     """False when the stages run with --disable_tqdm true (given here or in the recipe): hcam-predict then runs
     with --no_progress too."""
-    given, _ = HfArgumentParser(ARGUMENT_CLASSES).parse_known_args(stage_flags)  # run_stage.py's own flags
+    given, _ = build_parser().parse_known_args(stage_flags)  # run_stage.py's own flags
     disable = given.disable_tqdm if given.disable_tqdm is not None else read_recipe(recipe, None).get("disable_tqdm")
     return not disable
 

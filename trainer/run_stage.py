@@ -49,6 +49,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition, HCAMProcessor
 from hcam.processing.cache import cache_path, disk_full_message, is_disk_full
+from hcam.processing.cli import command_errors
 from hcam.trainer.arguments import parse_args
 from hcam.trainer.data import (
     DialogueEmbeddingDataset,
@@ -71,6 +72,7 @@ logger = logging.getLogger("hcam.trainer.run_stage")
 
 STAGE_MARKER = "hcam_stage.json"
 DATA_REPORT = "data_report.json"  # what the reader found: protocol, counts, every problem and skipped item
+EVALUATION_DIR = "evaluation"  # --do_eval/--do_predict without --do_train: results of a finished stage go here
 RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json")  # save_metrics'
 
 
@@ -125,7 +127,7 @@ def check_init_from(training_args, model_args, label_names, protocol=None):
         if model_labels != list(label_names):
             raise IncompatibleStageError(
                 f"--init_from {folder}: its labels {model_labels} differ from this dataset's {list(label_names)}. "
-                f"Use the same --dataset_name/--dataset_config as its stage 1."
+                f"Use the same --dataset_name/--dataset_config_name as its stage 1."
             )
         configs.append(config)
     return configs
@@ -251,7 +253,7 @@ def build_later_stage(model_args, training_args):
 # ----- data -------------------------------------------------------------------------------------------------------
 def embedding_datasets(model, processor, dataset, training_args, data_args):
     """Stages II/III: each split as dialogues of cached stage-I embeddings (computed once, by the main process)."""
-    cache_dir = data_args.cache_dir or str(cache_path("embeddings"))
+    cache_dir = data_args.embedding_cache_dir or str(cache_path("embeddings"))
     modalities = model.config.modalities
     device = training_args.device
     model.to(device)
@@ -519,12 +521,58 @@ def stop_on_full_disk(output_dir, is_main=True):
         raise SystemExit(f"{disk_full_message(path, error)} {then}") from error
 
 
+def evaluate_finished(stage, data_args, training_args, split_names):
+    """--do_eval/--do_predict without --do_train: the finished stage in --output_dir on validation and/or test of the
+    data the flags name. Results and reports go to <output_dir>/evaluation (the stage's own files, card included,
+    are left as its training wrote them); returns the metrics."""
+    from datasets import DatasetDict
+
+    output_dir = training_args.output_dir
+    if finished_stage(stage, output_dir) is None:
+        raise SystemExit(f"--output_dir {output_dir} holds no finished {stage.tag} ({STAGE_MARKER} missing): without "
+                         "--do_train, --do_eval/--do_predict evaluate a finished stage. Add --do_train to train it.")
+    dataset, report = load_corpus(data_args, stage.modalities, check_audio="audio" in stage.modalities,
+                                  progress=not training_args.disable_tqdm)
+    missing = [split for split in split_names if split not in dataset]
+    if missing:
+        raise SystemExit(f"The corpus has no {' or '.join(missing)} split to evaluate ({report.protocol}).")
+    dataset = DatasetDict({split: dataset[split] for split in split_names})
+    model = HCAMForEmotionRecognition.from_pretrained(output_dir)
+    processor = load_processor(output_dir)
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    check_labels(dataset, model.config.label2id, where=f"{stage.tag} ({output_dir})")
+    if training_args.joint_training:
+        splits, collator = joint_datasets(dataset, model.config.label2id, processor, model.config.modalities)
+    elif stage.number == 1:
+        check_modality_inputs(dataset, stage.modality)
+        splits, collator = with_lengths(dataset, stage.modality), UtteranceCollator(processor, stage.modality,
+                                                                                   model.config.label2id)
+    else:
+        splits, collator = embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
+    training_args.output_dir = os.path.join(output_dir, EVALUATION_DIR)
+    os.makedirs(training_args.output_dir, exist_ok=True)
+    if training_args.process_index == 0:
+        report.to_json(os.path.join(training_args.output_dir, DATA_REPORT))
+    trainer = HCAMStageTrainer(model=model, args=training_args, eval_dataset=splits[split_names[0]],
+                               data_collator=collator, processing_class=processor, label_names=label_names)
+    results = evaluate(trainer, splits, label_names)
+    logger.info("Evaluated the finished %s on %s: results in %s", stage.tag, "/".join(split_names),
+                training_args.output_dir)
+    return results
+
+
 def run(model_args, data_args, training_args, argv=None):
-    """Train (or resume, or only push) the stage that the parsed arguments describe; returns its marker."""
+    """Train (or resume, or only push) the stage that the parsed arguments describe; returns its marker.
+    Without --do_train but with --do_eval/--do_predict: evaluate the finished stage only (`evaluate_finished`)."""
     stage, output_dir = Stage(training_args.stage, training_args.modality), training_args.output_dir
     push_to_hub = training_args.push_to_hub
     if push_to_hub and not training_args.hub_model_id:
         raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME: every stage is a branch of that one repo.")
+    train_stage, split_names = getattr(training_args, "hcam_steps", (True, ("validation", "test")))
+    if not train_stage:
+        if push_to_hub:
+            raise SystemExit("--push_to_hub pushes a trained stage: use it with --do_train (or without --do_* flags).")
+        return evaluate_finished(stage, data_args, training_args, split_names)
 
     finished = finished_stage(stage, output_dir)
     if finished is not None:
@@ -550,6 +598,13 @@ def run(model_args, data_args, training_args, argv=None):
     return marker
 
 
+def cli(argv=None):
+    """The command line: data and argument errors print their message and exit with status 2, no traceback
+    (HCAM_DEBUG=1 shows it; hcam.processing.cli.command_errors)."""
+    with command_errors("run_stage.py"):
+        main(argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
     sys.exit(0)
