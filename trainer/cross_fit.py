@@ -124,10 +124,13 @@ def train_fold_model(stage1_folder, marker, train_rows, validation_rows, modalit
     set_seed(seed)
     config = HCAMConfig.from_pretrained(stage1_folder)
     model = HCAMForEmotionRecognition(config)
+    revision = marker.get("model_revision")  # the stage-1 run's --model_revision (its token: HF_TOKEN or the login)
     if modality == "text":
-        model.load_pretrained_encoders(text_encoder_path=resolve_encoder_path(config.text_encoder_name_or_path))
+        model.load_pretrained_encoders(text_encoder_path=resolve_encoder_path(config.text_encoder_name_or_path,
+                                                                              revision=revision))
     elif config.audio_encoder_name_or_path:
-        model.load_pretrained_encoders(audio_encoder_path=resolve_encoder_path(config.audio_encoder_name_or_path))
+        model.load_pretrained_encoders(audio_encoder_path=resolve_encoder_path(config.audio_encoder_name_or_path,
+                                                                               revision=revision))
     processor = AutoProcessor.from_pretrained(stage1_folder, trust_remote_code=True)
     splits = with_lengths({"train": train_rows, "validation": validation_rows}, modality)
     patience = marker["training_arguments"].get("early_stopping_patience")

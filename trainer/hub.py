@@ -51,17 +51,20 @@ def stage_of(marker):
     return Stage(marker["stage"], marker["modality"])
 
 
+SECRET_FLAGS = ("--hub_token", "--token")  # never written into a card, a marker or a log
+
+
 def _redact(words):
     out, hide_next = [], False
     for word in words:
         if hide_next:
             out.append("<HUB_TOKEN>")
             hide_next = False
-        elif word == "--hub_token":
+        elif word in SECRET_FLAGS:
             out.append(word)
             hide_next = True
-        elif word.startswith("--hub_token="):
-            out.append("--hub_token=<HUB_TOKEN>")
+        elif word.startswith(tuple(flag + "=" for flag in SECRET_FLAGS)):
+            out.append(word.split("=", 1)[0] + "=<HUB_TOKEN>")
         else:
             out.append(word)
     return out
@@ -91,7 +94,7 @@ def _launcher_words():
 
 
 def command_line(argv=None):
-    """The command that ran this stage, launcher included, with --hub_token hidden.
+    """The command that ran this stage, launcher included, with --hub_token and --token hidden.
 
     `argv` is what `run_stage.main` was given (None = the process's own command line)."""
     if argv is None:

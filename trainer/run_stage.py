@@ -135,7 +135,8 @@ def check_init_from(training_args, model_args, label_names, protocol=None):
 
 # ----- models -----------------------------------------------------------------------------------------------------
 def config_overrides(model_args, training_args):
-    overrides = {k: v for k, v in vars(model_args).items() if v is not None and k not in ("audio_encoder", "text_encoder")}
+    overrides = {k: v for k, v in vars(model_args).items()
+                 if v is not None and k not in ("audio_encoder", "text_encoder", "model_revision", "token")}
     for key in ("supcon_weight", "supcon_temperature", "focal_gamma"):
         if getattr(training_args, key) is not None:
             overrides[key] = getattr(training_args, key)
@@ -153,6 +154,9 @@ def build_stage1(model_args, training_args, label_names, modality=None):
 
     modality = modality or training_args.modality
     text_encoder = model_args.text_encoder or DEFAULT_TEXT_ENCODER
+    hub = {"revision": model_args.model_revision, "token": model_args.token}  # --model_revision/--token
+    text_path = resolve_encoder_path(text_encoder, **hub)
+    audio_path = resolve_encoder_path(model_args.audio_encoder, **hub) if model_args.audio_encoder else None
     # stage I is per utterance: --context (a stage-2/3 setting, e.g. from a recipe's common section) does not apply
     overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k != "context"}
     kwargs = dict(
@@ -161,22 +165,21 @@ def build_stage1(model_args, training_args, label_names, modality=None):
         **overrides,
     )
     if modality == "text":
-        config = HCAMConfig.from_encoders(text_encoder=text_encoder, text_encoder_path=resolve_encoder_path(text_encoder), **kwargs)
+        config = HCAMConfig.from_encoders(text_encoder=text_encoder, text_encoder_path=text_path, **kwargs)
     else:
-        audio_path = resolve_encoder_path(model_args.audio_encoder) if model_args.audio_encoder else None
         config = HCAMConfig.from_encoders(audio_encoder=model_args.audio_encoder, audio_encoder_path=audio_path, **kwargs)
     model = HCAMForEmotionRecognition(config)
     if modality == "text":
-        model.load_pretrained_encoders(text_encoder_path=resolve_encoder_path(text_encoder))
+        model.load_pretrained_encoders(text_encoder_path=text_path)
     elif model_args.audio_encoder:
-        model.load_pretrained_encoders(audio_encoder_path=resolve_encoder_path(model_args.audio_encoder))
+        model.load_pretrained_encoders(audio_encoder_path=audio_path)
     feature_kwargs = {}
     if modality == "audio":  # the encoder's own feature-extractor settings (sampling rate, normalisation)
         from hcam.processing.encoders import speech_feature_settings
 
         feature_kwargs = {"max_duration_seconds": config.max_audio_seconds,
-                          **speech_feature_settings(model_args.audio_encoder)}
-    processor = HCAMProcessor.from_encoders(text_encoder, text_encoder_path=resolve_encoder_path(text_encoder),
+                          **speech_feature_settings(audio_path)}
+    processor = HCAMProcessor.from_encoders(text_encoder, text_encoder_path=text_path,
                                             audio=modality == "audio", max_text_tokens=config.max_text_tokens,
                                             **feature_kwargs)
     return model, processor
@@ -470,6 +473,7 @@ def stage_marker(stage, trainer, model, results, report, dataset, model_args, da
         "modalities": config.modalities,
         "audio_encoder": config.audio_encoder_name_or_path if "audio" in config.modalities else None,
         "text_encoder": config.text_encoder_name_or_path if "text" in config.modalities else None,
+        "model_revision": model_args.model_revision,  # of the Hub encoders (cross-fitting retrains from them)
         "dataset": data_args.dataset_name or "manifest",
         "data": data_description(report, dataset, data_args),
         "best_checkpoint": trainer.state.best_model_checkpoint,
