@@ -97,6 +97,20 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
+def load_audio_bytes(data: bytes, sampling_rate: int = 16000) -> np.ndarray:
+    """`load_audio` of an encoded file's bytes (wav/flac/ogg/mp3 through soundfile, anything else through ffmpeg)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hcam-audio-") as folder:
+        path = os.path.join(folder, "audio")
+        with open(path, "wb") as f:
+            f.write(bytes(data))
+        try:
+            return load_audio(path, sampling_rate)
+        except HCAMAudioError as error:
+            raise HCAMAudioError(str(error).replace(repr(path), f"the given bytes ({len(data)} bytes)")) from None
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
@@ -212,22 +226,38 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
         return waveform.astype(np.float32, copy=False), sampling_rate
 
     def waveform(self, audio, where: str = "audio", sampling_rate: int | None = None) -> np.ndarray:
-        """One utterance as float32 mono at this extractor's rate: a file path (decoded with `load_audio`), a 1-D array
-        or tensor at `sampling_rate` (default this extractor's rate; integer PCM is scaled, 2-D stereo averaged), or
-        `{"array": ..., "sampling_rate": ...}`; resampled when its rate differs. `where` names it in errors."""
+        """One utterance as float32 mono at this extractor's rate: a file path (decoded with `load_audio`), an encoded
+        file's bytes, a 1-D array or tensor at `sampling_rate` (integer PCM is scaled, 2-D stereo averaged), or a dict
+        `{"array" or "raw": ..., "sampling_rate": ...}` (transformers' pipelines) or `{"bytes": ..., "path": ...}`
+        (🤗 datasets' undecoded Audio); resampled when its rate differs. A bare array without `sampling_rate` is read
+        at this extractor's rate, with a warning (once). `where` names it in errors."""
         rate = int(self.sampling_rate)
+        if isinstance(audio, dict) and ("bytes" in audio or "path" in audio) and not ({"array", "raw"} & set(audio)):
+            audio = audio.get("bytes") or audio.get("path")
+        if isinstance(audio, (bytes, bytearray)):
+            try:
+                return load_audio_bytes(audio, rate)
+            except ValueError as error:
+                raise type(error)(f"{where}: {error}") from error
         if isinstance(audio, (str, os.PathLike)):
             try:
                 return load_audio(audio, rate)
             except ValueError as error:
                 raise type(error)(f"{where}: {error}") from error
-        given_rate = rate if sampling_rate is None else int(sampling_rate)
+        given_rate = sampling_rate
         if isinstance(audio, dict):
-            if "array" not in audio:
-                raise HCAMAudioError(f"{where}: an audio dict needs 'array' (and 'sampling_rate'); got keys "
-                                     f"{sorted(audio)}")
-            given_rate = int(audio.get("sampling_rate", rate))
-            audio = audio["array"]
+            key = "array" if "array" in audio else "raw" if "raw" in audio else None
+            if key is None:
+                raise HCAMAudioError(f"{where}: an audio dict needs 'array' or 'raw' (and 'sampling_rate'), or 'bytes' "
+                                     f"or 'path'; got keys {sorted(audio)}")
+            given_rate = audio.get("sampling_rate", sampling_rate)
+            audio = audio[key]
+        if given_rate is None:
+            given_rate = rate
+            logger.warning_once(f"Audio given as a bare array, without a sampling rate: read as {rate} Hz (warned "
+                                "once). Give {'array': ..., 'sampling_rate': ...} (or a file) if it was recorded at "
+                                "another rate.")
+        given_rate = int(given_rate)
         waveform, _ = self._to_mono_float(audio, where, given_rate)
         if waveform.size == 0:
             raise HCAMAudioError(f"{where}: audio must be a non-empty waveform")

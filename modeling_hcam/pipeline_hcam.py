@@ -9,8 +9,8 @@ then, in any process:
     classifier({"turns": [{"audio": "a.wav", "text": "Where were you?", "speaker": "A"},
                           {"audio": "b.wav", "text": "Out.", "speaker": "B"}]})
 
-A conversation is a dict with a "turns" list (a bare list of turns would be read by transformers as a batch of
-separate inputs); a list of such dicts is a batch of conversations.
+A conversation is a dict with a "turns" list, or the list of turns itself; a list of conversations (dicts or lists
+of turns) is a batch, and `[]` gives `[]`.
 """
 from __future__ import annotations
 
@@ -32,11 +32,14 @@ TASK = "emotion-recognition-in-conversation"
 class HCAMEmotionPipeline(Pipeline):
     r"""Emotion recognition in conversation with HCAM.
 
-    Input: `{"turns": [turn, ...]}` or a list of such conversations (optionally with a `"dialogue_id"`, used in error
-    messages). A turn is a dict with
-    - `"audio"`: a file path, a 1-D array at the feature extractor's rate (16 kHz; integer PCM is scaled, 2-D stereo
-      averaged), or `{"array": ..., "sampling_rate": ...}` (resampled when needed); optional `"sampling_rate"` next to
-      a bare array. Needed when the model has the audio modality, ignored otherwise.
+    Input: one conversation, `{"turns": [turn, ...]}` (optionally with a `"dialogue_id"`, used in error messages) or
+    just its list of turns `[turn, ...]`; or a list of conversations (each a dict or a list of turns): the result is
+    then one list of turn results per conversation (`[]` gives `[]`). A turn is a dict with
+    - `"audio"`: a file path, an encoded file's bytes, a 1-D array at the feature extractor's rate (16 kHz; integer PCM
+      is scaled, 2-D stereo averaged; a warning says once that a bare array was read at that rate), or
+      `{"array" or "raw": ..., "sampling_rate": ...}` (resampled when needed), or 🤗 datasets' undecoded
+      `{"bytes": ..., "path": ...}`; optional `"sampling_rate"` next to a bare array. Needed when the model has the
+      audio modality, ignored otherwise.
     - `"text"`: the transcript. Needed when the model has the text modality, unless a `transcriber` is given.
     - `"speaker"`: any hashable (optional); drives the speaker-aware attention of stage II.
 
@@ -49,9 +52,17 @@ class HCAMEmotionPipeline(Pipeline):
         batch_size (`int`, *optional*, defaults to 1): conversations per forward pass. Their turns are encoded
             together (longest first, `config.encoder_chunk_size` turns per encoder call) and the context and fusion
             stages run on the conversations padded by turns; results equal those of one conversation at a time.
-        transcriber (`callable`, *optional*): `transcriber(list_of_16kHz_arrays) -> list[str]`, used for turns that
-            have no text when the model reads text (e.g. `hcam.processing.asr.Transcriber("whisper")`); it is called
-            once per batch with every such turn of the batch.
+        transcriber (`callable` or a transformers ASR pipeline, *optional*): used for turns that have no text when the
+            model reads text. A callable takes the list of 16 kHz arrays of every such turn of the batch and returns
+            one transcript per array (a string, or a dict with "text"; e.g. `hcam.processing.asr.Transcriber(
+            "whisper")`); a `pipeline("automatic-speech-recognition", ...)` is called with
+            `{"raw": array, "sampling_rate": rate}` inputs.
+        top_k (`int` or `None`, *optional*): also return, per turn, `scores`: the `top_k` best labels of the
+            ensemble as `[{"label": ..., "score": ...}]`, best first (`None`: every label), as transformers'
+            text-classification pipeline does. Not given: no `scores` field.
+        function_to_apply (`str`, *optional*, defaults to `"softmax"`): what `score` (and `scores`) hold, applied to
+            the ensemble's logits: `"softmax"`, `"sigmoid"` or `"none"` (the logits). `probabilities` are always the
+            softmax probabilities, and `label` the best label, whichever function.
         progress (`callable`, *optional*): called with the number of turns just encoded (for progress bars:
             `progress=bar.update`).
         output_attentions (`bool`, *optional*): also return, per turn, `attentions`: {modality: list over heads of the
@@ -86,12 +97,25 @@ class HCAMEmotionPipeline(Pipeline):
             )
 
     # ----- parameters ----------------------------------------------------------------------------------------------
-    def _sanitize_parameters(self, transcriber=None, progress=None, output_attentions=None, **kwargs):
+    FUNCTIONS = ("softmax", "sigmoid", "none")
+    _NOT_GIVEN = object()
+
+    def _sanitize_parameters(self, transcriber=None, progress=None, output_attentions=None, top_k=_NOT_GIVEN,
+                             function_to_apply=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected arguments: {sorted(kwargs)}")
-        forward_params = {}
+        forward_params, postprocess_params = {}, {}
+        if top_k is not self._NOT_GIVEN:
+            if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+                raise ValueError(f"top_k must be a positive integer or None (every label), got {top_k!r}")
+            postprocess_params["top_k"] = top_k
+        if function_to_apply is not None:
+            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
+            if name not in self.FUNCTIONS:
+                raise ValueError(f"function_to_apply must be one of {list(self.FUNCTIONS)}, got {function_to_apply!r}")
+            postprocess_params["function_to_apply"] = name
         if transcriber is not None:
-            forward_params["transcriber"] = transcriber
+            forward_params["transcriber"] = self._as_transcriber(transcriber)
         if progress is not None:
             forward_params["progress"] = progress
         if output_attentions:
@@ -99,7 +123,24 @@ class HCAMEmotionPipeline(Pipeline):
                 raise ValueError("output_attentions needs a stage-2 or stage-3 model: a stage-1 model has no "
                                  "attention over turns")
             forward_params["output_attentions"] = True
-        return {}, forward_params, {}
+        return {}, forward_params, postprocess_params
+
+    def _as_transcriber(self, transcriber):
+        """`transcriber` as a callable list of arrays -> list of transcripts: a transformers ASR pipeline is called
+        with `{"raw": array, "sampling_rate": rate}` inputs."""
+        if isinstance(transcriber, Pipeline):
+            if getattr(transcriber, "task", None) != "automatic-speech-recognition":
+                raise ValueError(f"transcriber: a transformers pipeline must be an automatic-speech-recognition one, "
+                                 f"got task {getattr(transcriber, 'task', None)!r}")
+            rate = self._sampling_rate()
+            asr = transcriber
+
+            def transcriber(waveforms):
+                return [out["text"] for out in asr([{"raw": w, "sampling_rate": rate} for w in waveforms])]
+        if not callable(transcriber):
+            raise TypeError(f"transcriber must be a callable (list of arrays -> list of transcripts) or a transformers "
+                            f"ASR pipeline, got {type(transcriber).__name__}")
+        return transcriber
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         """Several conversations: preprocess each, run `batch_size` of them per forward, postprocess each (lazily)."""
@@ -141,10 +182,14 @@ class HCAMEmotionPipeline(Pipeline):
         return self.processor.feature_extractor.waveform(audio, where, turn.get("sampling_rate"))
 
     def preprocess(self, conversation, index=None):
+        if isinstance(conversation, (list, tuple)):  # a conversation given as its list of turns
+            conversation = {"turns": list(conversation)}
         if not isinstance(conversation, dict) or "turns" not in conversation:
             raise ValueError(
-                'A conversation is a dict {"turns": [{"audio": ..., "text": ..., "speaker": ...}, ...]}; a list of such '
-                f"dicts is a batch of conversations. Got {type(conversation).__name__}."
+                'A conversation is a dict {"turns": [{"audio": ..., "text": ..., "speaker": ...}, ...]} or its list of '
+                f"turns; a list of conversations is a batch. Got {type(conversation).__name__}"
+                + (f" with keys {sorted(conversation)} (one turn? pass a list of turns)."
+                   if isinstance(conversation, dict) else ".")
             )
         if conversation.get("dialogue_id") is not None:
             name = f"dialogue {conversation['dialogue_id']!r}"
@@ -200,6 +245,7 @@ class HCAMEmotionPipeline(Pipeline):
         transcripts = list(transcriber([conv["waveforms"][i] for conv, i in wanted]))
         if len(transcripts) != len(wanted):
             raise ValueError(f"the transcriber returned {len(transcripts)} transcripts for {len(wanted)} turns")
+        transcripts = [t["text"] if isinstance(t, dict) else t for t in transcripts]  # ASR pipelines: {"text": ...}
         for (conv, i), transcript in zip(wanted, transcripts):
             # silence or noise still needs some text for the text encoder: read it as "[inaudible]" and say so
             conv["texts"][i], conv["text_sources"][i] = transcript_and_source(transcript)
@@ -279,12 +325,14 @@ class HCAMEmotionPipeline(Pipeline):
                 speaker_ids=speaker_ids[index, :length] if flag else None,
                 **kwargs,
             )
-            probabilities = output.logits.float().softmax(-1).cpu()
+            logits = output.logits.float().cpu()
+            probabilities = logits.softmax(-1)
             predictions = {h: getattr(output, f"{h}_logits").argmax(-1).cpu() for h in heads}
             for row, d in enumerate(rows):
                 n = len(batch[d]["speakers"])
                 results[d] = {
                     "probabilities": probabilities[row, :n],
+                    "logits": logits[row, :n],
                     "stage_predictions": {h: p[row, :n] for h, p in predictions.items()},
                     "speakers": batch[d]["speakers"],
                     "texts": batch[d]["texts"],
@@ -297,8 +345,11 @@ class HCAMEmotionPipeline(Pipeline):
         return {"conversations": results} if batched else results[0]
 
     # ----- postprocess ---------------------------------------------------------------------------------------------
-    def postprocess(self, model_outputs):
+    def postprocess(self, model_outputs, top_k=_NOT_GIVEN, function_to_apply="softmax"):
         texts = model_outputs["texts"]
+        logits = model_outputs["logits"]
+        scores = {"softmax": logits.softmax(-1), "sigmoid": logits.sigmoid(), "none": logits}[function_to_apply]
+        labels = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
         attentions = {m: a.tolist() for m, a in model_outputs.get("attentions", {}).items()}
         results = []
         for index, row in enumerate(model_outputs["probabilities"].tolist()):
@@ -306,6 +357,11 @@ class HCAMEmotionPipeline(Pipeline):
                                      self.model.config.id2label, model_outputs["speakers"][index],
                                      texts[index] if texts is not None else None,
                                      model_outputs["text_sources"][index] if texts is not None else None)
+            row_scores = scores[index].tolist()
+            result["score"] = row_scores[labels.index(result["label"])]
+            if top_k is not self._NOT_GIVEN:
+                best = sorted(range(len(labels)), key=lambda i: -row_scores[i])[: top_k or len(labels)]
+                result["scores"] = [{"label": labels[i], "score": row_scores[i]} for i in best]
             if attentions:
                 result["attentions"] = {m: [head[index] for head in a] for m, a in attentions.items()}
             results.append(result)
@@ -315,13 +371,19 @@ class HCAMEmotionPipeline(Pipeline):
     def start_conversation(self, transcriber=None) -> HCAMConversationStream:
         """A live conversation (causal models): `add_turn(audio=..., text=..., speaker=...)` returns each turn's result
         (the same dict as the pipeline gives per turn) as the turn arrives. See `HCAMConversationStream`."""
-        return HCAMConversationStream(self.model, self.processor, transcriber=transcriber)
+        return HCAMConversationStream(self.model, self.processor,
+                                      transcriber=None if transcriber is None else self._as_transcriber(transcriber))
 
     def __call__(self, inputs=None, *args, stream=False, **kwargs):
         """`stream=True` (causal models): `inputs` is an iterable of turns (or one conversation dict), read lazily,
         and the call returns a generator that yields each turn's result as soon as that turn has been read: a live
         source (a queue, a socket) can feed it turn by turn. Otherwise the usual pipeline call."""
         if not stream:
+            if isinstance(inputs, (list, tuple)):
+                if len(inputs) == 0:
+                    return []
+                if all(isinstance(item, dict) and "turns" not in item for item in inputs):
+                    return super().__call__({"turns": list(inputs)}, *args, **kwargs)  # one conversation's turns
             return super().__call__(inputs, *args, **kwargs)
         unknown = sorted(set(kwargs) - {"transcriber"})
         if args or unknown:

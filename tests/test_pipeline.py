@@ -296,3 +296,109 @@ def test_pipeline_in_a_fresh_process_from_the_folder_alone(checkpoints, processo
         for a, b in zip(fresh[kind], expected):
             assert a["label"] == b["label"] and a["stages"] == b["stages"]
             assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+
+
+def test_a_conversation_as_a_list_of_turns_and_batches_of_them(checkpoints, processor):
+    """README's `erc(conversations)  # one list of turns per conversation` works as written; `[]` gives `[]`."""
+    pipe = make_pipe(checkpoints, processor, "bimodal")
+    first, second = conversation(3, seed=1), conversation(2, seed=2)
+    as_dicts = pipe([first, second])
+    assert pipe([first["turns"], second["turns"]]) == as_dicts  # a list of lists of turns: a batch
+    assert pipe(first["turns"]) == as_dicts[0]  # one list of turns: one conversation
+    lazily = list(pipe((c for c in [first["turns"], second]), batch_size=2))  # a generator, two per forward pass
+    assert [[t["label"] for t in r] for r in lazily] == [[t["label"] for t in r] for r in as_dicts]
+    for got, want in zip(lazily, as_dicts):
+        for a, b in zip(got, want):
+            assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+    assert pipe([]) == []
+
+
+def test_top_k_and_function_to_apply_as_in_text_classification(checkpoints, processor):
+    pipe = make_pipe(checkpoints, processor, "bimodal")
+    conv = conversation(3, seed=5)
+    plain = pipe(conv)
+    assert all("scores" not in r for r in plain)
+    top2 = pipe(conv, top_k=2)
+    every = pipe(conv, top_k=None)
+    logits = pipe(conv, function_to_apply="none", top_k=None)
+    sigmoid = pipe(conv, function_to_apply="sigmoid")
+    for base, two, all_, raw, sig in zip(plain, top2, every, logits, sigmoid):
+        for result in (two, all_, raw, sig):  # today's fields, same label and probabilities
+            assert result["label"] == base["label"] and result["probabilities"] == base["probabilities"]
+        ranked = sorted(base["probabilities"].items(), key=lambda kv: -kv[1])
+        assert [s["label"] for s in two["scores"]] == [label for label, _ in ranked[:2]]
+        assert [s["score"] for s in all_["scores"]] == pytest.approx([p for _, p in ranked])
+        assert two["score"] == pytest.approx(base["score"]) == pytest.approx(ranked[0][1])
+        raw_scores = {s["label"]: s["score"] for s in raw["scores"]}
+        softmaxed = torch.tensor(list(raw_scores.values())).softmax(-1).tolist()
+        assert dict(zip(raw_scores, softmaxed)) == pytest.approx(base["probabilities"], abs=1e-5)
+        assert raw["score"] == pytest.approx(raw_scores[base["label"]])
+        assert sig["score"] == pytest.approx(torch.tensor(raw_scores[base["label"]]).sigmoid().item(), abs=1e-6)
+    with pytest.raises(ValueError, match="function_to_apply must be one of"):
+        pipe(conv, function_to_apply="relu")
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        pipe(conv, top_k=0)
+
+
+def test_audio_as_bytes_raw_dict_and_datasets_dict(checkpoints, processor, tmp_path, caplog):
+    import io
+
+    pipe = make_pipe(checkpoints, processor, "audio")
+    waves = [tone(0.3, seed=1), tone(0.25, seed=2)]
+    path = tmp_path / "a.wav"
+    soundfile.write(path, waves[0], SR)
+    expected = pipe({"turns": [{"audio": str(path)}, {"audio": {"array": waves[1], "sampling_rate": SR}}]})
+    buffer = io.BytesIO()
+    soundfile.write(buffer, waves[1], SR, format="WAV")
+    given = pipe([{"audio": path.read_bytes()}, {"audio": {"raw": waves[1], "sampling_rate": SR}}])
+    as_datasets = pipe([{"audio": {"bytes": None, "path": str(path)}}, {"audio": {"bytes": buffer.getvalue(),
+                                                                                   "path": None}}])
+    for a, b, c in zip(expected, given, as_datasets):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+        assert a["probabilities"] == pytest.approx(c["probabilities"], abs=1e-4)
+    with pytest.raises(HCAMAudioError, match="turn 0: .*given bytes"):
+        pipe([{"audio": b"not audio at all"}])
+
+
+def test_a_transformers_asr_pipeline_as_the_transcriber(checkpoints, processor):
+    """Any callable or a transformers automatic-speech-recognition pipeline (called with {"raw", "sampling_rate"})."""
+    from transformers import Pipeline
+
+    class FakeASR(Pipeline):  # the interface of an ASR pipeline without a model to download
+        task = "automatic-speech-recognition"
+
+        def __init__(self):
+            self.calls = []
+
+        def __call__(self, inputs):
+            self.calls.append(inputs)
+            return [{"text": f"heard {len(x['raw'])} at {x['sampling_rate']}"} for x in inputs]
+
+        _sanitize_parameters = preprocess = _forward = postprocess = None
+
+    pipe = make_pipe(checkpoints, processor, "text")
+    asr = FakeASR()
+    results = pipe([{"audio": tone(0.2)}, {"text": "given"}], transcriber=asr)
+    assert [r["text"] for r in results] == [f"heard {int(0.2 * SR)} at {SR}", "given"]
+    assert [r["text_source"] for r in results] == ["asr", "given"]
+    assert len(asr.calls) == 1 and set(asr.calls[0][0]) == {"raw", "sampling_rate"}
+    dicts = pipe([{"audio": tone(0.2)}], transcriber=lambda waves: [{"text": "from a dict"} for _ in waves])
+    assert dicts[0]["text"] == "from a dict"
+    asr.task = "text-classification"
+    with pytest.raises(ValueError, match="automatic-speech-recognition"):
+        pipe([{"audio": tone(0.2)}], transcriber=asr)
+    with pytest.raises(TypeError, match="transcriber must be a callable"):
+        pipe([{"audio": tone(0.2)}], transcriber="whisper")
+
+
+def test_a_bare_array_is_read_at_the_extractors_rate_with_one_warning(checkpoints, processor, caplog):
+    import logging
+
+    pipe = make_pipe(checkpoints, processor, "audio")
+    logging.Logger.warning_once.cache_clear()  # once per process: forget earlier tests' warning
+    with caplog.at_level(logging.WARNING):
+        pipe([{"audio": tone(0.2)}, {"audio": tone(0.3, seed=1)}])
+        pipe([{"audio": tone(0.2)}])
+        pipe([{"audio": {"array": tone(0.2), "sampling_rate": SR}}])
+    said = [r.getMessage() for r in caplog.records if "bare array" in r.getMessage()]
+    assert len(said) == 1 and f"read as {SR} Hz" in said[0]
