@@ -55,9 +55,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def head_results(results: Mapping[str, Any], head: str | None) -> dict[str, Any]:
+    """``{prefix}_{metric}`` values of one head: ``{prefix}_{head}_{metric}`` (the Trainer's per-head keys; head
+    "ensemble" = what the model outputs) or, for ``head=None``, the plain keys (the head the checkpoint was selected
+    on)."""
+    if head is None:
+        return dict(results)
+    found = {}
+    for key, value in results.items():
+        prefix, _, rest = key.partition("_")
+        if rest.startswith(head + "_") and rest[len(head) + 1:] in METRICS:
+            found[f"{prefix}_{rest[len(head) + 1:]}"] = value
+    return found
+
+
 def results_to_eval_results(results: Mapping[str, Any], *, dataset_name: str, dataset_type: str, task_type: str,
-                            dataset_config: str | None = None) -> list[EvalResult]:
-    """Every ``{prefix}_{metric}`` of ``results`` with a known prefix and metric, as model-index entries.
+                            dataset_config: str | None = None, head_name: str | None = None) -> list[EvalResult]:
+    """Every ``{prefix}_{metric}`` of ``results`` with a known prefix and metric, as model-index entries
+    (``head_name``, e.g. "ensemble", is added to each metric's name).
 
     Values are copied unchanged (fractions, as all_results.json holds them), so the card's metadata can be
     compared with the results file exactly.
@@ -80,7 +95,7 @@ def results_to_eval_results(results: Mapping[str, Any], *, dataset_name: str, da
                 dataset_config=dataset_config,
                 dataset_split=SPLIT_OF_PREFIX[prefix],
                 metric_type=metric_type,
-                metric_name=metric_name,
+                metric_name=f"{metric_name} ({head_name})" if head_name else metric_name,
                 metric_value=value,
                 metric_args=metric_args,
             )
@@ -154,6 +169,12 @@ class HCAMCardData:
         dataset_nature: what the recordings are, completing "<dataset_name> ..." in the limitations (the corpus
             registry's `nature`); None = a generic caution.
         data_lines: more "Labels and setting" bullet lines, e.g. the split protocol, split sizes, data problems.
+        reported_head: the head whose numbers lead the card (headline, model-index, per-class table, confusion
+            matrix): "ensemble" (default), what the model's `logits`, the pipeline and hcam-predict give; read from
+            `results`' `{prefix}_ensemble_{metric}` keys. Results without them: the plain keys, `selected_head`'s.
+        selected_head: in words, the head the checkpoint was selected on, whose numbers are the plain
+            `{prefix}_{metric}` keys (e.g. "Stage III (fusion)"); the headline names it and its score too.
+        labels_note: where the labels come from (limitations); None: the annotators' caution.
     """
 
     config: Any
@@ -180,6 +201,16 @@ class HCAMCardData:
     extra_tags: Sequence[str] = ()
     dataset_nature: str | None = None
     data_lines: Sequence[str] = ()
+    reported_head: str | None = "ensemble"
+    selected_head: str = "the newest stage's head"
+    labels_note: str | None = None
+
+    def reported(self) -> tuple[dict, str]:
+        """(the `{prefix}_{metric}` results the card leads with, which head they are, in words)."""
+        found = head_results(self.results, self.reported_head) if self.reported_head else {}
+        if found:
+            return found, self.reported_head
+        return head_results(self.results, None), self.selected_head
 
     @property
     def modalities(self) -> list[str]:
@@ -188,6 +219,13 @@ class HCAMCardData:
     @property
     def task_type(self) -> str:
         return "audio-classification" if "audio" in self.modalities else "text-classification"
+
+    @property
+    def pipeline_tag(self) -> str | None:
+        """The Hub task of a one-modality model; none for speech + text: no Hub task classifies both (the model's
+        own pipeline task, emotion-recognition-in-conversation, is in the tags)."""
+        present = [m for m in ("audio", "text") if m in self.modalities]
+        return {("audio",): "audio-classification", ("text",): "text-classification"}.get(tuple(present))
 
 
 def public_paths(text: str) -> str:
@@ -210,7 +248,7 @@ def _metadata(data: HCAMCardData, eval_results) -> ModelCardData:
         language=data.language,
         license=data.license,
         library_name="transformers",
-        pipeline_tag=data.task_type,
+        pipeline_tag=data.pipeline_tag,
         tags=list(dict.fromkeys(tags)),
         datasets=[data.dataset_id] if data.dataset_id else None,
         base_model=(encoders[0] if len(encoders) == 1 else encoders) or None,
@@ -220,14 +258,20 @@ def _metadata(data: HCAMCardData, eval_results) -> ModelCardData:
     )
 
 
-def _headline(eval_results, setting) -> str:
-    for split in ("test", "validation"):
-        found = {r.metric_name: r.metric_value for r in eval_results if r.dataset_split == split}
-        if "Weighted F1" in found:
-            headline = f"{split.capitalize()} weighted F1: {_fmt(found['Weighted F1'])}"
-            if "Accuracy" in found:
-                headline += f", accuracy: {_fmt(found['Accuracy'])}"
-            return headline + f" ({setting})."
+def _headline(reported, head, data) -> str:
+    """The card's first number: what the model outputs (`head`), and the selected head's own score next to it."""
+    for prefix, split in (("test", "test"), ("eval", "validation")):
+        if f"{prefix}_weighted_f1" in reported:
+            what = ("the model's output (the ensemble of its stages, as `logits`, the pipeline and hcam-predict give it)"
+                    if head == "ensemble" else head)
+            headline = f"{split.capitalize()} weighted F1 of {what}: {_fmt(reported[f'{prefix}_weighted_f1'])}"
+            if f"{prefix}_accuracy" in reported:
+                headline += f", accuracy: {_fmt(reported[f'{prefix}_accuracy'])}"
+            headline += f" ({data.setting})."
+            own = data.results.get(f"{prefix}_weighted_f1")
+            if head == "ensemble" and isinstance(own, (int, float)):
+                headline += f" {data.selected_head} alone, the head the checkpoint was selected on: {_fmt(own)}."
+            return headline
     return ""
 
 
@@ -261,14 +305,21 @@ def _context_line(config) -> str:
             "conversations; for live use, stages 2 and 3 are trained with `--context causal`.")
 
 
-def _usage(modalities) -> tuple[str, str]:
-    """(what the model reads, in words; the processor arguments of the usage snippet)."""
+def _usage(modalities) -> tuple[str, str, str]:
+    """(what the model reads, in words; the processor arguments of the usage snippet; the pipeline's turns)."""
     present = tuple(m for m in ("audio", "text") if m in modalities)
     phrase = {("audio", "text"): "speech and its transcript", ("audio",): "speech alone",
               ("text",): "the transcript alone"}.get(present, ", ".join(modalities))
     inputs = {("audio", "text"): 'text=["Hi.", "Go away!"], audio=[wave_1, wave_2]',
               ("audio",): "audio=[wave_1, wave_2]"}.get(present, 'text=["Hi.", "Go away!"]')
-    return phrase, inputs
+    turns = [{"speaker": "A"}, {"speaker": "B"}]
+    for turn, (wav, text) in zip(turns, (("turn0.wav", "Hi."), ("turn1.wav", "Go away!"))):
+        if "audio" in present:
+            turn["audio"] = wav
+        if "text" in present:
+            turn["text"] = text
+    pipeline_turns = ", ".join(json.dumps({k: t[k] for k in ("audio", "text", "speaker") if k in t}) for t in turns)
+    return phrase, inputs, pipeline_turns
 
 
 def build_model_card(data: HCAMCardData) -> ModelCard:
@@ -285,11 +336,13 @@ def build_model_card(data: HCAMCardData) -> ModelCard:
             f"got {len(matrix)} rows of lengths {[len(r) for r in matrix]}"
         )
     dataset_type = data.dataset_id or data.dataset_name.lower().replace(" ", "-")
-    eval_results = results_to_eval_results(data.results, dataset_name=data.dataset_name, dataset_type=dataset_type,
-                                           task_type=data.task_type, dataset_config=data.dataset_config)
+    reported, head = data.reported()
+    eval_results = results_to_eval_results(reported, dataset_name=data.dataset_name, dataset_type=dataset_type,
+                                           task_type=data.task_type, dataset_config=data.dataset_config,
+                                           head_name=head)
     stage_columns, stage_rows = _table(data.stage_table, ["weighted_f1", "accuracy", "macro_f1"])
     per_class_columns, per_class_rows = _table(data.per_class, ["precision", "recall", "f1", "support"])
-    modality_phrase, usage_inputs = _usage(data.modalities)
+    modality_phrase, usage_inputs, pipeline_turns = _usage(data.modalities)
     lang = data.language if isinstance(data.language, str) else ", ".join(data.language or [])
     return ModelCard.from_template(
         _metadata(data, eval_results),
@@ -299,7 +352,14 @@ def build_model_card(data: HCAMCardData) -> ModelCard:
         revision_arg=f', revision="{data.revision}"' if data.revision and data.revision != "main" else "",
         dataset_name=data.dataset_name,
         setting=data.setting,
-        headline=_headline(eval_results, data.setting),
+        headline=_headline(reported, head, data),
+        reported_head=head,
+        selected_head=data.selected_head,
+        ensemble=head == "ensemble",
+        pipeline_turns=pipeline_turns,
+        cli_usage=not data.revision or data.revision == "main",
+        revision=data.revision,
+        labels_note=data.labels_note,
         labels=labels,
         modalities=data.modalities,
         modality_phrase=modality_phrase,

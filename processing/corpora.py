@@ -64,6 +64,8 @@ class Corpus:
         nature: what the recordings are, for the card's limitations ("is acted: ...").
         language: language code of the corpus, None when unknown.
         hub_dataset_id: the corpus on the Hub, for the card's metadata (None: not named).
+        labels_note: where the labels come from, for the card's limitations (None: human annotators, the generic
+            caution about their disagreement).
         default_data_dir: where the corpus lives when `--data_dir` is not given (None: `--data_dir` needed).
         reads_files: the reader takes `--train_file/--validation_file/--test_file` manifests.
         fixed_labels: whether the label set is the corpus's own (False: taken from the training split).
@@ -81,6 +83,7 @@ class Corpus:
     nature: str = "may be acted or collected in particular conditions: check how it was recorded."
     language: str | None = None
     hub_dataset_id: str | None = None
+    labels_note: str | None = None
     default_data_dir: Callable[[], Path | None] = lambda: None
     reads_files: bool = False
     fixed_labels: bool = True
@@ -231,6 +234,9 @@ register(Corpus(
     protocol=lambda options: "the shipped train/validation/test split (90/60/60 dialogues)",
     literature="synthetic: no published numbers; it shows every stage working offline.",
     nature="is synthetic: espeak-ng voices reading template sentences, with emotion rendered by pitch and rate.",
+    labels_note=("**Labels are given by construction.** The demo corpus is generated: each utterance was synthesised "
+                 "for its label, nothing was recorded from people or annotated. Its scores show the training and "
+                 "inference working end to end; they say nothing about recognising emotions in real speech."),
     language="en",
     default_data_dir=_shipped_demo_dir,
     reads_files=True,

@@ -222,7 +222,9 @@ def test_push_every_stage_and_load_in_a_fresh_process(hub, stages, tmp_path):
                            ["validation", "accuracy", None, results["eval_accuracy"], "IEMOCAP"]], key=str)
         assert sorted(entry["card_metrics"], key=str) == expected
         assert entry["library_name"] == "transformers" and entry["license"] == "apache-2.0"
-        assert entry["pipeline_tag"] in ("audio-classification", "text-classification")
+        # one modality: its Hub task; speech + text (stage 3): none, since no Hub task classifies both
+        assert entry["pipeline_tag"] == {"stage1-audio": "audio-classification", "stage2-text": "text-classification",
+                                         "stage3": None}[name]
         assert entry["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
         assert entry["has_png"]
 
@@ -307,7 +309,7 @@ def test_server_rejects_invalid_card_metadata_and_keeps_revision(hub, stages, tm
 def test_card_content_and_metadata(stages):
     card, results = stages["stage3"]["card"], stages["stage3"]["results"]
     data = card.data.to_dict()
-    assert data["library_name"] == "transformers" and data["pipeline_tag"] == "audio-classification"
+    assert data["library_name"] == "transformers" and "pipeline_tag" not in data  # speech + text: no Hub task
     assert data["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"  # the local folder is left out
     assert "hcam" in data["tags"] and data["license"] == "apache-2.0" and data["language"] == "en"
     metrics = {(r["dataset"]["split"], m["type"], (m.get("args") or {}).get("average")): m["value"]
@@ -504,3 +506,39 @@ def test_the_card_carries_no_home_directory(monkeypatch, tmp_path):
     text = str(card)
     assert str(home) not in text
     assert "--data_dir ~/data/IEMOCAP --output_dir runs/stage1-text" in text and "`~/models/minilm`" in text
+
+
+def test_card_leads_with_what_the_model_outputs(tmp_path):
+    """The headline, model-index, per-class table and confusion matrix are the ensemble (the model's `logits`, the
+    pipeline, hcam-predict) and say so; the selected head's own score is named next to it; usage shows the pipeline
+    and hcam-predict; a generated corpus gets no annotator caveat."""
+    from hcam.processing.corpora import get_corpus
+
+    results = {"test_weighted_f1": 0.8301, "test_accuracy": 0.84, "test_ensemble_weighted_f1": 0.851,
+               "test_ensemble_accuracy": 0.86, "eval_weighted_f1": 0.8, "eval_ensemble_weighted_f1": 0.81}
+    demo = get_corpus("demo")
+    card = build_model_card(HCAMCardData(
+        {"modalities": ["audio", "text"], "stage": 3}, results, stage_table=[], per_class={}, confusion_matrix=[[1]],
+        labels=["happy"], setting="emotion, 1 label", command="python trainer/run_stage.py", hyperparameters={},
+        dataset_name=demo.display_name, repo_id="org/hcam-demo", selected_head="Stage III (fusion)",
+        dataset_nature=demo.nature, labels_note=demo.labels_note))
+    data = card.data.to_dict()
+    metrics = {(r["dataset"]["split"], m["type"], m["name"]): m["value"]
+               for r in data["model-index"][0]["results"] for m in r["metrics"]}
+    assert metrics == {("test", "f1", "Weighted F1 (ensemble)"): 0.851, ("test", "accuracy", "Accuracy (ensemble)"): 0.86,
+                       ("validation", "f1", "Weighted F1 (ensemble)"): 0.81}
+    text = card.text
+    assert "Test weighted F1 of the model's output (the ensemble of its stages" in text and ": 85.10" in text
+    assert "Stage III (fusion) alone, the head the checkpoint was selected on: 83.01" in text
+    assert "### Per-class scores (ensemble)" in text and "(ensemble; counts on the test split)" in text
+    assert 'pipeline("emotion-recognition-in-conversation", model="org/hcam-demo", trust_remote_code=True)' in text
+    assert '{"audio": "turn0.wav", "text": "Hi.", "speaker": "A"}' in text
+    assert "hcam-predict --model org/hcam-demo" in text
+    assert "Labels are given by construction" in text and "Annotators disagree" not in text
+    stage = build_model_card(HCAMCardData(
+        {"modalities": ["text"], "stage": 2}, {"test_weighted_f1": 0.5}, stage_table=[], per_class={},
+        confusion_matrix=[[1]], labels=["happy"], setting="s", command="c", hyperparameters={}, dataset_name="IEMOCAP",
+        repo_id="org/x", revision="stage2-text", selected_head="Stage II text (dialogue context)"))
+    assert stage.data.pipeline_tag == "text-classification"
+    assert "Test weighted F1 of Stage II text (dialogue context): 50.00" in stage.text  # no ensemble keys: says whose
+    assert "Annotators disagree" in stage.text and "this stage is the `stage2-text` revision" in stage.text

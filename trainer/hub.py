@@ -194,7 +194,8 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
     split_prefix = "test" if os.path.isfile(os.path.join(folder, "test_report.json")) else "eval"
     report = _read_json(folder, f"{split_prefix}_report.json")
     labels = report["labels"]
-    head = stage_of(marker).primary_head
+    selected = stage_of(marker).primary_head
+    head = "ensemble" if "ensemble" in report["heads"] else selected  # what the model outputs leads the card
     matrix = report["heads"][head]["confusion_matrix"]
     corpus, setting, data_lines = describe_data(marker, labels)
     # Hub ids only: the card lists a local encoder folder from the config already
@@ -224,6 +225,9 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
         confusion_matrix_split="test" if split_prefix == "test" else "validation",
         transcripts="the corpus's reference transcripts (not ASR output)",
         extra_tags=[stage_of(marker).tag],
+        reported_head="ensemble" if head == "ensemble" else None,
+        selected_head=HEAD_TITLES.get(selected, selected),
+        labels_note=corpus.labels_note,
     ))
     return card, matrix, labels
 
