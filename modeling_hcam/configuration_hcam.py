@@ -1,5 +1,7 @@
 """HCAM model configuration."""
 
+import os
+
 from transformers import PretrainedConfig
 
 # A small wav2vec2 trained from scratch in stage I: no pretrained speech weights can be downloaded offline.
@@ -41,6 +43,24 @@ FUSION_TYPES = ("co-attention", "concat")
 # Which turns stages II and III may look at: every turn of the conversation (the paper), or only the past and current
 # turns (a live conversation: a turn's prediction never changes when later turns arrive).
 CONTEXT_DIRECTIONS = ("bidirectional", "causal")
+
+
+def check_local_folder(name_or_path, what="model"):
+    """Stop with "no such folder" when `name_or_path` can only be a local folder (a path object, or a string that
+    starts with /, ./, ../ or ~, holds a backslash or more than one /) and is not one here; a Hub id (`name`,
+    `org/name`) passes. transformers would otherwise report "Repo id must be in the form 'repo_name'..."."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        return
+    name = os.fspath(name_or_path)
+    if os.path.isdir(os.path.expanduser(name)):
+        return
+    local = (not isinstance(name_or_path, str) or name.startswith(("/", "./", "../", "~", ".\\")) or "\\" in name
+             or name.count("/") > 1)
+    if os.path.isfile(name):
+        raise FileNotFoundError(f"{what} {name!r} is a file, not a folder: give the folder that holds its config.json")
+    if local:
+        raise FileNotFoundError(f"no such folder: {what} {name!r} is a local path (not a Hub repo id) and does not "
+                                "exist; check its spelling (a relative path is read from the current directory).")
 
 
 class HCAMConfig(PretrainedConfig):

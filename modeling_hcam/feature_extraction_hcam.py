@@ -319,6 +319,9 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
                 if rate != self.sampling_rate and waveform.size:
                     waveform = _resample(waveform, rate, self.sampling_rate)
                 if max_samples is not None and waveform.shape[0] > max_samples:
+                    logger.warning_once(f"Audio longer than {self.max_duration_seconds:g} s is cut to its first "
+                                        f"{self.max_duration_seconds:g} s (max_duration_seconds / --max_audio_seconds; "
+                                        "warned once).")
                     waveform = waveform[:max_samples]
                 waveforms.append(waveform)
                 positions.append((dialogue_index, turn_index))

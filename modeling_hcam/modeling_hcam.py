@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_hcam import HCAMConfig
+from .configuration_hcam import HCAMConfig, check_local_folder
 
 # Log-probabilities of the ensemble are clamped here so that a head that is certain gives finite logits.
 _MIN_PROBABILITY = 1e-8
@@ -547,6 +547,7 @@ class HCAMPreTrainedModel(PreTrainedModel):
             raise ValueError("HCAM loads safetensors weights only (unpickling a checkpoint can run code): drop "
                              "use_safetensors=False.")
         kwargs["use_safetensors"] = True
+        check_local_folder(pretrained_model_name_or_path)
         source = pretrained_model_name_or_path
         source = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
         folder = os.path.join(source, kwargs.get("subfolder") or "") if source else None

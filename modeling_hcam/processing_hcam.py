@@ -9,13 +9,21 @@ import numbers
 
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
+from transformers.utils import logging
 
 from .feature_extraction_hcam import HCAMFeatureExtractor, as_dialogue_batch
+
+logger = logging.get_logger(__name__)
 
 
 def speaker_ids_of(speakers):
     """One dialogue's speaker labels -> ids in order of first appearance ("B", "A", "B" -> 0, 1, 0): the model only
-    compares them (same speaker or not), so any labels work."""
+    compares them (same speaker or not), so any labels work. Turns without a speaker (None or "") next to turns with
+    one are read as one more speaker, the same for all of them: a warning says so (once)."""
+    missing = [s is None or s == "" for s in speakers]
+    if any(missing) and not all(missing):
+        logger.warning_once("Some turns have no speaker while others have one: the turns without one are read as one "
+                            "more speaker, all the same person (warned once). Give every turn its speaker, or none.")
     first_seen = {}
     return [first_seen.setdefault(speaker, len(first_seen)) for speaker in speakers]
 
@@ -204,6 +212,10 @@ class HCAMProcessor(ProcessorMixin):
             return_tensors="np",
         )
         ids, mask = encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
+        full = [turn for turn, length in zip(flat_turns, mask.sum(1)) if length >= max_text_tokens]
+        if full and any(len(ids_) > max_text_tokens for ids_ in self.tokenizer(full)["input_ids"]):
+            logger.warning_once(f"A transcript longer than {max_text_tokens} tokens is truncated to its first "
+                                f"{max_text_tokens} (max_text_tokens / --max_text_tokens; warned once).")
         num_turns = max(len(dialogue) for dialogue in text_batch)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = np.full((len(text_batch), num_turns, ids.shape[1]), pad_id, dtype=np.int64)

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 
-from hcam.modeling_hcam.configuration_hcam import DEFAULT_TEXT_ENCODER
+from hcam.modeling_hcam.configuration_hcam import DEFAULT_TEXT_ENCODER, check_local_folder
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def resolve_encoder_path(name_or_path: str | os.PathLike, revision: str | None =
         return overrides[name]
     if os.path.isdir(name):
         return name
+    check_local_folder(name_or_path, "encoder")
     if revision is not None or token is not None:
         from huggingface_hub import snapshot_download
 

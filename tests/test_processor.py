@@ -348,3 +348,43 @@ def test_save_and_load_in_fresh_process_without_project(tmp_path):
     assert expected["input_values"].shape == (2, 2, 12000) and expected["input_ids"].shape == (2, 2, 12)
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def _warned(caplog, words):
+    return [r.getMessage() for r in caplog.records if words in r.getMessage()]
+
+
+def test_each_silent_change_is_warned_once(processor, caplog):
+    """Audio cut at max_duration_seconds, text truncated at max_text_tokens and turns without a speaker next to turns
+    with one change what the model sees: each says so, once per process."""
+    import logging
+
+    logging.Logger.warning_once.cache_clear()  # once per process: forget earlier tests' warnings
+    before = processor.feature_extractor.max_duration_seconds
+    processor.feature_extractor.max_duration_seconds = 1.0
+    try:
+        with caplog.at_level(logging.WARNING):
+            processor(text=["short", "also short"], audio=[tone(0.5), tone(0.8)], speakers=["A", "B"])
+            assert not caplog.records  # nothing changed: nothing said
+            processor(text=["short", "word " * 40], audio=[tone(1.5), tone(2.0)], speakers=["A", None])
+            processor(text=["word " * 50], audio=[tone(3.0)], speakers=[""])
+            processor(text=["a", "b"], audio=[tone(0.5), tone(0.5)], speakers=["A", ""])
+    finally:
+        processor.feature_extractor.max_duration_seconds = before
+    assert len(_warned(caplog, "Audio longer than 1 s is cut")) == 1
+    assert len(_warned(caplog, "longer than 16 tokens is truncated")) == 1
+    assert len(_warned(caplog, "turns have no speaker")) == 1
+
+
+def test_a_missing_local_folder_says_no_such_folder(tmp_path):
+    from hcam.modeling_hcam import HCAMForEmotionRecognition
+
+    for name in (str(tmp_path / "no-such-run"), "./outputs/typo", "outputs/demo/stage3-typo", tmp_path / "x"):
+        with pytest.raises(FileNotFoundError, match="no such folder"):
+            HCAMForEmotionRecognition.from_pretrained(name)
+        with pytest.raises(FileNotFoundError, match="no such folder: encoder"):
+            resolve_encoder_path(name)
+    (tmp_path / "file.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="is a file, not a folder"):
+        HCAMForEmotionRecognition.from_pretrained(str(tmp_path / "file.json"))
+    assert resolve_encoder_path("org/name") == "org/name"  # a Hub id is left to the Hub
