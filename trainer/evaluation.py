@@ -5,7 +5,6 @@ The metric code is the local evaluate modules in `trainer/metrics/` (evaluate.lo
 
 import os
 
-import evaluate
 import numpy as np
 
 METRICS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics")
@@ -14,6 +13,10 @@ _loaded = {}
 
 def load_metric(name):
     if name not in _loaded:
+        try:
+            import evaluate
+        except ImportError as error:
+            raise ImportError(f"the metrics need the training extras ({error}): pip install \"hcam[train]\"") from error
         _loaded[name] = evaluate.load(os.path.join(METRICS_DIR, f"{name}.py"))
     return _loaded[name]
 
