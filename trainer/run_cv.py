@@ -108,5 +108,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from hcam.processing.cli import command_errors
+
+    with command_errors("run_cv.py"):  # data and argument errors: the message and exit status 2
+        main()
     sys.exit(0)
