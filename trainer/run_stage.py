@@ -13,7 +13,11 @@
 `--stage 2 --modality text --joint_training` does the same for one modality's stages I and II)
 
 Every TrainingArguments flag works; with none, each stage uses its own defaults (trainer/arguments.py).
-`--recipe trainer/recipes/<name>.json` reads a recipe, and flags override it.
+`--recipe trainer/recipes/<name>.json` reads a recipe, and flags override it. Boolean options work bare or with a
+value, and transformers' example names are the flags (hcam.processing.cli). `--do_predict` (test) and/or `--do_eval`
+(validation) without `--do_train` evaluate the finished stage in --output_dir on the data the flags name, into
+<output_dir>/evaluation/. A data or argument error prints its message and exits with status 2 (HCAM_DEBUG=1: the
+traceback).
 
 The output folder ends with the best checkpoint by validation weighted F1 (config, model.safetensors, processor,
 the .py bundle: loads with AutoModel/AutoProcessor and trust_remote_code=True), all_results.json (eval_* and test_*),
