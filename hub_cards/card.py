@@ -269,7 +269,8 @@ def _headline(reported, head, data) -> str:
                 headline += f", accuracy: {_fmt(reported[f'{prefix}_accuracy'])}"
             headline += f" ({data.setting})."
             own = data.results.get(f"{prefix}_weighted_f1")
-            if head == "ensemble" and isinstance(own, (int, float)):
+            several_heads = _config_dict(data.config).get("stage", 1) > 1  # stage I: the ensemble is its one head
+            if head == "ensemble" and several_heads and isinstance(own, (int, float)):
                 headline += f" {data.selected_head} alone, the head the checkpoint was selected on: {_fmt(own)}."
             return headline
     return ""

@@ -542,3 +542,9 @@ def test_card_leads_with_what_the_model_outputs(tmp_path):
     assert stage.data.pipeline_tag == "text-classification"
     assert "Test weighted F1 of Stage II text (dialogue context): 50.00" in stage.text  # no ensemble keys: says whose
     assert "Annotators disagree" in stage.text and "this stage is the `stage2-text` revision" in stage.text
+    one_head = build_model_card(HCAMCardData(
+        {"modalities": ["text"], "stage": 1}, {"test_weighted_f1": 0.5, "test_ensemble_weighted_f1": 0.5},
+        stage_table=[], per_class={}, confusion_matrix=[[1]], labels=["happy"], setting="s", command="c",
+        hyperparameters={}, dataset_name="IEMOCAP", repo_id="org/x", selected_head="Stage I text (utterance)"))
+    assert "Test weighted F1 of the model's output" in one_head.text and "the head the checkpoint was selected on:" \
+        not in one_head.text  # stage I: its ensemble is its one head
