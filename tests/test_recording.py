@@ -1,0 +1,250 @@
+"""A raw recording in, turns, speakers and emotions out: hcam.processing.recording.find_turns (silero-vad +
+resemblyzer, both offline), hcam-predict --recording without --segments, predict_recording, and bad recordings.
+
+The recordings are laid out here from demo-corpus clips of two voices that a speaker encoder tells apart (alex, a male
+espeak-ng voice, and blair, a female one), with known turn times.
+"""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from tiny import minilm_processor, tiny_hcam_config
+
+from hcam.modeling_hcam import HCAMForEmotionRecognition
+from hcam.trainer.predict import PredictError, main, predict, predict_recording, read_recording
+
+pytest.importorskip("silero_vad", reason='find_turns needs pip install "hcam[recordings]" (make setup installs it)')
+pytest.importorskip("resemblyzer", reason='find_turns needs pip install "hcam[recordings]" (make setup installs it)')
+
+from hcam.processing.recording import RecordingError, find_turns  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
+SR = 16000
+pytestmark = pytest.mark.skipif(not (DEMO / "test.csv").is_file(), reason="the demo corpus (data/demo) is missing")
+
+
+def clips_of(speaker, count):
+    with open(DEMO / "test.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["speaker"] == speaker][:count]
+    return [(soundfile.read(DEMO / r["audio"], dtype="float32")[0], r["text"]) for r in rows]
+
+
+def lay_out(turns, pause=0.7, inner_pause=None):
+    """turns: [(speaker, [audio, ...])] -> (waveform, gold [(start, end, speaker)]); the clips of one turn are
+    `inner_pause` apart, turns `pause` apart, 0.5 s of silence at each end."""
+    parts, gold, cursor = [np.zeros(SR // 2, np.float32)], [], 0.5
+    for index, (speaker, clips) in enumerate(turns):
+        if index:
+            parts.append(np.zeros(int(pause * SR), np.float32))
+            cursor += pause
+        start = cursor
+        for k, clip in enumerate(clips):
+            if k:
+                parts.append(np.zeros(int(inner_pause * SR), np.float32))
+                cursor += inner_pause
+            parts.append(clip)
+            cursor += len(clip) / SR
+        gold.append((start, cursor, speaker))
+    parts.append(np.zeros(SR // 2, np.float32))
+    waveform = np.concatenate(parts)
+    noise = np.random.default_rng(0).standard_normal(len(waveform)).astype(np.float32) * 1e-3
+    return waveform + noise, gold
+
+
+@pytest.fixture(scope="module")
+def voices():
+    return {"alex": clips_of("alex", 8), "blair": clips_of("blair", 8)}
+
+
+@pytest.fixture(scope="module")
+def dialogue(voices, tmp_path_factory):
+    """A 2-speaker recording of 8 alternating turns (the 3rd has two clips 0.4 s apart), as a WAV file."""
+    turns = []
+    for i in range(8):
+        speaker = "alex" if i % 2 == 0 else "blair"
+        clips = [voices[speaker][i // 2][0]] + ([voices[speaker][4 + i // 2][0]] if i == 2 else [])
+        turns.append((speaker, clips))
+    waveform, gold = lay_out(turns, inner_pause=0.4)
+    path = tmp_path_factory.mktemp("rec") / "call.wav"
+    soundfile.write(path, waveform, SR, subtype="PCM_16")
+    return path, waveform, gold
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny audio-only stage-2 checkpoint (no ASR needed) and a tiny text+audio one."""
+    folders = {}
+    for kind, modalities in (("audio", ("audio",)), ("bimodal", ("audio", "text"))):
+        torch.manual_seed(0)
+        folder = tmp_path_factory.mktemp(f"ckpt-{kind}")
+        HCAMForEmotionRecognition(tiny_hcam_config(2, modalities, encoder_chunk_size=3)).save_pretrained(folder)
+        minilm_processor().save_pretrained(folder)
+        folders[kind] = folder
+    return folders
+
+
+def assert_matches(turns, gold, tolerance=0.3):
+    """Same number of turns, each boundary within `tolerance` s, and one found speaker per gold speaker."""
+    assert len(turns) == len(gold), (turns, gold)
+    mapping = {}
+    for turn, (start, end, speaker) in zip(turns, gold):
+        assert abs(turn["start"] - start) < tolerance and abs(turn["end"] - end) < tolerance, (turn, start, end)
+        assert mapping.setdefault(turn["speaker"], speaker) == speaker, (turn, speaker)
+    assert len(set(mapping.values())) == len(mapping)
+
+
+def test_turns_and_speakers_found_with_pauses_inside_turns_kept(dialogue):
+    path, waveform, gold = dialogue
+    turns = find_turns(path)  # the number of speakers estimated
+    assert_matches(turns, gold)
+    assert [t["speaker"] for t in turns[:2]] == ["S1", "S2"]  # numbered by first appearance
+    assert turns == find_turns(path, num_speakers=2)
+    # an array gives the same; a 0.3 s min_pause splits the turn with the 0.4 s pause inside it
+    assert find_turns(waveform, SR) == turns
+    split = find_turns(path, min_pause=0.3)
+    assert len(split) == len(gold) + 1 and split[2]["speaker"] == split[3]["speaker"] == turns[2]["speaker"]
+    # 44.1 kHz stereo (the same voice on both channels) reads the same, resampled window by window
+    import torchaudio.functional as taf
+
+    high = taf.resample(torch.from_numpy(waveform), SR, 44100).numpy()
+    assert_matches(find_turns(np.stack([high, high], axis=1), 44100), gold)
+
+
+def test_windows_do_not_change_the_turns(dialogue):
+    """A recording read 10 s at a time (a turn crossing a window's edge is carried over) gives the same turns."""
+    path, _, gold = dialogue
+    assert_matches(find_turns(path, window_seconds=10), gold)
+
+
+def test_long_turns_are_cut_at_their_longest_pause(voices, tmp_path):
+    clips = [c for c, _ in voices["alex"][:6]]
+    waveform, gold = lay_out([("alex", clips)], inner_pause=0.5)
+    turns = find_turns(waveform, SR, num_speakers=1, max_turn_seconds=gold[0][1] / 2)
+    assert len(turns) >= 2 and all(t["end"] - t["start"] <= gold[0][1] / 2 + 1e-6 for t in turns)
+    assert {t["speaker"] for t in turns} == {"S1"}
+    assert len(find_turns(waveform, SR, num_speakers=1)) == 1
+
+
+def test_one_speaker_is_estimated_as_one(voices):
+    waveform, gold = lay_out([("alex", [c]) for c, _ in voices["alex"][:6]], pause=0.8)
+    turns = find_turns(waveform, SR)
+    # one voice, pauses of 0.8 s < min_pause: one turn; with a shorter min_pause, one turn per clip, all S1
+    assert len(turns) == 1 and turns[0]["speaker"] == "S1"
+    assert_matches(find_turns(waveform, SR, min_pause=0.5), gold)
+
+
+def test_channels_are_speakers(dialogue, tmp_path):
+    path, waveform, gold = dialogue
+    left, right = np.zeros_like(waveform), np.zeros_like(waveform)
+    for start, end, speaker in gold:
+        channel = left if speaker == "alex" else right
+        channel[int(start * SR): int(end * SR)] = waveform[int(start * SR): int(end * SR)]
+    stereo = tmp_path / "stereo.flac"
+    soundfile.write(stereo, np.stack([left, right], axis=1), SR)
+    turns = find_turns(stereo, channels_are_speakers=True)
+    assert_matches(turns, gold)
+    assert {t["speaker"] for t, g in zip(turns, gold) if g[2] == "alex"} == {"S1"}  # channel 1
+    with pytest.raises(RecordingError, match="1 channel: channels_are_speakers needs one channel per speaker"):
+        find_turns(path, channels_are_speakers=True)
+
+
+def test_cli_writes_turns_csv_and_timeline_and_python_gives_the_same_rows(dialogue, checkpoint, tmp_path):
+    path, _, gold = dialogue
+    out = tmp_path / "call.csv"
+    assert main(["--model", str(checkpoint["audio"]), "--recording", str(path), "--output", str(out),
+                 "--plot", str(tmp_path / "call.png"), "--no_progress"]) == 0
+    with open(out, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(gold)
+    assert {"start", "end", "speaker", "label", "prob_neutral", "prob_angry"} <= set(rows[0])
+    for row, (start, end, _) in zip(rows, gold):
+        assert abs(float(row["start"]) - start) < 0.3 and abs(float(row["end"]) - end) < 0.3
+        assert sum(float(row[f"prob_{l}"]) for l in ("neutral", "happy", "sad", "angry")) == pytest.approx(1, abs=1e-4)
+    assert (tmp_path / "call.png").stat().st_size > 1000
+    python_rows = predict_recording(path, checkpoint["audio"])
+    assert [(r["start"], r["end"], r["speaker"], r["label"]) for r in python_rows] == \
+        [(float(r["start"]), float(r["end"]), r["speaker"], r["label"]) for r in rows]
+    # the same as cutting the recording with a segments table of the found turns
+    segments = tmp_path / "segments.csv"
+    with open(segments, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["start", "end", "speaker"])
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in ("start", "end", "speaker")} for r in python_rows)
+    from_segments = predict_recording(path, checkpoint["audio"], segments=segments)
+    assert len(from_segments) == len(python_rows)
+    for a, b in zip(from_segments, python_rows):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+
+
+def test_asr_transcribes_the_found_turns(dialogue, checkpoint, voices, tmp_path):
+    pytest.importorskip("faster_whisper", reason='ASR needs pip install "hcam[asr]" (make setup installs it)')
+    path, _, gold = dialogue
+    rows = predict_recording(path, checkpoint["bimodal"], num_speakers=2, output=tmp_path / "out.jsonl")
+    assert len(rows) == len(gold) and all(r["text_source"] == "asr:whisper" for r in rows)
+    words = " ".join(r["text"] for r in rows).lower()
+    spoken = [voices["alex"][0][1], voices["blair"][0][1]]  # the first two turns' words come back
+    assert sum(w.strip(".,!?").lower() in words for s in spoken for w in s.split()) >= 0.6 * sum(
+        len(s.split()) for s in spoken)
+    assert [json.loads(line)["label"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == \
+        [r["label"] for r in rows]
+
+
+@pytest.mark.parametrize("case", ["not_audio", "silent", "zero_seconds", "missing"])
+def test_bad_recordings_get_a_clear_message_and_no_output(case, checkpoint, tmp_path, capsys):
+    path = tmp_path / "call.wav"
+    if case == "not_audio":
+        path.write_text("this is a transcript, not a recording\n" * 20)
+        expected = "call.wav is not an audio file that can be read"
+    elif case == "silent":
+        soundfile.write(path, np.zeros(SR * 5, np.float32), SR)
+        expected = "no speech found in call.wav"
+    elif case == "zero_seconds":
+        soundfile.write(path, np.zeros(0, np.float32), SR)
+        expected = "call.wav is empty"
+    else:
+        expected = "recording not found"
+    out = tmp_path / "out.jsonl"
+    assert main(["--model", str(checkpoint["audio"]), "--recording", str(path), "--output", str(out),
+                 "--no_progress"]) == 2
+    assert expected in capsys.readouterr().err
+    assert list(tmp_path.glob("out*")) == [] and list(tmp_path.glob(".out*")) == []
+
+
+def test_options_are_checked(dialogue, checkpoint, tmp_path, capsys):
+    path, _, _ = dialogue
+    for argv, expected in (
+        (["--num_speakers", "2", "--manifest", str(DEMO / "test.csv")], "--num_speakers go with --recording"),
+        (["--recording", str(path), "--min_pause", "-1"], "min_pause must be >= 0"),
+        (["--recording", str(path), "--num_speakers", "2", "--channels_are_speakers"], "leave num_speakers out"),
+        (["--recording", str(path), "--segments", str(path), "--num_speakers", "2"], "a segments file already gives"),
+    ):
+        assert main(["--model", str(checkpoint["audio"]), "--output", str(tmp_path / "o.jsonl"), *argv]) == 2
+        assert expected in capsys.readouterr().err
+    with pytest.raises(PredictError, match="goes with a recording file"):
+        read_recording(np.zeros(SR), tmp_path / "segments.csv")
+
+
+def test_a_failure_midway_leaves_no_half_written_file(dialogue, checkpoint, tmp_path):
+    """The output appears only when every row is written."""
+    from hcam.trainer.predict import load_pipeline
+
+    path, _, _ = dialogue
+    pipe = load_pipeline(str(checkpoint["audio"]))
+    conversations = read_recording(path) * 2  # two conversations: the second one fails
+
+    class Failing:
+        model = pipe.model
+
+        def __call__(self, inputs, **kwargs):
+            results = pipe(inputs, **kwargs)
+            yield next(results)
+            raise ValueError("turn 3: something went wrong")
+
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(PredictError, match="something went wrong"):
+        predict(conversations, Failing(), out, progress=False)
+    assert list(tmp_path.iterdir()) == []
