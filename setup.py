@@ -72,6 +72,7 @@ setup(
         "console_scripts": [
             "hcam-predict=hcam.trainer.predict:main",
             "hcam-data-check=hcam.processing.data_check:main",
+            "hcam-app=hcam.trainer.app:main",
         ]
     },
 )

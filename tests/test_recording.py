@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from demo_recording import DEMO, SR, clips_of, lay_out, two_speaker_call
 from tiny import minilm_processor, tiny_hcam_config
 
 from hcam.modeling_hcam import HCAMForEmotionRecognition
@@ -22,37 +23,7 @@ pytest.importorskip("resemblyzer", reason='find_turns needs pip install "hcam[re
 
 from hcam.processing.recording import RecordingError, find_turns  # noqa: E402
 
-DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
-SR = 16000
 pytestmark = pytest.mark.skipif(not (DEMO / "test.csv").is_file(), reason="the demo corpus (data/demo) is missing")
-
-
-def clips_of(speaker, count):
-    with open(DEMO / "test.csv", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["speaker"] == speaker][:count]
-    return [(soundfile.read(DEMO / r["audio"], dtype="float32")[0], r["text"]) for r in rows]
-
-
-def lay_out(turns, pause=0.7, inner_pause=None):
-    """turns: [(speaker, [audio, ...])] -> (waveform, gold [(start, end, speaker)]); the clips of one turn are
-    `inner_pause` apart, turns `pause` apart, 0.5 s of silence at each end."""
-    parts, gold, cursor = [np.zeros(SR // 2, np.float32)], [], 0.5
-    for index, (speaker, clips) in enumerate(turns):
-        if index:
-            parts.append(np.zeros(int(pause * SR), np.float32))
-            cursor += pause
-        start = cursor
-        for k, clip in enumerate(clips):
-            if k:
-                parts.append(np.zeros(int(inner_pause * SR), np.float32))
-                cursor += inner_pause
-            parts.append(clip)
-            cursor += len(clip) / SR
-        gold.append((start, cursor, speaker))
-    parts.append(np.zeros(SR // 2, np.float32))
-    waveform = np.concatenate(parts)
-    noise = np.random.default_rng(0).standard_normal(len(waveform)).astype(np.float32) * 1e-3
-    return waveform + noise, gold
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +34,8 @@ def voices():
 @pytest.fixture(scope="module")
 def dialogue(voices, tmp_path_factory):
     """A 2-speaker recording of 8 alternating turns (the 3rd has two clips 0.4 s apart), as a WAV file."""
-    turns = []
-    for i in range(8):
-        speaker = "alex" if i % 2 == 0 else "blair"
-        clips = [voices[speaker][i // 2][0]] + ([voices[speaker][4 + i // 2][0]] if i == 2 else [])
-        turns.append((speaker, clips))
-    waveform, gold = lay_out(turns, inner_pause=0.4)
     path = tmp_path_factory.mktemp("rec") / "call.wav"
-    soundfile.write(path, waveform, SR, subtype="PCM_16")
+    waveform, gold = two_speaker_call(voices, path)
     return path, waveform, gold
 
 
