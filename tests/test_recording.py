@@ -41,12 +41,14 @@ def dialogue(voices, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A tiny audio-only stage-2 checkpoint (no ASR needed) and a tiny text+audio one."""
+    """Tiny stage-2 checkpoints: audio-only (no ASR needed), text+audio, and audio-only causal."""
     folders = {}
-    for kind, modalities in (("audio", ("audio",)), ("bimodal", ("audio", "text"))):
+    for kind, modalities, context in (("audio", ("audio",), "bidirectional"), ("bimodal", ("audio", "text"), "bidirectional"),
+                                      ("causal", ("audio",), "causal")):
         torch.manual_seed(0)
         folder = tmp_path_factory.mktemp(f"ckpt-{kind}")
-        HCAMForEmotionRecognition(tiny_hcam_config(2, modalities, encoder_chunk_size=3)).save_pretrained(folder)
+        HCAMForEmotionRecognition(tiny_hcam_config(2, modalities, encoder_chunk_size=3, context=context)
+                                  ).save_pretrained(folder)
         minilm_processor().save_pretrained(folder)
         folders[kind] = folder
     return folders
@@ -213,3 +215,15 @@ def test_a_failure_midway_leaves_no_half_written_file(dialogue, checkpoint, tmp_
     with pytest.raises(PredictError, match="something went wrong"):
         predict(conversations, Failing(), out, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_live_recording_without_segments(dialogue, checkpoint, tmp_path):
+    """--live --recording: the found turns go to the causal model one by one; the same labels as offline."""
+    path, _, gold = dialogue
+    out = tmp_path / "live.jsonl"
+    assert main(["--model", str(checkpoint["causal"]), "--live", "--recording", str(path), "--output", str(out)]) == 0
+    live = [json.loads(line) for line in out.read_text().splitlines()]
+    offline = predict_recording(path, checkpoint["causal"])
+    assert [(r["start"], r["speaker"], r["label"]) for r in live] == [(r["start"], r["speaker"], r["label"])
+                                                                      for r in offline]
+    assert len(live) == len(gold)
