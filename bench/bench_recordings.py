@@ -152,9 +152,11 @@ def main(argv=None):
                 f"gold turns + ASR ({args.asr})": weighted_f1(references, [r["label"] for r in gold_asr], label_ids),
                 "whole path": weighted_f1(references, labels_on_gold_turns(gold, whole), label_ids),
             }
-            from hcam.processing.asr import word_error_rate
+            if "text" in pipe.model.config.modalities:
+                from hcam.processing.asr import word_error_rate
 
-            result["asr_wer_on_gold_turns"] = word_error_rate([t["text"] for t in gold], [r["text"] for r in gold_asr])
+                result["asr_wer_on_gold_turns"] = word_error_rate([t["text"] for t in gold],
+                                                                  [r["text"] for r in gold_asr])
         result["load_after"] = load()
         results.append(result)
         print(json.dumps(result), flush=True)

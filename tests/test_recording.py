@@ -227,3 +227,38 @@ def test_live_recording_without_segments(dialogue, checkpoint, tmp_path):
     assert [(r["start"], r["speaker"], r["label"]) for r in live] == [(r["start"], r["speaker"], r["label"])
                                                                       for r in offline]
     assert len(live) == len(gold)
+
+
+def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp_path):
+    """bench/bench_recordings.py on one recording whose gold turns are known: the diarization error rate and the
+    boundary F1 come from pyannote.metrics; a found turn set that is wrong on purpose scores worse."""
+    pytest.importorskip("pyannote.metrics", reason='the benchmark needs pip install "hcam[bench]" (make setup)')
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    bench = importlib.import_module("bench_recordings")
+    path, waveform, gold = dialogue
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    soundfile.write(folder / "call.wav", waveform, SR, subtype="PCM_16")
+    rows = [{"start": round(a, 3), "end": round(b, 3), "speaker": s, "text": "", "label": "happy"} for a, b, s in gold]
+    with open(folder / "call.turns.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["start", "end", "speaker", "text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "recordings.json").write_text(json.dumps([{"name": "call", "speakers": 2, "turns": len(gold),
+                                                         "seconds": len(waveform) / SR}]))
+    bench.main(["--recordings", str(folder), "--model", str(checkpoint["audio"]), "--json", str(tmp_path / "r.json")])
+    result = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
+    assert result["der"] < 0.1 and result["found_speakers"] == 2
+    assert min(result["boundary_f1"].values()) > 0.9
+    assert set(result["weighted_f1"]) == {"gold turns + gold text", "gold turns + ASR (whisper)", "whole path"}
+    # the scorers see a difference: one speaker for everything, and turns shifted by 1 s
+    one_speaker = [{**r, "speaker": "S1"} for r in rows]
+    shifted = [{**r, "start": r["start"] + 1, "end": r["end"] + 1} for r in rows]
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    assert DiarizationErrorRate()(bench.annotation(rows), bench.annotation(one_speaker)) > 0.3
+    assert max(bench.boundary_f1(rows, shifted, 0.5).values()) == 0
+    assert bench.labels_on_gold_turns(rows, [{"start": 0, "end": 0.2, "label": "sad"}]) == ["(none)"] * len(rows)
