@@ -4,10 +4,12 @@ A call or a meeting recorded as one file has no segments table; this module find
 that ship their weights (``pip install "hcam[recordings]"``):
 
 - voice activity: silero-vad (its wheel carries the model) marks where someone speaks;
-- speakers: resemblyzer's speaker encoder (its wheel carries ``pretrained.pt``) gives a voice embedding every
-  ``EMBEDDING_HOP`` seconds of speech (1.6 s windows); the embeddings are clustered (agglomerative, cosine, average
-  linkage) into `num_speakers` voices, or as many as the distances say when it is not given. A stereo call with one
-  speaker per channel (``channels_are_speakers``) needs no clustering: each channel is one speaker.
+- speakers: resemblyzer's speaker encoder (its wheel carries ``pretrained.pt``, and reads 16 kHz) gives a voice
+  embedding every ``EMBEDDING_HOP`` seconds of speech (1.6 s windows); each speech region's mean embedding is
+  clustered (agglomerative, cosine, average linkage) into `num_speakers` voices, or as many as the distances say
+  when it is not given, and a region whose own embeddings move to another voice is cut there (two speakers with no
+  pause between them). A stereo call with one speaker per channel (``channels_are_speakers``) needs no clustering:
+  each channel is one speaker.
 
 Speech of one speaker is one turn as long as its pauses are shorter than `min_pause` seconds; a turn longer than
 `max_turn_seconds` is cut at its longest pause. A change of speaker always starts a new turn.
@@ -242,9 +244,6 @@ def _stream_regions(source, window_seconds, channel_count, vad, get_speech_times
 # -------------------------------------------------------------------------------------------------- speakers
 def _region_embeddings(encoder, audio):
     """Speaker embeddings of one speech region: [(centre seconds within the region, 256-d unit vector)]."""
-    from resemblyzer.audio import sampling_rate as encoder_rate
-
-    assert encoder_rate == SAMPLING_RATE
     _, partials, slices = encoder.embed_utterance(audio.astype(np.float32), return_partials=True,
                                                  rate=1.0 / EMBEDDING_HOP, min_coverage=0.5)
     duration = len(audio) / SAMPLING_RATE
