@@ -171,7 +171,7 @@ def build_app(model: str = ""):
                 channels = gr.Checkbox(label="One speaker per channel (stereo call)")
             run_recording = gr.Button("Analyse the recording", variant="primary", elem_id="analyse-recording")
             status = gr.Markdown(elem_id="recording-status")
-            timeline = gr.Image(label="Emotion timeline", type="filepath", elem_id="timeline")
+            timeline = gr.Image(label="Emotion timeline", show_label=False, type="filepath", elem_id="timeline")
             table = gr.Dataframe(headers=COLUMNS, label="Turns", elem_id="turns", wrap=True)
             download = gr.File(label="JSON lines", elem_id="download")
             run_recording.click(guarded(analyse_recording),
@@ -183,7 +183,7 @@ def build_app(model: str = ""):
                                   file_types=[".csv", ".tsv", ".jsonl"], elem_id="transcripts")
             run_conversation = gr.Button("Analyse the conversation", variant="primary", elem_id="analyse-conversation")
             conversation_status = gr.Markdown()
-            conversation_timeline = gr.Image(label="Emotion timeline", type="filepath")
+            conversation_timeline = gr.Image(label="Emotion timeline", show_label=False, type="filepath")
             conversation_table = gr.Dataframe(headers=COLUMNS, label="Turns", wrap=True)
             conversation_download = gr.File(label="JSON lines")
             run_conversation.click(guarded(analyse_conversation), [model_box, clips, transcripts, asr],
