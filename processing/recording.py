@@ -45,9 +45,10 @@ VAD_MIN_SILENCE_MS = 150
 VAD_SPEECH_PAD_MS = 30
 # Speaker embeddings: one every EMBEDDING_HOP seconds of speech, each from resemblyzer's 1.6 s window.
 EMBEDDING_HOP = 0.5
-# Speakers estimated when `num_speakers` is not given: clusters are merged while their average cosine distance is
-# below this (chosen on bench/make_recordings.py --seed 100, a seed the benchmark does not score), and a cluster
-# with less than MIN_SPEAKER_SHARE of the speech is folded into the nearest one (a cough, an overlap).
+# Clusters are merged while their average cosine distance is below this, and a recording whose two most distinct
+# groups of voices are closer than this is one speaker (chosen on bench/make_recordings.py --seed 100, a seed the
+# benchmark does not score); a cluster with less than MIN_SPEAKER_SHARE of the speech is folded into the nearest one
+# (a cough, an overlap).
 SPEAKER_DISTANCE_THRESHOLD = 0.33
 MIN_SPEAKER_SHARE = 0.03
 # Clustering reads at most this many embeddings (a random subset of a longer recording; the rest go to the nearest
@@ -259,10 +260,10 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
     """Speaker index (0 = the one who speaks first) of each unit-norm embedding (rows), `weights` being the seconds
     of speech behind each.
 
-    Agglomerative clustering (cosine, average linkage) merges clusters while their average distance is below
-    `distance_threshold`; a cluster with less than MIN_SPEAKER_SHARE of the speech is folded into the nearest one
-    (a cough, an overlap). Then, with `num_speakers`, the nearest clusters are merged down to that count (or, when
-    fewer were found, the clustering is redone with that count); without it, down to `max_speakers`.
+    Without `num_speakers`, `estimate_speakers` gives the count. Agglomerative clustering (cosine, average linkage)
+    merges clusters while their average distance is below `distance_threshold`; a cluster with less than
+    MIN_SPEAKER_SHARE of the speech is folded into the nearest one (a cough, an overlap); then the nearest clusters
+    are merged down to the count (or, when fewer were found, the clustering is redone with that count).
     """
     from sklearn.cluster import AgglomerativeClustering
 
@@ -275,16 +276,19 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
     fit = np.arange(n)
     if n > MAX_CLUSTERED_EMBEDDINGS:
         fit = np.sort(np.random.default_rng(seed).choice(n, MAX_CLUSTERED_EMBEDDINGS, replace=False))
+    if num_speakers is None:
+        num_speakers = estimate_speakers(embeddings[fit], max_speakers, distance_threshold)
+        if num_speakers == 1:
+            return np.zeros(n, dtype=int)
     fitted = AgglomerativeClustering(n_clusters=None, distance_threshold=distance_threshold, metric="cosine",
                                      linkage="average").fit_predict(embeddings[fit])
     labels = _nearest_centroid(embeddings, fitted, fit)
-    target = num_speakers if num_speakers is not None else None
+    target = num_speakers
     while True:
         present = np.unique(labels)
         shares = {k: weights[labels == k].sum() / weights.sum() for k in present}
         small = [k for k in present if shares[k] < MIN_SPEAKER_SHARE]
-        limit = target if target is not None else max_speakers
-        if len(present) <= 1 or not (small or len(present) > limit):
+        if len(present) <= 1 or not (small or len(present) > target):
             break
         if small:  # the smallest cluster goes to the nearest centroid of the others
             drop = min(small, key=lambda k: shares[k])
@@ -297,7 +301,7 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
         distances = 1 - matrix @ matrix.T + 2 * np.eye(len(keys))
         a, b = np.unravel_index(np.argmin(distances), distances.shape)
         labels[labels == keys[b]] = keys[a]
-    if target is not None and len(np.unique(labels)) < target <= n:
+    if len(np.unique(labels)) < target <= n:
         fitted = AgglomerativeClustering(n_clusters=min(target, len(fit)), metric="cosine",
                                          linkage="average").fit_predict(embeddings[fit])
         labels = _nearest_centroid(embeddings, fitted, fit)
@@ -305,6 +309,31 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
     for label in labels:
         order.setdefault(int(label), len(order))
     return np.array([order[int(label)] for label in labels], dtype=int)
+
+
+def estimate_speakers(embeddings: np.ndarray, max_speakers: int = MAX_SPEAKERS,
+                      distance_threshold: float = SPEAKER_DISTANCE_THRESHOLD) -> int:
+    """How many voices the unit-norm embeddings hold: 1 when even the two most distinct groups of the average-linkage
+    tree are closer than `distance_threshold` (average cosine distance), else the cut of the tree into 2 to
+    `max_speakers` clusters with the best silhouette (chosen on bench/make_recordings.py --seed 100: the right count
+    for all five recordings of flite's voices, where a fixed distance threshold got three or four)."""
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.metrics import silhouette_score
+
+    n = len(embeddings)
+    if n < 3:
+        return 1
+    two = AgglomerativeClustering(n_clusters=2, metric="cosine", linkage="average").fit_predict(embeddings)
+    if float(np.mean(1 - embeddings[two == 0] @ embeddings[two == 1].T)) < distance_threshold:
+        return 1
+    best, best_score = 2, -1.0
+    for k in range(2, min(max_speakers, n - 1) + 1):
+        labels = two if k == 2 else AgglomerativeClustering(n_clusters=k, metric="cosine",
+                                                            linkage="average").fit_predict(embeddings)
+        score = silhouette_score(embeddings, labels, metric="cosine")
+        if score > best_score:
+            best, best_score = k, score
+    return best
 
 
 def _centroids(embeddings, labels, weights=None):
