@@ -54,6 +54,9 @@ MIN_SPEAKER_SHARE = 0.03
 # Clustering reads at most this many embeddings (a random subset of a longer recording; the rest go to the nearest
 # cluster), so that its distance matrix stays small for an hour of speech.
 MAX_CLUSTERED_EMBEDDINGS = 3000
+# channels_are_speakers: speech on a channel more than this many dB below the loudest channel is the other party
+# leaking into this one's microphone, not a turn.
+CROSSTALK_DB = 10.0
 # Bits of one speaker shorter than this inside a speech region go to the speaker around them.
 MIN_SPEAKER_SEGMENT = 0.6
 
@@ -197,10 +200,13 @@ class _Source:
         for first in range(0, self.frames, step):
             yield first / self.rate, _to_rate(self._frames(first, min(self.frames, first + step)), self.rate)
 
-    def read(self, start, end, channel=None):
+    def read(self, start, end, channel=None, mix=True):
+        """[start, end] seconds at 16 kHz: the mono mix, one `channel`, or (mix=False) every channel."""
         first, last = int(round(start * self.rate)), min(self.frames, int(round(end * self.rate)))
         channels = _to_rate(self._frames(first, last), self.rate)
-        return channels.mean(axis=0) if channel is None else channels[channel]
+        if channel is not None:
+            return channels[channel]
+        return channels.mean(axis=0) if mix else channels
 
 
 # ------------------------------------------------------------------------------------------------ voice activity
@@ -240,6 +246,13 @@ def _stream_regions(source, window_seconds, channel_count, vad, get_speech_times
                 yield channel, start + first, start + last, audio[int(first * SAMPLING_RATE): int(last * SAMPLING_RATE)]
         if progress is not None:
             progress(block.shape[1] / SAMPLING_RATE)
+
+
+def _dominant(source, channel, start, end):
+    """Whether `channel` is within CROSSTALK_DB of the loudest channel over [start, end] (its own speech, not the
+    other party's voice leaking into its microphone, which is typically 20 dB or more quieter)."""
+    levels = np.sqrt(np.mean(source.read(start, end, channel=None, mix=False) ** 2, axis=1))
+    return bool(levels[channel] >= levels.max() * 10 ** (-CROSSTALK_DB / 20))
 
 
 # -------------------------------------------------------------------------------------------------- speakers
@@ -506,6 +519,9 @@ def find_turns(recording, sampling_rate: int | None = None, *, min_pause: float 
                 pairs = _region_embeddings(encoder, audio)
                 centres.append([c for c, _ in pairs])
                 embeddings.extend(e for _, e in pairs)
+        if channel_count > 1:  # another channel's speech leaking into this one (echo, crosstalk) is not a turn
+            keep = [_dominant(source, channel, start, end) for channel, start, end in regions]
+            regions = [r for r, k in zip(regions, keep) if k]
         duration = source.duration
     finally:
         source.close()

@@ -115,6 +115,10 @@ def test_channels_are_speakers(dialogue, tmp_path):
     turns = find_turns(stereo, channels_are_speakers=True)
     assert_matches(turns, gold)
     assert {t["speaker"] for t, g in zip(turns, gold) if g[2] == "alex"} == {"S1"}  # channel 1
+    # each party's voice leaking into the other's microphone 20 dB down (echo, crosstalk) is not a turn of theirs
+    leaky = find_turns(np.stack([left + 0.1 * right, right + 0.1 * left], axis=1), SR, channels_are_speakers=True)
+    assert_matches(leaky, gold)
+    assert [t["speaker"] for t in leaky] == [t["speaker"] for t in turns]
     with pytest.raises(RecordingError, match="1 channel: channels_are_speakers needs one channel per speaker"):
         find_turns(path, channels_are_speakers=True)
 
