@@ -54,6 +54,7 @@ MIN_SPEAKER_SHARE = 0.03
 # Clustering reads at most this many embeddings (a random subset of a longer recording; the rest go to the nearest
 # cluster), so that its distance matrix stays small for an hour of speech.
 MAX_CLUSTERED_EMBEDDINGS = 3000
+MAX_ESTIMATE_EMBEDDINGS = 1000
 # channels_are_speakers: speech on a channel more than this many dB below the loudest channel is the other party
 # leaking into this one's microphone, not a turn.
 CROSSTALK_DB = 10.0
@@ -289,8 +290,10 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
     fit = np.arange(n)
     if n > MAX_CLUSTERED_EMBEDDINGS:
         fit = np.sort(np.random.default_rng(seed).choice(n, MAX_CLUSTERED_EMBEDDINGS, replace=False))
-    if num_speakers is None:
-        num_speakers = estimate_speakers(embeddings[fit], max_speakers, distance_threshold)
+    if num_speakers is None:  # on at most MAX_ESTIMATE_EMBEDDINGS of them: 7 clusterings and silhouettes
+        sample = fit if len(fit) <= MAX_ESTIMATE_EMBEDDINGS else np.sort(
+            np.random.default_rng(seed).choice(fit, MAX_ESTIMATE_EMBEDDINGS, replace=False))
+        num_speakers = estimate_speakers(embeddings[sample], max_speakers, distance_threshold)
         if num_speakers == 1:
             return np.zeros(n, dtype=int)
     fitted = AgglomerativeClustering(n_clusters=None, distance_threshold=distance_threshold, metric="cosine",

@@ -266,3 +266,21 @@ def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp
     assert DiarizationErrorRate()(bench.annotation(rows), bench.annotation(one_speaker)) > 0.3
     assert max(bench.boundary_f1(rows, shifted, 0.5).values()) == 0
     assert bench.labels_on_gold_turns(rows, [{"start": 0, "end": 0.2, "label": "sad"}]) == ["(none)"] * len(rows)
+
+
+def test_clustering_of_many_embeddings_is_subsampled_and_right():
+    """More embeddings than MAX_CLUSTERED_EMBEDDINGS (an hour of speech): a subset is clustered, the rest go to the
+    nearest centroid; three voices come back as three, numbered by first appearance; one voice as one."""
+    from hcam.processing import recording
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 256))
+    truth = rng.integers(0, 3, recording.MAX_CLUSTERED_EMBEDDINGS + 500)
+    embeddings = centres[truth] + 0.6 * rng.standard_normal((len(truth), 256))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = recording.cluster_speakers(embeddings)
+    assert labels[0] == 0 and set(labels) == {0, 1, 2}
+    assert len({(t, l) for t, l in zip(truth, labels)}) == 3  # one label per true voice
+    assert (recording.cluster_speakers(embeddings, num_speakers=3) == labels).all()
+    one = centres[0] + 0.6 * rng.standard_normal((400, 256))
+    assert set(recording.cluster_speakers(one / np.linalg.norm(one, axis=1, keepdims=True))) == {0}
