@@ -90,7 +90,7 @@ def main(argv=None):
         rows.append(row)
         print(json.dumps(row), flush=True)
     heads = list(rows[0]["weighted_f1"])
-    print(f"\n| transcripts | WER | " + " | ".join(heads) + " |")
+    print("\n| transcripts | WER | " + " | ".join(heads) + " |")
     print("|---|---|" + "---|" * len(heads))
     for row in rows:
         print(f"| {row['condition']} | {row['wer']:.3f} | " + " | ".join(f"{row['weighted_f1'][h]:.3f}" for h in heads)

@@ -106,7 +106,8 @@ def main(argv=None):
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     from hcam.processing.recording import find_turns
-    from hcam.trainer.predict import load_pipeline, predict_recording
+    from hcam.trainer.predict import load_pipeline
+    from hcam.trainer.recordings import predict_recording
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads()))
     folder = Path(args.recordings)

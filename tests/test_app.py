@@ -90,7 +90,7 @@ def test_page_in_a_real_browser(browser, checkpoints, recording, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     from hcam.trainer.app import build_app
-    from hcam.trainer.predict import predict_recording
+    from hcam.trainer.recordings import predict_recording
 
     path, gold = recording
     expected = [row["label"] for row in predict_recording(path, checkpoints["bidirectional"])]
@@ -128,7 +128,8 @@ def test_page_in_a_real_browser(browser, checkpoints, recording, tmp_path):
 
 def test_live_replay_streams_turn_by_turn(checkpoints, recording):
     from hcam.trainer.app import replay_live
-    from hcam.trainer.predict import PredictError, predict_recording
+    from hcam.trainer.predict import PredictError
+    from hcam.trainer.recordings import predict_recording
 
     path, gold = recording
     started = time.monotonic()

@@ -16,7 +16,8 @@ from demo_recording import DEMO, SR, clips_of, lay_out, two_speaker_call
 from tiny import minilm_processor, tiny_hcam_config
 
 from hcam.modeling_hcam import HCAMForEmotionRecognition
-from hcam.trainer.predict import PredictError, main, predict, predict_recording, read_recording
+from hcam.trainer.predict import PredictError, main, predict, read_recording
+from hcam.trainer.recordings import predict_recording
 
 pytest.importorskip("silero_vad", reason='find_turns needs pip install "hcam[recordings]" (make setup installs it)')
 pytest.importorskip("resemblyzer", reason='find_turns needs pip install "hcam[recordings]" (make setup installs it)')

@@ -3,7 +3,7 @@
 Pick a model (a local checkpoint folder or a Hub repo id), then
 - **Recording**: upload a call or meeting recording; the turns and speakers are found (or read from a segments
   table), transcribed and classified: the emotion timeline, a table of turns and the JSON lines to download.
-  This is `hcam.trainer.predict.predict_recording`, what `hcam-predict --recording` runs.
+  This is `hcam.trainer.recordings.predict_recording`, what `hcam-predict --recording` runs.
 - **Conversation**: upload one audio clip per turn and a transcripts table (file,text[,speaker][,label]), as
   `hcam-predict --audio_dir --transcripts`.
 - **Live replay** (causal models): the recording's turns are given to the model one by one, as they would arrive
@@ -21,7 +21,6 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 COLUMNS = ["turn", "start", "end", "speaker", "text", "label", "score"]
 _PIPELINES: dict = {}
@@ -70,7 +69,7 @@ def _scratch():
 def analyse_recording(model, recording, segments=None, num_speakers=0, min_pause=1.0, channels_are_speakers=False,
                       asr="whisper"):
     """The Recording tab: (timeline, table rows, JSON-lines path, status)."""
-    from hcam.trainer.predict import predict_recording
+    from hcam.trainer.recordings import predict_recording
 
     if not recording:
         raise ValueError("upload a recording first")

@@ -38,7 +38,7 @@ as an emotion timeline (pip install "hcam[plot]"); --plot_attention_turn N adds 
         --plot conversation.png --plot_attention_turn 5
     hcam-predict --model outputs/demo/stage3 --recording call.wav --asr whisper --output call.csv --plot call.png
 
-The same from Python (what the web page hcam-app runs): hcam.trainer.predict.predict_recording.
+The same from Python (what the web page hcam-app runs): hcam.trainer.recordings.predict_recording.
 """
 from __future__ import annotations
 
@@ -181,7 +181,9 @@ def read_recording(recording, segments=None, sampling_rate=None, progress=False,
     that `hcam.processing.recording.find_turns` finds (options: min_pause, max_turn_seconds, num_speakers,
     channels_are_speakers). `recording` is a file, or (without segments) an array with its `sampling_rate`."""
     if segments is None:
-        return _find_recording_turns(recording, sampling_rate, progress, **find_turns_options)
+        from hcam.trainer.recordings import find_recording_turns
+
+        return find_recording_turns(recording, sampling_rate, progress, **find_turns_options)
     if find_turns_options:
         raise PredictError(f"{', '.join('--' + k for k in find_turns_options)} find the turns of a recording without "
                            "--segments; a segments file already gives them")
@@ -213,51 +215,6 @@ def read_recording(recording, segments=None, sampling_rate=None, progress=False,
         turns.append(_turn(row.get("dialogue_id") or recording.stem, row.get("speaker"), row.get("text"), clip,
                            row.get("label"), item, start=start, end=end))
     return _group(turns)
-
-
-def _find_recording_turns(recording, sampling_rate=None, progress=False, **options) -> list[dict]:
-    """Voice activity, speakers and turn audio of a recording without a segments table (hcam.processing.recording)."""
-    from tqdm.auto import tqdm
-
-    from hcam.processing.recording import RecordingError, find_turns, turn_audio
-
-    is_file = isinstance(recording, (str, os.PathLike))
-    if is_file:
-        recording = Path(recording).expanduser().resolve()
-    name = recording.stem if is_file else "recording"
-    bar = tqdm(desc="finding turns and speakers", unit="s", disable=not progress, file=sys.stderr,
-               bar_format="{desc}: {n:.0f} s of audio [{elapsed}, {rate_fmt}]")
-    try:
-        turns = find_turns(recording, sampling_rate, progress=bar.update, **options)
-        audio = turn_audio(recording, turns, sampling_rate, options.get("channels_are_speakers", False))
-        conversation = [_turn(name, t["speaker"], "", clip, "", f"{name} {t['start']:.2f}-{t['end']:.2f} s",
-                              start=t["start"], end=t["end"]) for t, clip in zip(turns, audio)]
-    except RecordingError as error:
-        raise PredictError(str(error)) from error
-    finally:
-        bar.close()
-    speakers = sorted({t["speaker"] for t in conversation})
-    print(f"{name}: {len(conversation)} turn(s), {len(speakers)} speaker(s) ({', '.join(speakers)})", file=sys.stderr)
-    return _group(conversation)
-
-
-class _ProgressTranscriber:
-    """A transcriber called `chunk` turns at a time, so that a long recording's ASR shows progress (the pipeline hands
-    a conversation's turns to ASR in one call)."""
-
-    def __init__(self, transcriber, chunk=64, progress=True):
-        self.transcriber, self.chunk, self.progress = transcriber, chunk, progress
-
-    def __call__(self, audio):
-        from tqdm.auto import tqdm
-
-        audio = list(audio)
-        texts = []
-        with tqdm(total=len(audio), desc="ASR", unit="turn", disable=not self.progress, file=sys.stderr) as bar:
-            for start in range(0, len(audio), self.chunk):
-                texts.extend(self.transcriber(audio[start: start + self.chunk]))
-                bar.update(len(audio[start: start + self.chunk]))
-        return texts
 
 
 # ------------------------------------------------------------------------------------------------------ prediction
@@ -401,7 +358,9 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
         transcriber = Transcriber(asr_backend)
     _check_turns(conversations, labels, uses_text, uses_audio, transcriber, asr_for_eval, evaluate)
     if transcriber is not None and asr_progress:
-        transcriber = _ProgressTranscriber(transcriber, progress=progress)
+        from hcam.trainer.recordings import ProgressTranscriber
+
+        transcriber = ProgressTranscriber(transcriber, progress=progress)
 
     def inputs():
         for conversation in conversations:
@@ -458,40 +417,6 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
     if not evaluate:
         return None
     return _write_metrics(references, predictions, asr_pairs, asr_for_eval, output, metrics_file)
-
-
-def predict_recording(recording, model, *, sampling_rate=None, segments=None, output=None, asr="whisper",
-                      plot=None, progress=False, device=None, batch_size=8, **find_turns_options) -> list[dict]:
-    """A recorded conversation in, one row per turn out: what `hcam-predict --recording` does, as a function.
-
-    Args:
-        recording: an audio (or video) file, or an array of samples (1-D, or (samples, channels)) with its
-            `sampling_rate`.
-        model: a checkpoint folder or Hub repo id, or a pipeline from `load_pipeline`.
-        segments: a segments table (start,end[,speaker][,text][,label]); without it the turns and speakers are found
-            (`hcam.processing.recording.find_turns`; options min_pause, max_turn_seconds, num_speakers,
-            channels_are_speakers).
-        output: also write the rows there (.jsonl or .csv; nothing is written when a step fails).
-        asr: "whisper" (default), "pocketsphinx" or "none", for turns without text when the model reads text.
-        plot: also draw the emotion timeline to this .png/.svg/.pdf.
-
-    Returns:
-        `[{"dialogue_id", "turn", "speaker", "start", "end", "text", "text_source", "label", "score",
-        "probabilities", "stages"}, ...]` in time order.
-
-    Raises:
-        PredictError: a recording or option that cannot be used (not audio, empty, silent, ...), with what to do.
-    """
-    import tempfile
-
-    pipe = model if hasattr(model, "model") and hasattr(model, "processor") else load_pipeline(model, device=device)
-    conversations = read_recording(recording, segments, sampling_rate=sampling_rate, progress=progress,
-                                   **find_turns_options)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="hcam-predict-") as folder:
-        predict(conversations, pipe, output or os.path.join(folder, "turns.jsonl"), asr=asr, progress=progress,
-                batch_size=batch_size, plot=plot, rows=rows, asr_progress=segments is None)
-    return rows
 
 
 def _plot_input(conversation, results):
