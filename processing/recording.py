@@ -21,7 +21,7 @@ time.
     from hcam.processing.recording import find_turns
     turns = find_turns("call.wav", num_speakers=2)   # [{"start": 0.41, "end": 3.2, "speaker": "S1"}, ...]
 
-`hcam-predict --recording call.wav` (no --segments) and `hcam.trainer.predict.predict_recording` run this, then ASR
+`hcam-predict --recording call.wav` (no --segments) and `hcam.trainer.recordings.predict_recording` run this, then ASR
 and HCAM on the turns.
 """
 from __future__ import annotations
