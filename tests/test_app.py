@@ -142,3 +142,40 @@ def test_live_replay_streams_turn_by_turn(checkpoints, recording):
         next(replay_live(checkpoints["bidirectional"], path, 0, 0.0, "none"))
     with pytest.raises(PredictError, match="choose a model first"):
         next(replay_live("", path))
+
+
+def test_conversation_tab_reads_clips_and_transcripts_like_hcam_predict(checkpoints, tmp_path):
+    """The Conversation tab: one clip per turn (uploads land in temporary folders) and a transcripts table; the same
+    rows as hcam-predict --audio_dir --transcripts."""
+    import csv
+    import json
+
+    from hcam.trainer.app import analyse_conversation
+    from hcam.trainer.predict import main
+
+    with open(DEMO / "test.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f)]
+    rows = [r for r in rows if r["dialogue_id"] == rows[0]["dialogue_id"]]
+    uploads = []
+    for index, row in enumerate(rows):
+        folder = tmp_path / f"upload{index}"
+        folder.mkdir()
+        uploads.append(str(folder / os.path.basename(row["audio"])))
+        shutil.copy(DEMO / row["audio"], uploads[-1])
+    table = tmp_path / "transcripts.csv"
+    with open(table, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "text", "speaker"])
+        writer.writerows([os.path.basename(r["audio"]), r["text"], r["speaker"]] for r in rows)
+    image, shown, jsonl, status = analyse_conversation(checkpoints["bidirectional"], uploads, str(table), "none")
+    assert status == f"{len(rows)} turns" and os.path.getsize(image) > 1000
+    assert [row[3] for row in shown] == [r["speaker"] for r in rows]
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for upload in uploads:
+        shutil.copy(upload, folder)
+    assert main(["--model", checkpoints["bidirectional"], "--audio_dir", str(folder), "--transcripts", str(table),
+                 "--output", str(tmp_path / "cli.jsonl"), "--no_progress"]) == 0
+    cli = [json.loads(line)["label"] for line in (tmp_path / "cli.jsonl").read_text().splitlines()]
+    assert [row[5] for row in shown] == cli
+    assert [json.loads(line)["label"] for line in open(jsonl, encoding="utf-8")] == cli
