@@ -285,3 +285,20 @@ def test_clustering_of_many_embeddings_is_subsampled_and_right():
     assert (recording.cluster_speakers(embeddings, num_speakers=3) == labels).all()
     one = centres[0] + 0.6 * rng.standard_normal((400, 256))
     assert set(recording.cluster_speakers(one / np.linalg.norm(one, axis=1, keepdims=True))) == {0}
+
+
+def test_missing_packages_say_what_to_install(dialogue, checkpoint, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from hcam.processing.recording import RecordingUnavailableError
+
+    path, _, _ = dialogue
+    monkeypatch.setitem(sys.modules, "resemblyzer", None)  # as if not installed
+    with pytest.raises(RecordingUnavailableError, match='pip install "hcam\\[recordings\\]"'):
+        find_turns(path)
+    assert len(find_turns(path, num_speakers=1)) >= 1  # one speaker needs no speaker encoder
+    monkeypatch.setitem(sys.modules, "silero_vad", None)
+    assert main(["--model", str(checkpoint["audio"]), "--recording", str(path), "--output", str(tmp_path / "o.csv"),
+                 "--no_progress"]) == 2
+    assert 'needs silero-vad and resemblyzer: pip install "hcam[recordings]"' in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
