@@ -302,3 +302,17 @@ def test_missing_packages_say_what_to_install(dialogue, checkpoint, tmp_path, mo
                  "--no_progress"]) == 2
     assert 'needs silero-vad and resemblyzer: pip install "hcam[recordings]"' in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_formats_soundfile_cannot_read_are_decoded_with_ffmpeg(dialogue, tmp_path):
+    """An m4a (AAC) call: decoded by imageio-ffmpeg's ffmpeg into a temporary WAV, the same turns as the WAV."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path, _, gold = dialogue
+    m4a = tmp_path / "call.m4a"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(path), "-c:a", "aac",
+                    str(m4a)], check=True)
+    assert_matches(find_turns(m4a), gold)
+    assert list(tmp_path.iterdir()) == [m4a]  # the temporary WAV is gone
