@@ -26,8 +26,16 @@ def find_recording_turns(recording, sampling_rate=None, progress=False, **option
     if is_file:
         recording = Path(recording).expanduser().resolve()
     name = recording.stem if is_file else "recording"
-    bar = tqdm(desc="finding turns and speakers", unit="s", disable=not progress, file=sys.stderr,
-               bar_format="{desc}: {n:.0f} s of audio [{elapsed}, {rate_fmt}]")
+    total = None  # the recording's length, when it is cheap to know (the bar then shows what is left)
+    try:
+        import soundfile
+
+        total = soundfile.info(str(recording)).duration if is_file else len(recording) / float(sampling_rate)
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by find_turns, with what to do
+        pass
+    bar = tqdm(desc="finding turns and speakers", unit="s", total=total, disable=not progress, file=sys.stderr,
+               bar_format="{desc}: {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}]" if total else
+               "{desc}: {n:.0f} s of audio [{elapsed}]")
     try:
         turns = find_turns(recording, sampling_rate, progress=bar.update, **options)
         audio = turn_audio(recording, turns, sampling_rate, options.get("channels_are_speakers", False))
