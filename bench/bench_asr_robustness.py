@@ -7,6 +7,10 @@ Only the transcripts change: the model always hears the clean clips, so the tabl
 (noise in the model's own audio input is another question).
 
     python bench/bench_asr_robustness.py --model runs/demo/stage3 --json asr_robustness.json --plot asr_robustness.png
+    python bench/bench_asr_robustness.py --model outputs/demo/stage3 --card    # also into that model's card
+
+With --card, the table and the plot (asr_robustness.png) go into the model folder's card (README.md), replacing an
+earlier such section; hub_cards.push uploads the picture with the card the next time the folder is pushed.
 
 Needs pip install "hcam[asr,plot]" (make setup installs them).
 """
@@ -45,7 +49,11 @@ def main(argv=None):
     parser.add_argument("--no_whisper", action="store_true")
     parser.add_argument("--json")
     parser.add_argument("--plot")
+    parser.add_argument("--card", action="store_true",
+                        help="also put the table and the plot into the card (README.md) of --model, a local folder")
     args = parser.parse_args(argv)
+    if args.card and not os.path.isfile(os.path.join(args.model, "README.md")):
+        raise SystemExit(f"--card writes into the card of a local model folder: {args.model}/README.md not found")
     import torch
 
     from hcam.modeling_hcam.feature_extraction_hcam import load_audio
@@ -101,6 +109,10 @@ def main(argv=None):
               "load": " ".join(f"{x:.2f}" for x in os.getloadavg()), "turns": len(turns), "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.card:
+        from hcam.hub_cards.plots import CARD_ASR_FILE
+
+        args.plot = args.plot or os.path.join(args.model, CARD_ASR_FILE)
     if args.plot:
         from hcam.hub_cards.plots import pyplot
 
@@ -117,6 +129,32 @@ def main(argv=None):
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
+    if args.card:
+        embed_in_card(args.model, rows, heads, report, args.plot)
+
+
+def embed_in_card(folder, rows, heads, report, plot):
+    """The table and the plot as a "Robustness to ASR transcripts" section of the folder's card."""
+    import shutil
+
+    from hcam.hub_cards.plots import CARD_ASR_FILE, embed_card_section
+
+    if os.path.abspath(plot) != os.path.abspath(os.path.join(folder, CARD_ASR_FILE)):
+        shutil.copyfile(plot, os.path.join(folder, CARD_ASR_FILE))
+    lines = ["### Robustness to ASR transcripts", "",
+             f"Weighted F1 on {report['turns']} turns with the reference transcripts replaced by a recogniser's (the "
+             "model always hears the clean audio), from `bench/bench_asr_robustness.py` "
+             f"({report['date']}, {report['machine']}):", "",
+             "| transcripts | WER | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
+    lines += [f"| {row['condition']} | {row['wer']:.3f} | " + " | ".join(f"{row['weighted_f1'][h]:.3f}" for h in heads)
+              + " |" for row in rows]
+    lines += ["", f"![Weighted F1 against the word error rate of the transcripts]({CARD_ASR_FILE})"]
+    readme = os.path.join(folder, "README.md")
+    with open(readme, encoding="utf-8") as f:
+        card = f.read()
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(embed_card_section(card, "asr-robustness", "\n".join(lines)))
+    print(f"card: {readme} (section 'Robustness to ASR transcripts', {CARD_ASR_FILE})")
 
 
 if __name__ == "__main__":
