@@ -166,6 +166,7 @@ PROGRAMS = {
     "hcam-data-check": ("hcam.processing.data_check", ()),
     "hcam.processing.data_check": ("hcam.processing.data_check", ()),
     "hcam-cache": ("hcam.processing.cache", ()),
+    "hcam-app": ("hcam.trainer.app", ()),
 }
 
 
@@ -214,7 +215,7 @@ def _help(module, argv):
 def test_readme_shows_the_commands_this_test_knows():
     programs = {program for program, _, _ in readme_commands()}
     assert {"trainer/run_stage.py", "trainer/run_cv.py", "trainer/run_demo.py", "hcam-predict", "hcam-data-check",
-            "hcam-cache"} <= programs
+            "hcam-cache", "hcam-app"} <= programs
 
 
 def test_every_readme_command_uses_flags_its_program_has():
