@@ -165,10 +165,10 @@ class HCAMAttention(nn.Module):
         self.out_proj = nn.Linear(inner_dim, embed_dim)
         self.dropout = dropout
 
-    def forward(self, query, key_value, attention_mask, output_attentions=False, past=None, use_cache=False):
-        """The attended values; with `output_attentions`, also the weights `(D, heads, T_query, T_key)`; with
-        `use_cache` (a causal model going on turn by turn), also the projected keys and values of every turn so far,
-        `past`'s followed by `key_value`'s own, so that the next call projects only its new turns."""
+    def forward(self, query, key_value, attention_mask, output_attentions=False, past=None):
+        """`(attended values, weights, (keys, values))`: the weights `(D, heads, T_query, T_key)` with
+        `output_attentions` (else None); the projected keys and values of every turn attended to, `past`'s (a causal
+        model going on turn by turn) followed by `key_value`'s own, so that the next call projects only its new turns."""
         batch, query_len, _ = query.shape
 
         def split_heads(x):
@@ -177,20 +177,16 @@ class HCAMAttention(nn.Module):
         q, k, v = split_heads(self.q_proj(query)), split_heads(self.k_proj(key_value)), split_heads(self.v_proj(key_value))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        extras = []
+        weights = None
         if output_attentions:  # the same computation as SDPA's math path, keeping the weights
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
             weights = scores.masked_fill(~attention_mask, float("-inf")).softmax(-1)
             attended = F.dropout(weights, self.dropout, self.training) @ v
-            extras.append(weights)
         else:
             attended = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
             )
-        attended = self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1))
-        if use_cache:
-            extras.append((k, v))
-        return (attended, *extras) if extras else attended
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1)), weights, (k, v)
 
 
 class HCAMAttentionPooling(nn.Module):
@@ -241,10 +237,6 @@ def run_bigru(gru, inputs, lengths):
     outputs = torch.cat([forward, reverse_padded(backward, lengths)], dim=-1)
     real = torch.arange(inputs.shape[1], device=inputs.device)[None, :] < lengths[:, None]
     return outputs * real[..., None]
-
-
-def _as_tuple(result):
-    return result if isinstance(result, tuple) else (result,)
 
 
 def run_gru(gru, inputs, lengths):
@@ -434,8 +426,7 @@ class HCAMContextEncoder(nn.Module):
     def __init__(self, config: HCAMConfig):
         super().__init__()
         width = config.utterance_embedding_size
-        self.causal = config.context == "causal"
-        if self.causal:
+        if config.context == "causal":
             self.gru = nn.GRU(width, width, batch_first=True)
         else:
             self.gru = nn.GRU(width, config.gru_hidden_size, batch_first=True, bidirectional=True)
@@ -448,10 +439,10 @@ class HCAMContextEncoder(nn.Module):
 
     def forward_features(self, embeddings, lengths, attention_mask, output_attentions=False, past=None,
                          use_cache=False):
-        """Context embeddings `(D, T, E)`; then the attention weights (with `output_attentions`) and the updated
-        `(GRU state, the attention's projected keys and values)` (with `use_cache`: a causal encoder going on from
-        `past`, one dialogue whose new turns are all real), each appended to the result when asked for."""
-        extras = []
+        """`(context embeddings (D, T, E), attention weights, new past)`: the weights with `output_attentions` (else
+        None); with `use_cache` (a causal encoder going on from `past`, one dialogue whose new turns are all real), the
+        updated `(GRU state, the attention's projected keys and values)` (else None)."""
+        weights = keys = None
         if use_cache:
             state, keys = past if past is not None else (None, None)
             hidden, state = self.gru(embeddings, state)
@@ -464,14 +455,9 @@ class HCAMContextEncoder(nn.Module):
                                  "there are no attention weights to return; drop output_attentions.")
             context = hidden
         else:
-            attended, *extras = _as_tuple(self.attention(hidden, hidden, attention_mask, output_attentions,
-                                                         past=keys if use_cache else None, use_cache=use_cache))
+            attended, weights, keys = self.attention(hidden, hidden, attention_mask, output_attentions, past=keys)
             context = self.layer_norm(hidden + attended)
-            if use_cache:
-                keys = extras.pop()
-        if use_cache:
-            extras.append((state, keys))
-        return (context, *extras) if extras else context
+        return context, weights, (state, keys) if use_cache else None
 
     def forward_head(self, context):
         return self.classifier(self.dropout(context))
@@ -499,21 +485,20 @@ class HCAMFusion(nn.Module):
         self.classifier = nn.Linear(width, config.num_labels)
 
     def forward_features(self, audio_context, text_context, attention_mask, past=None, use_cache=False):
-        """Fused embeddings `(D, T, W)`; with `use_cache` (a causal model, one dialogue), also the projected keys and
-        values of every turn so far for each of the four attentions (`past` holds the earlier turns'), so the new
-        turns attend to the earlier ones without projecting them again. `attention_mask` is `(D, 1, T, keys)`."""
+        """`(fused embeddings (D, T, W), new past)`: with `use_cache` (a causal model, one dialogue), the projected keys
+        and values of every turn so far for each of the four attentions (`past` holds the earlier turns'), so the new
+        turns attend to the earlier ones without projecting them again (else None). `attention_mask` is
+        `(D, 1, T, keys)`."""
         audio = self.audio_projection(self.dropout(audio_context))
         text = self.text_projection(self.dropout(text_context))
         if not self.co_attention:
-            fused = torch.relu(self.fully_connected(self.dropout(torch.cat([audio, text], dim=-1))))
-            return (fused, None) if use_cache else fused
+            return torch.relu(self.fully_connected(self.dropout(torch.cat([audio, text], dim=-1)))), None
         past = past or (None,) * 4
         caches = []
 
         def attend(attention, query, key_value, index):
-            attended, *cache = _as_tuple(attention(query, key_value, attention_mask, past=past[index],
-                                                   use_cache=use_cache))
-            caches.extend(cache)
+            attended, _, keys = attention(query, key_value, attention_mask, past=past[index])
+            caches.append(keys)
             return attended
 
         audio_attended = self.norms[0](audio + attend(self.audio_to_text, audio, text, 0))
@@ -522,7 +507,7 @@ class HCAMFusion(nn.Module):
                                                                audio_attended, 2))
         text_attended = self.norms[3](text_attended + attend(self.text_self_attention, text_attended, text_attended, 3))
         fused = torch.relu(self.fully_connected(self.dropout(torch.cat([audio_attended, text_attended], dim=-1))))
-        return (fused, tuple(caches)) if use_cache else fused
+        return fused, tuple(caches) if use_cache else None
 
     def forward_head(self, fused):
         return self.classifier(self.dropout(fused))
@@ -906,24 +891,22 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
                 context_mask, plain_mask = self._attention_masks(utterance_mask, speaker_ids)
             for modality in self.config.modalities:
                 encoder = self.context_encoders[modality]
-                context = encoder.forward_features(output[f"{modality}_embeddings"], lengths, context_mask,
-                                                   output_attentions=bool(output_attentions),
-                                                   past=past.context.get(modality) if use_cache else None,
-                                                   use_cache=use_cache)
+                context, weights, new_past = encoder.forward_features(
+                    output[f"{modality}_embeddings"], lengths, context_mask, output_attentions=bool(output_attentions),
+                    past=past.context.get(modality) if use_cache else None, use_cache=use_cache)
                 if use_cache:
-                    *context, cache.context[modality] = context
-                    context = context[0] if len(context) == 1 else context
+                    cache.context[modality] = new_past
                 if output_attentions:
-                    context, output[f"{modality}_context_attentions"] = context
+                    output[f"{modality}_context_attentions"] = weights
                 output[f"{modality}_context_embeddings"] = context
                 output[f"{modality}_context_logits"] = encoder.forward_head(context)
         if self.config.stage >= 3:
-            fused = self.fusion.forward_features(
+            fused, new_past = self.fusion.forward_features(
                 output["audio_context_embeddings"], output["text_context_embeddings"], plain_mask,
                 past=past.fusion if use_cache else None, use_cache=use_cache,
             )
             if use_cache:
-                fused, cache.fusion = fused
+                cache.fusion = new_past
             output["fusion_logits"] = self.fusion.forward_head(fused)
         if use_cache:
             output["past_turns"] = cache

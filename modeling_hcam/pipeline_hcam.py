@@ -23,7 +23,7 @@ import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .modeling_hcam import INAUDIBLE, HCAMConversationStream, transcript_and_source, turn_prediction
+from .modeling_hcam import HCAMConversationStream, transcript_and_source, turn_prediction
 from .processing_hcam import speaker_ids_of
 
 TASK = "emotion-recognition-in-conversation"
@@ -84,7 +84,6 @@ class HCAMEmotionPipeline(Pipeline):
     _load_tokenizer = False
     _load_feature_extractor = False
     _load_image_processor = False
-    INAUDIBLE = INAUDIBLE
     SAME_CHUNK_RATIO = 0.6
 
     def __init__(self, *args, **kwargs):
