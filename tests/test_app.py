@@ -12,11 +12,9 @@ import socket
 import time
 
 import pytest
-import torch
 from demo_recording import DEMO, clips_of, two_speaker_call
-from tiny import TINY_LABELS, minilm_processor, tiny_hcam_config
+from tiny import TINY_LABELS, save_checkpoint
 
-from hcam.modeling_hcam import HCAMForEmotionRecognition
 
 pytest.importorskip("gradio", reason='hcam-app needs pip install "hcam[app]" (make setup installs it)')
 pytest.importorskip("silero_vad", reason='hcam-app needs pip install "hcam[app]" (make setup installs it)')
@@ -55,12 +53,10 @@ def browser():
 def checkpoints(tmp_path_factory):
     """Tiny audio-only checkpoints (no ASR needed): bidirectional and causal stage 2."""
     folders = {}
-    for kind, context in (("bidirectional", "bidirectional"), ("causal", "causal")):
-        torch.manual_seed(0)
-        folder = tmp_path_factory.mktemp(f"app-{kind}")
-        HCAMForEmotionRecognition(tiny_hcam_config(2, ("audio",), context=context)).save_pretrained(folder)
-        minilm_processor().save_pretrained(folder)
-        folders[kind] = str(folder)
+    for context in ("bidirectional", "causal"):
+        folder = tmp_path_factory.mktemp(f"app-{context}")
+        save_checkpoint(folder, 2, ("audio",), context=context)
+        folders[context] = str(folder)
     return folders
 
 

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from tiny import minilm_processor, tiny_hcam_config
+from tiny import save_checkpoint
 
-from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.processing import asr
 from hcam.processing.asr import ASRUnavailableError, Transcriber, normalize_transcript, word_error_rate
 
@@ -78,14 +76,10 @@ def test_pocketsphinx_transcribes_demo_clips():
 @needs_demo
 @needs_whisper
 def test_predict_with_asr_transcripts(tmp_path):
-    from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
     from hcam.trainer.predict import main
 
-    torch.manual_seed(0)
     folder = tmp_path / "ckpt"
-    HCAMForEmotionRecognition(tiny_hcam_config(3)).save_pretrained(folder)
-    minilm_processor().save_pretrained(folder)
-    add_pipeline_to_folder(folder)
+    save_checkpoint(folder, pipeline=True)
     rows = demo_rows(5)
     manifest = tmp_path / "m.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as f:

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 import soundfile
 import torch
-from tiny import TINY_LABELS, minilm_processor, tiny_hcam_config
+from tiny import minilm_processor, save_checkpoint
 
-from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.modeling_hcam.feature_extraction_hcam import load_audio
 from hcam.trainer.predict import main
 
@@ -31,13 +30,9 @@ pytestmark = pytest.mark.skipif(not (DEMO / "test.csv").is_file(), reason="the d
 def folders(tmp_path_factory):
     processor = minilm_processor()
     result = {}
-    for name, context in (("causal", "causal"), ("bidirectional", "bidirectional")):
-        torch.manual_seed(0)
-        model = HCAMForEmotionRecognition(tiny_hcam_config(3, context=context))
-        folder = tmp_path_factory.mktemp(name)
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-        result[name] = folder
+    for context in ("causal", "bidirectional"):
+        result[context] = tmp_path_factory.mktemp(context)
+        save_checkpoint(result[context], processor=processor, context=context)
     return result
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from tiny import TINY_LABELS, minilm_processor, tiny_hcam_config
+from tiny import TINY_LABELS, minilm_processor, save_checkpoint, tiny_hcam_config
 
 from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.modeling_hcam.feature_extraction_hcam import HCAMAudioError
@@ -48,12 +48,9 @@ def checkpoints(tmp_path_factory, processor):
     """A saved tiny checkpoint of each kind, with the pipeline added: {kind: (model, folder)}."""
     result = {}
     for index, (kind, (stage, modalities)) in enumerate(KINDS.items()):
-        torch.manual_seed(index)
-        model = HCAMForEmotionRecognition(tiny_hcam_config(stage, modalities, encoder_chunk_size=4)).eval()
         folder = tmp_path_factory.mktemp(f"hcam-{kind}")
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-        add_pipeline_to_folder(folder)
+        model = save_checkpoint(folder, stage, modalities, seed=index, processor=processor, pipeline=True,
+                                encoder_chunk_size=4)
         result[kind] = (model, folder)
     return result
 

@@ -11,12 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
-from tiny import TINY_LABELS, minilm_processor, tiny_hcam_config
+from tiny import TINY_LABELS, minilm_processor, save_checkpoint
 
-from hcam.modeling_hcam import HCAMForEmotionRecognition
 from hcam.modeling_hcam.feature_extraction_hcam import load_audio
-from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
 from hcam.trainer.predict import main
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -31,14 +28,10 @@ def checkpoints(tmp_path_factory):
     processor = minilm_processor()
     folders = {}
     for index, (kind, (stage, modalities)) in enumerate(KINDS.items()):
-        torch.manual_seed(index)
-        model = HCAMForEmotionRecognition(tiny_hcam_config(stage, modalities, encoder_chunk_size=3))
-        folder = tmp_path_factory.mktemp(f"ckpt-{kind}")
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-        if kind != "audio":  # the CLI must not depend on the pipeline file being in the folder
-            add_pipeline_to_folder(folder)
-        folders[kind] = folder
+        folders[kind] = tmp_path_factory.mktemp(f"ckpt-{kind}")
+        # the CLI must not depend on the pipeline file being in the folder: the audio one has none
+        save_checkpoint(folders[kind], stage, modalities, seed=index, processor=processor, pipeline=kind != "audio",
+                        encoder_chunk_size=3)
     return folders
 
 

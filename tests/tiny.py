@@ -56,3 +56,20 @@ def minilm_processor(**kwargs):
 
     return HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER, text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER),
                                        **kwargs)
+
+
+def save_checkpoint(folder, stage=3, modalities=("audio", "text"), seed=0, processor=None, pipeline=False,
+                    **overrides):
+    """A tiny HCAM (seed `seed`, `tiny_hcam_config(stage, modalities, **overrides)`) saved with a processor (the
+    MiniLM one unless given) in `folder`, as a checkpoint folder is; with `pipeline`, the pipeline file added too.
+    Returns the model, in eval mode."""
+    from hcam.modeling_hcam import HCAMForEmotionRecognition
+    from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
+
+    torch.manual_seed(seed)
+    model = HCAMForEmotionRecognition(tiny_hcam_config(stage, modalities, **overrides)).eval()
+    model.save_pretrained(folder)
+    (processor or minilm_processor()).save_pretrained(folder)
+    if pipeline:
+        add_pipeline_to_folder(folder)
+    return model
