@@ -288,6 +288,13 @@ class _Writer:
                 self.path.unlink(missing_ok=True)
 
 
+def _record_transcript(turn, result, backend):
+    """Keep the recogniser's transcript of `turn` for its output row: the pipeline's "asr" / "asr:empty" becomes
+    "asr:<backend>" / "asr:<backend>:empty"."""
+    turn["used_text"] = result["text"]
+    turn["text_source"] = f"asr:{backend}" + result["text_source"][len("asr"):]
+
+
 def _check_turns(conversations, labels, uses_text, uses_audio, transcriber, asr_for_eval, evaluate):
     """Refuse what the model cannot read (naming the first turn), and mark the turns ASR will transcribe."""
     if uses_text and transcriber is None:
@@ -384,8 +391,7 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
             for turn, result in zip(conversation["turns"], results):
                 if turn["transcribe"]:
                     source = result["text_source"]  # "asr" or "asr:empty"
-                    turn["used_text"] = result["text"]
-                    turn["text_source"] = f"asr:{asr_backend}" + source[len("asr"):]
+                    _record_transcript(turn, result, asr_backend)
                     if "gold_text" in turn:
                         asr_pairs.append((turn["gold_text"], "" if source == "asr:empty" else result["text"]))
                 row = _output_row(turn, result)
@@ -462,17 +468,18 @@ def read_live_lines(stream, name="stdin"):
         if not isinstance(value, dict):
             yield _turn("", item=item, error=f"expected a JSON object per line, got {type(value).__name__}")
             continue
+        dialogue = value.get("dialogue_id") or "live"
         unknown = sorted(set(value) - {"audio", "text", "speaker", "dialogue_id", "label", "close"})
         if unknown:
-            yield _turn(value.get("dialogue_id") or "live", item=item,
+            yield _turn(dialogue, item=item,
                         error=f"unknown key(s) {unknown}: a turn has audio, text, speaker[, dialogue_id, label]")
             continue
         audio = value.get("audio") or ""
         if audio and not isinstance(audio, str):
-            yield _turn(value.get("dialogue_id") or "live", item=item, error="'audio' must be a file path")
+            yield _turn(dialogue, item=item, error="'audio' must be a file path")
             continue
-        yield _turn(value.get("dialogue_id") or "live", value.get("speaker"), value.get("text"), audio,
-                    value.get("label"), item, close=bool(value.get("close")))
+        yield _turn(dialogue, value.get("speaker"), value.get("text"), audio, value.get("label"), item,
+                    close=bool(value.get("close")))
 
 
 def _conversation_turns(conversations, realtime=False):
@@ -512,7 +519,8 @@ def predict_live(turns, pipe, output, asr="none"):
                     raise PredictError(turn["error"])
                 if isinstance(turn["audio"], str) and turn["audio"] and not os.path.isfile(turn["audio"]):
                     raise PredictError(f"audio file not found: {turn['audio']}")
-                stream = streams.get(dialogue) or pipe.start_conversation(transcriber=transcriber)
+                # (not `streams.get(...) or ...`: a stream is a sized object, empty until its first turn)
+                stream = streams[dialogue] if dialogue in streams else pipe.start_conversation(transcriber=transcriber)
                 result = stream.add_turn(audio=turn["audio"] if len(turn["audio"]) else None,
                                          text=turn["text"] or None, speaker=turn["speaker"] or None)
             except (ValueError, OSError) as error:  # the turn is left out; the conversation goes on
@@ -523,7 +531,7 @@ def predict_live(turns, pipe, output, asr="none"):
                 continue
             streams[dialogue] = stream
             if result.get("text_source", "given") != "given":
-                turn["used_text"], turn["text_source"] = result["text"], f"asr:{asr}" + result["text_source"][3:]
+                _record_transcript(turn, result, asr)
             writer.write(_output_row(turn, result))
             writer.flush()
             done += 1
