@@ -25,7 +25,8 @@ from common import machine, parser, report, row
 from tiny import tiny_hcam_config
 
 BAR = 0.90
-MELD_CSV = os.environ.get("HCAM_MELD_TRAIN_CSV", "/work/shared/data/meld/train_sent_emo.csv")
+MELD_CSV = os.environ.get("HCAM_MELD_TRAIN_CSV") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "meld", "train_sent_emo.csv")
 STAGE2 = ["--stage", "2", "--modality", "text", "--init_from", "stage1-text"]
 
 
