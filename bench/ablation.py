@@ -45,7 +45,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stacking_experiment import RECIPE, heads_of, last_stage_tag, mean_std, results, stage  # noqa: E402
 
-from hcam.trainer.hub import read_json  # noqa: E402  (the JSON file in a folder, or None)
+from hcam.trainer.stage_folder import RESULTS, StageFolder, read_json  # noqa: E402
 
 # name -> (stage-I setting, flags of stage 2, flags of stage 3, reuses full's stage-2 folders)
 VARIANTS = {
@@ -136,7 +136,7 @@ def own_stage_folders(out, name, seed, modalities):
 
 def train_seconds(folders):
     """The Trainer's train_runtime summed over finished stage folders (None if one is missing)."""
-    values = [(read_json(f, "all_results.json") or {}).get("train_runtime") for f in folders]
+    values = [(read_json(f, RESULTS) or {}).get("train_runtime") for f in folders]
     return sum(values) if values and None not in values else None
 
 
@@ -151,7 +151,7 @@ def collect(args, variants):
     for name in variants:
         for seed in args.seeds:
             folder = final_folder(args.output_dir, name, seed, args.modalities)
-            if not os.path.exists(os.path.join(folder, "hcam_stage.json")):
+            if not StageFolder.is_finished(folder):
                 continue
             row = rows.setdefault(name, {"runs": {}, "seconds": []})
             row["runs"][str(seed)] = results(folder)

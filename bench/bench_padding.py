@@ -3,7 +3,7 @@
 
 The batches come from the code training runs: the command line goes through run_stage's `parse_args` (so the
 stage's defaults apply: stage I `--train_sampling_strategy group_by_length --length_column_name length`, its
-batch size), the `length` column is filled by run_stage's `with_lengths`, and the index batches are read from
+batch size), the `length` column is filled by `hcam.trainer.data.with_lengths` (as run_stage.py fills it), and the index batches are read from
 `HCAMStageTrainer.get_train_dataloader()` (transformers' `LengthGroupedSampler` behind it). The other side is the
 same command with `--train_sampling_strategy random`.
 Bar: stage I's batches reach >= 0.90 on MELD's durations. Stages II-III train with their default (random) order on
@@ -102,7 +102,7 @@ def compare(case, argv, other, dataset, lengths, modalities, epochs, workdir, ba
 def main(argv=None):
     from datasets import Dataset, DatasetDict
 
-    from hcam.trainer.run_stage import with_lengths
+    from hcam.trainer.data import with_lengths
 
     args = parser(__doc__).parse_args(argv)
     columns, source = meld_rows()

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from hcam.trainer.stage_folder import RESULTS, StageFolder
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_STAGE = os.path.join(REPO, "trainer", "run_stage.py")
 RECIPE = os.path.join(REPO, "trainer", "recipes", "demo.json")
@@ -83,12 +85,12 @@ def stage(output_dir, name, flags, extra, log, dataset_flags, recipe=RECIPE):
     command = [sys.executable, RUN_STAGE, *flags, *(["--recipe", recipe] if recipe else []), *dataset_flags,
                "--output_dir", folder,
                "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "best", *extra]
-    seconds = run(command, log) if not os.path.exists(os.path.join(folder, "hcam_stage.json")) else 0.0
+    seconds = run(command, log) if not StageFolder.is_finished(folder) else 0.0
     return folder, seconds
 
 
 def results(folder):
-    with open(os.path.join(folder, "all_results.json"), encoding="utf-8") as f:
+    with open(os.path.join(folder, RESULTS), encoding="utf-8") as f:
         values = json.load(f)
     return {split: {head: values.get(f"{prefix}_{head}_weighted_f1") for head in HEADS}
             for split, prefix in (("validation", "eval"), ("test", "test"))}
@@ -159,7 +161,7 @@ def main(argv=None):
     for candidate in CANDIDATES:
         for seed in args.seeds:
             folder = os.path.join(args.output_dir, candidate, f"seed{seed}", last_stage_tag(args.modalities))
-            if os.path.exists(os.path.join(folder, "hcam_stage.json")):
+            if StageFolder.is_finished(folder):
                 summary["runs"].setdefault(candidate, {})[str(seed)] = results(folder)
     table = {}
     for candidate, by_seed in summary["runs"].items():

@@ -4,11 +4,11 @@ import os
 import shutil
 
 import torch
-from transformers import Trainer
+from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from hcam.trainer.cross_fit import perturb_embeddings
 from hcam.trainer.evaluation import build_compute_metrics
+from hcam.trainer.stage_folder import FINAL_DIR
 
 ENCODER_PREFIX = "utterance_encoders."
 TMP_CHECKPOINT_PREFIX = "tmp-" + PREFIX_CHECKPOINT_DIR
@@ -38,7 +38,7 @@ class HCAMStageTrainer(Trainer):
 
     # ----- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:  # stages II/III: noise on the cached stage-I embeddings (hcam.trainer.cross_fit)
+        if model.training:  # stages II/III: noise on the cached stage-I embeddings (`perturb_embeddings`)
             inputs = perturb_embeddings(inputs, getattr(self.args, "embedding_noise", 0.0),
                                         getattr(self.args, "embedding_dropout", 0.0))
         outputs = model(**inputs)
@@ -170,6 +170,40 @@ def remove_leftovers(output_dir):
     if not os.path.isdir(output_dir):
         return
     for name in os.listdir(output_dir):
-        if name in (".staging", ".final") or name.startswith(DELETING_PREFIX):
+        if name in (".staging", FINAL_DIR) or name.startswith(DELETING_PREFIX):
             shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
+
+def build_stage_trainer(model, processor, splits, collator, training_args, label_names):
+    """The stage's Trainer on `splits` (train and validation), with early stopping when
+    `training_args.early_stopping_patience` is set: what run_stage.py and the cross-fitting fold models train with."""
+    callbacks = []
+    if training_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
+    return HCAMStageTrainer(model=model, args=training_args, train_dataset=splits["train"],
+                            eval_dataset=splits["validation"], data_collator=collator, processing_class=processor,
+                            callbacks=callbacks, label_names=label_names)
+
+
+def perturb_embeddings(inputs, noise=0.0, dropout=0.0):
+    """Training-time noise on the cached stage-I embeddings of a stage II/III batch (`*_embeddings` keys).
+
+    Args:
+        inputs (`dict`): the batch; returned with perturbed copies of the embeddings (padded turns stay zero).
+        noise (`float`): standard deviation of Gaussian noise, relative to each embedding's RMS.
+        dropout (`float`): dropout rate on the embedding features.
+    """
+    if not noise and not dropout:
+        return inputs
+    inputs = dict(inputs)
+    for key in ("audio_embeddings", "text_embeddings"):
+        embeddings = inputs.get(key)
+        if embeddings is None:
+            continue
+        if noise:
+            rms = embeddings.pow(2).mean(-1, keepdim=True).sqrt()
+            embeddings = embeddings + noise * rms * torch.randn_like(embeddings)
+        if dropout:
+            embeddings = torch.nn.functional.dropout(embeddings, p=dropout, training=True)
+        inputs[key] = embeddings
+    return inputs
