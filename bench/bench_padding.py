@@ -21,8 +21,7 @@ import tempfile
 
 import numpy as np
 import torch
-from common import machine, parser, report, row
-from tiny import tiny_hcam_config
+from common import hcam_config, machine, parser, report, row
 
 BAR = 0.90
 MELD_CSV = os.environ.get("HCAM_MELD_TRAIN_CSV") or os.path.join(
@@ -68,7 +67,7 @@ def training_batches(argv, dataset, modalities, epochs, workdir):
 
     _, _, args = parse_args([*argv, "--dataset_name", "demo", "--output_dir", workdir, "--report_to", "none"])
     stage = args.stage
-    model = HCAMForEmotionRecognition(tiny_hcam_config(stage, modalities))
+    model = HCAMForEmotionRecognition(hcam_config("tiny", stage, modalities))
     indexed = dataset.add_column("index", range(len(dataset)))
     trainer = HCAMStageTrainer(model=model, args=args, train_dataset=indexed, eval_dataset=indexed,
                                data_collator=lambda features: [f["index"] for f in features], label_names=["neutral"])

@@ -450,3 +450,46 @@ def render_confusion_matrix_png(matrix: Sequence[Sequence[float]], labels: Seque
                     line[3 * x:3 * x + 3] = frame if edge else colour
     _write_png(path, pixels, side, side)
     return str(path)
+
+
+def card_metadata_problems(content: str) -> list[str]:
+    """What is wrong with a card's (README.md's) YAML metadata by the Hub's rules (a subset: the ones the local Hub
+    server, hcam.hub_cards.local_hub, checks on /api/validate-yaml as the Hub does)."""
+    import yaml
+
+    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, re.DOTALL)
+    if match is None:
+        return []
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as err:
+        return [f"YAML front matter does not parse: {err}"]
+    if meta is None:
+        return []
+    if not isinstance(meta, dict):
+        return ["YAML front matter must be a mapping"]
+    errors = [f'"{key}" must be a string or a list of strings' for key in ("tags", "datasets", "base_model", "language")
+              if meta.get(key) is not None and not isinstance(meta[key], (str, list))]
+    if "license" in meta and not isinstance(meta["license"], str):
+        errors.append('"license" must be a string')
+    index = meta.get("model-index")
+    if index is not None and not isinstance(index, list):
+        return errors + ['"model-index" must be an array']
+    for i, model in enumerate(index or []):
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+            errors.append(f'"model-index[{i}].name" is required and must be a string')
+            continue
+        for j, result in enumerate(model.get("results") or []):
+            where = f"model-index[{i}].results[{j}]"
+            if not isinstance((result.get("task") or {}).get("type"), str):
+                errors.append(f'"{where}.task.type" is required')
+            dataset = result.get("dataset") or {}
+            if not isinstance(dataset.get("name"), str) or not isinstance(dataset.get("type"), str):
+                errors.append(f'"{where}.dataset" needs "name" and "type"')
+            metrics = result.get("metrics")
+            if not isinstance(metrics, list) or not metrics:
+                errors.append(f'"{where}.metrics" must be a non-empty array')
+                continue
+            errors += [f'"{where}.metrics[{k}]" needs "type" and "value"' for k, metric in enumerate(metrics)
+                       if not isinstance(metric, dict) or not isinstance(metric.get("type"), str) or "value" not in metric]
+    return errors

@@ -411,7 +411,7 @@ def test_server_checks_lfs_uploads_and_commits(hub, stages):
 
 
 def test_command_line_server_prints_its_url(tmp_path):
-    process = subprocess.Popen([sys.executable, os.path.join(HERE, "local_hub.py"), "--port", "0", "--root",
+    process = subprocess.Popen([sys.executable, "-m", "hcam.hub_cards.local_hub", "--port", "0", "--root",
                                 str(tmp_path / "root")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = process.stdout.readline().strip()
@@ -478,18 +478,19 @@ def test_server_refuses_repo_ids_and_revisions_that_leave_its_root(tmp_path):
         LocalHubServer(root, host="0.0.0.0")  # no way to listen beyond 127.0.0.1
 
 
-def test_demo_finds_the_hub_fixture_in_a_clone_and_says_what_to_do_without_one(tmp_path, monkeypatch):
+def test_demo_serves_its_hub_from_the_installed_package(tmp_path):
+    """The demo's Hub server is product code (hcam.hub_cards.local_hub), not a test fixture: it needs no clone."""
+    from hcam.hub_cards.local_hub import LocalHubServer as ProductServer
     from hcam.trainer import run_demo
 
-    hub = run_demo.local_hub_server(tmp_path / "hub").start()  # from the repository's tests/local_hub.py
+    hub = run_demo.local_hub_server(tmp_path / "hub").start()
     try:
+        assert type(hub) is ProductServer and not hasattr(hub, "fail_next")  # the tests' failing writes stay in tests/
         assert hub.url.startswith("http://127.0.0.1:")
         HfApi(endpoint=hub.url).create_repo("org/hcam-demo")
+        assert HfApi(endpoint=hub.url).list_repo_files("org/hcam-demo") == [".gitattributes"]
     finally:
         hub.stop()
-    monkeypatch.setattr(run_demo, "LOCAL_HUB", str(tmp_path / "site-packages" / "tests" / "local_hub.py"))  # a wheel
-    with pytest.raises(SystemExit, match="run the demo from a clone .* or pass --no_push"):
-        run_demo.local_hub_server(tmp_path / "hub")
 
 
 def test_the_card_carries_no_home_directory(monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ killed demo resumes where it stopped when rerun, and finished stages are skipped
 sectioned recipe trainer/recipes/demo.json (passed as --recipe to every stage; flags given here override it).
 
 By default every stage is pushed (run_stage.py --push_to_hub) to branch stage1-audio ... stage3 of `org/hcam-demo` on
-a local Hub-protocol server (the repository's tests/local_hub.py, 127.0.0.1, repos under <output_dir>/hub), stage 3 to
+a local Hub-protocol server (hcam.hub_cards.local_hub, 127.0.0.1, repos under <output_dir>/hub), stage 3 to
 main too; --no_push skips it. Prints the table of weighted F1 per stage, then the stage-3 model's test weighted F1
 with gold transcripts and with Whisper ASR transcripts (when faster-whisper is installed), and writes
 <output_dir>/summary.json.
@@ -31,18 +31,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUN_STAGE = os.path.join(HERE, "run_stage.py")
 RECIPE = os.path.join(HERE, "recipes", "demo.json")
 HUB_REPO = "org/hcam-demo"
-LOCAL_HUB = os.path.join(os.path.dirname(HERE), "tests", "local_hub.py")  # a test fixture: in a clone, not a wheel
 
 
 def local_hub_server(root):
-    """The local Hub-protocol server, a test fixture of the source repository (tests/local_hub.py, 127.0.0.1)."""
-    if not os.path.isfile(LOCAL_HUB):
-        raise SystemExit(f"The demo pushes to the local Hub server {LOCAL_HUB}, which lives in the hcam repository, "
-                         "not in the installed package: run the demo from a clone (make demo), or pass --no_push.")
-    spec = importlib.util.spec_from_file_location("hcam_local_hub", LOCAL_HUB)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.LocalHubServer(root)
+    """The local Hub-protocol server (hcam.hub_cards.local_hub, 127.0.0.1) with its repos under `root`."""
+    from hcam.hub_cards.local_hub import LocalHubServer
+
+    return LocalHubServer(root)
 
 
 def stage_commands(output_dir):
@@ -204,7 +199,7 @@ def main(argv=None):
             hub_summary = {"repo_id": HUB_REPO, "card_url": card_url, "card_path": card_path, "hub_root": str(hub.root),
                            "branches": [name for name, _ in stage_commands(args.output_dir)] + ["main"]}
             print(f"\nModel card of the final model ({HUB_REPO}, branch main): {card_url} (served while this demo "
-                  f"runs; serve it again with: python {LOCAL_HUB} --root {hub.root})")
+                  f"runs; serve it again with: python -m hcam.hub_cards.local_hub --root {hub.root})")
             print(f"Same card on disk: {card_path}")
         else:
             print(f"\nModel card (not pushed: --no_push): {card_path}")
