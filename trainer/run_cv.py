@@ -25,8 +25,8 @@ import sys
 
 from hcam.processing.corpora import get_corpus
 from hcam.trainer.arguments import build_parser, read_recipe
-from hcam.trainer.stage_folder import RESULTS, StageFolder, read_json
-from hcam.trainer.stages import SEQUENCE
+from hcam.trainer.stage_folder import RESULTS, read_json
+from hcam.trainer.stages import SEQUENCE, run_sequence
 
 RUN_STAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_stage.py")
 CV_RESULTS = "cv_results.json"
@@ -92,11 +92,12 @@ def main(argv=None):
     per_fold = {}
     for fold in folds:
         fold_dir = os.path.join(args.output_dir, f"fold{fold}")
-        for stage in SEQUENCE:
-            if StageFolder.is_finished(os.path.join(fold_dir, stage.tag)):
-                continue  # finished: resuming the cross-validation
+
+        def run(stage, stage_argv, fold=fold):  # finished stages are skipped: resuming the cross-validation
             print(f"\n=== fold {fold}, {stage.tag}", flush=True)
-            run_stage([*stage.argv(fold_dir), "--fold", str(fold), *stage_flags], args.launcher)
+            run_stage(stage_argv, args.launcher)
+
+        run_sequence(fold_dir, ["--fold", str(fold), *stage_flags], run=run)
         per_fold[str(fold)] = fold_heads(fold_dir)
         summary = summarize(per_fold)
         print_table(per_fold, summary)
