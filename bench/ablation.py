@@ -40,9 +40,7 @@ Resumable: a finished stage folder is never retrained. Writes <output_dir>/ablat
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stacking_experiment import RECIPE, heads_of, last_stage_tag, mean_std, results, sequence, stage  # noqa: E402
 
 from hcam.trainer.stage_folder import RESULTS, StageFolder, read_json  # noqa: E402

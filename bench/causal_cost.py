@@ -21,7 +21,6 @@ import os
 import sys
 from datetime import datetime, timezone
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ablation import final_folder  # noqa: E402
 from stacking_experiment import mean_std  # noqa: E402
 
