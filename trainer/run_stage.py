@@ -12,7 +12,8 @@
 (the last: every stage at once, end to end from the encoders, without the hierarchy: an ablation, hcam.trainer.joint;
 `--stage 2 --modality text --joint_training` does the same for one modality's stages I and II)
 
-Every TrainingArguments flag works; with none, each stage uses its own defaults (trainer/arguments.py).
+Every TrainingArguments flag works; with none, each stage uses its own defaults (trainer/stages.py), which
+`--stage N --modality M --help` prints; the log and hcam_stage.json say which layer set each value.
 `--recipe trainer/recipes/<name>.json` reads a recipe, and flags override it. Boolean options work bare or with a
 value, and transformers' example names are the flags (hcam.processing.cli). `--do_predict` (test) and/or `--do_eval`
 (validation) without `--do_train` evaluate the finished stage in --output_dir on the data the flags name, into
@@ -55,7 +56,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition, HCAMProcessor
 from hcam.processing.cache import cache_path, disk_full_message, is_disk_full
 from hcam.processing.cli import command_errors
-from hcam.trainer.arguments import parse_args
+from hcam.trainer.arguments import LATER_STAGE_SETTINGS, parse_args
 from hcam.trainer.data import (
     DialogueEmbeddingDataset,
     check_labels,
@@ -206,9 +207,6 @@ def combined_processor(audio_processor, text_processor):
                                 tokenizer=text_processor.tokenizer, max_text_tokens=text_processor.max_text_tokens)
 
 
-# What stages 2 and 3 may set on the configuration they start from (the rest is fixed by stage 1).
-LATER_STAGE_SETTINGS = ("focal_gamma", "dropout", "use_speaker_masks", "fusion_hidden_size", "num_attention_heads",
-                        "context_self_attention", "fusion_type", "context")
 
 
 def build_later_stage(model_args, training_args, earlier):
@@ -449,6 +447,8 @@ def stage_marker(stage, trainer, model, results, report, dataset, model_args, da
         "training_arguments": training_args.to_dict(),
         "num_processes": training_args.world_size,
         "data_arguments": {k: v for k, v in vars(data_args).items() if v is not None},
+        # each value set above the dataclasses' defaults, and its layer: flag, recipe or stage default
+        "argument_sources": getattr(training_args, "hcam_value_sources", {}),
         "command": command_line(argv),
     }
 
@@ -553,6 +553,7 @@ def run(model_args, data_args, training_args, argv=None):
             push(training_args, output_dir, finished.marker)
         return finished.marker
 
+    log_value_sources(stage, training_args)
     dataset, report = read_data(stage, data_args, training_args)
     set_seed(training_args.seed)
     model, processor, earlier = build_model(stage, model_args, training_args, dataset, report.labels, report.protocol)
@@ -567,6 +568,14 @@ def run(model_args, data_args, training_args, argv=None):
     if release_processes(trainer) and push_to_hub:  # the other processes need not wait for the upload
         push(training_args, output_dir, marker)
     return marker
+
+
+def log_value_sources(stage, training_args):
+    """Each value a flag, the recipe or the stage's defaults set, and which of them set it (also in the marker)."""
+    sources = getattr(training_args, "hcam_value_sources", {})
+    if sources:
+        logger.info("%s settings (value <- layer): %s", stage.tag, "; ".join(
+            f"{name}={entry['value']!r} <- {entry['from']}" for name, entry in sources.items()))
 
 
 def cli(argv=None):
