@@ -55,7 +55,7 @@ def hcam_config(size="tiny", stage=3, modalities=("audio", "text"), **overrides)
 
     audio, text = encoder_configs(size)
     kwargs = dict(
-        stage=stage, modalities=list(modalities), audio_encoder_config=audio, text_encoder_config=text,
+        num_stages=stage, modalities=list(modalities), audio_encoder_config=audio, text_encoder_config=text,
         id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
     )
     kwargs.update(HCAM_OVERRIDES)

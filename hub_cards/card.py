@@ -35,6 +35,13 @@ _LOCAL_PATH = re.compile(r"^(/|\.{1,2}/|~|[A-Za-z]:\\)")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+def num_stages(config):
+    """How many stages a model of `config` (an HCAMConfig or its dict) has; configurations saved before the name
+    num_stages say `stage`."""
+    cfg = _config_dict(config)
+    return cfg.get("num_stages", cfg.get("stage", 1))
+
+
 def _config_dict(config) -> dict:
     if config is None:
         return {}
@@ -269,7 +276,7 @@ def _headline(reported, head, data) -> str:
                 headline += f", accuracy: {_fmt(reported[f'{prefix}_accuracy'])}"
             headline += f" ({data.setting})."
             own = data.results.get(f"{prefix}_weighted_f1")
-            several_heads = _config_dict(data.config).get("stage", 1) > 1  # stage I: the ensemble is its one head
+            several_heads = num_stages(data.config) > 1  # stage I: the ensemble is its one head
             if head == "ensemble" and several_heads and isinstance(own, (int, float)):
                 headline += f" {data.selected_head} alone, the head the checkpoint was selected on: {_fmt(own)}."
             return headline
@@ -296,7 +303,7 @@ def _encoder_lines(data: HCAMCardData) -> list[str]:
 def _context_line(config) -> str:
     """Which turns the model's prediction for a turn uses (HCAMConfig.context), in words, with how to run it."""
     cfg = _config_dict(config)
-    if cfg.get("stage", 1) == 1:
+    if num_stages(cfg) == 1:
         return "none: a stage-I model reads each turn alone (it runs live too: `model.start_conversation(processor)`)."
     if cfg.get("context") == "causal":
         return ("**causal**: a turn's prediction uses that turn and the earlier ones only, so it is final the moment the "
@@ -364,7 +371,7 @@ def build_model_card(data: HCAMCardData) -> ModelCard:
         labels=labels,
         modalities=data.modalities,
         modality_phrase=modality_phrase,
-        stage=_config_dict(data.config).get("stage", "?"),
+        stage=num_stages(data.config),
         context_line=_context_line(data.config),
         base_model_lines=[public_paths(line) for line in _encoder_lines(data)],
         results_rows=[{"split": r.dataset_split, "metric": r.metric_name, "value": _fmt(r.metric_value)}

@@ -159,7 +159,7 @@ def build_stage1(model_args, training_args, label_names, modality=None):
     # stage I is per utterance: --context (a stage-2/3 setting, e.g. from a recipe's common section) does not apply
     overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k != "context"}
     kwargs = dict(
-        modalities=[modality], stage=1,
+        modalities=[modality], num_stages=1,
         id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
         **overrides,
     )
@@ -190,7 +190,7 @@ def build_joint(model_args, training_args, label_names):
     overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k in LATER_STAGE_SETTINGS}
     if training_args.stage == 2:
         stage1, processor = build_stage1(model_args, training_args, label_names)
-        for key, value in {"stage": 2, "joint_training": True, **overrides}.items():
+        for key, value in {"num_stages": 2, "joint_training": True, **overrides}.items():
             setattr(stage1.config, key, value)
         model = HCAMForEmotionRecognition(stage1.config)  # context encoder new, utterance encoder as stage 1 built it
         model.utterance_encoders.load_state_dict(stage1.utterance_encoders.state_dict())
@@ -219,7 +219,7 @@ def build_later_stage(model_args, training_args, earlier):
     if stage == 2:
         (folder,) = earlier
         config = copy.deepcopy(folder.config)
-        config.stage = 2
+        config.num_stages = 2
         for key, value in overrides.items():
             setattr(config, key, value)
         model = folder.load_model(config)

@@ -15,7 +15,7 @@ TMP_CHECKPOINT_PREFIX = "tmp-" + PREFIX_CHECKPOINT_DIR
 
 
 class HCAMStageTrainer(Trainer):
-    """A `Trainer` for one HCAM stage (the stage is the model config's `stage`).
+    """A `Trainer` for one HCAM stage (the model's last stage, `config.num_stages`).
 
     - `compute_loss` adds `classification_loss` and, in stage I, `contrastive_loss` to the logs, separately.
     - Predictions are the argmax of every head the model has, stacked `[D, T, heads]`, so evaluation reports each
@@ -29,7 +29,7 @@ class HCAMStageTrainer(Trainer):
     def __init__(self, *args, label_names=None, **kwargs):
         super().__init__(*args, **kwargs)
         config = self.model.config
-        self.heads = ["ensemble"] + config.stage_heads()
+        self.heads = config.output_heads()  # the model's ensemble first, then each stage head
         self.primary_head = config.trained_heads()[0]  # what the stage is selected on
         if self.compute_metrics is None:
             self.compute_metrics = build_compute_metrics(self.heads, self.primary_head, label_names)
@@ -67,7 +67,7 @@ class HCAMStageTrainer(Trainer):
         if prediction_loss_only:
             return loss, None, None
         predictions = torch.stack(
-            [(outputs.logits if head == "ensemble" else getattr(outputs, f"{head}_logits")).argmax(-1) for head in self.heads],
+            [outputs.head_logits(head).argmax(-1) for head in self.heads],
             dim=-1,
         )
         return loss, predictions, labels
