@@ -24,6 +24,7 @@ the report, the log and the card say so. Checkpoints are never selected on test.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,9 +61,10 @@ class Corpus:
     Args:
         name: the `--dataset_name`.
         display_name: the corpus's name on the card and in reports (e.g. "CMU-MOSI").
-        reader: "module:function" of the reader in `hcam.processing`, imported when used. The reader takes
-            `data_dir`, `setting`, `audio`, `skip_bad` and the corpus's options, and returns (DatasetDict,
-            DataReport).
+        reader: "module:function" of the reader in `hcam.processing`, imported when used. The reader takes the
+            canonical `setting` and its `label_names` (worked out here by `load_hcam_dataset`: readers look nothing
+            up), `audio`, `skip_bad`, the corpus's options, and `data_dir` (a release), the manifests (`reads_files`)
+            or `source` (a 🤗 dataset); it returns (DatasetDict, DataReport).
         settings: setting name -> label names in id order; the first setting is the default.
         aliases: other spellings of the settings (e.g. "4-class" -> "4class").
         options: the reader's options (flags).
@@ -292,8 +294,10 @@ def get_corpus(name: str | None) -> Corpus:
         return _hf_dataset(name, path.name, source=str(path.resolve()), where=f"the folder {name}")
     if _is_hub_id(name):
         return _hf_dataset(name, name, source=name, where=f"the Hub dataset {name}", hub_dataset_id=name)
+    close = difflib.get_close_matches(name.lower(), CORPORA, n=1)
     raise ValueError(f"Unknown dataset {name!r}: not a built-in corpus ({', '.join(sorted(CORPORA))}), not an existing "
-                     "folder written by datasets' save_to_disk, and not a Hub dataset id (namespace/name)")
+                     "folder written by datasets' save_to_disk, and not a Hub dataset id (namespace/name)"
+                     + (f"; did you mean {close[0]}?" if close else ""))
 
 
 def _is_hub_id(name: str) -> bool:

@@ -260,8 +260,9 @@ def test_how_a_dataset_name_is_resolved(tmp_path, monkeypatch, disk_dataset):
     with pytest.raises(ValueError, match="not one written by datasets' save_to_disk"):
         get_corpus(str(tmp_path / "meld"))
     for name in ("meldd", "a/b/c", "./nowhere", "a--b/c"):
-        with pytest.raises(ValueError, match="not a built-in corpus .* not a Hub dataset id"):
+        with pytest.raises(ValueError, match="not a built-in corpus .* not a Hub dataset id") as error:
             get_corpus(name)
+        assert ("did you mean meld?" in str(error.value)) == (name == "meldd")
     with pytest.raises(HCAMDataError, match="drop --data_dir"):
         load_hcam_dataset(disk_dataset, data_dir=str(tmp_path), progress=False)
     with pytest.raises(HCAMDataError, match="no configs or revisions; drop --dataset_revision"):
