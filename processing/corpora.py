@@ -291,7 +291,8 @@ def get_corpus(name: str | None) -> Corpus:
                 f"{name} is a folder, but not one written by datasets' save_to_disk (no dataset_dict.json or "
                 f"state.json). Manifests: --dataset_name manifest --data_dir {name}; a corpus release: --dataset_name "
                 f"{{{','.join(c for c in CORPORA if not CORPORA[c].reads_files)}}} --data_dir {name}")
-        return _hf_dataset(name, path.name, source=str(path.resolve()), where=f"the folder {name}")
+        # named by its absolute path: the stage marker records it, and a card written from another folder finds it
+        return _hf_dataset(str(path.resolve()), path.name, source=str(path.resolve()), where=f"the folder {name}")
     if _is_hub_id(name):
         return _hf_dataset(name, name, source=name, where=f"the Hub dataset {name}", hub_dataset_id=name)
     close = difflib.get_close_matches(name.lower(), CORPORA, n=1)

@@ -99,7 +99,7 @@ def read_report(folder):
         return json.load(f)
 
 
-def test_save_to_disk_folder_trains_stage1_audio(disk_dataset, tmp_path):
+def test_save_to_disk_folder_trains_stages_1_and_2_audio(disk_dataset, tmp_path):
     from hcam.trainer.run_stage import main
 
     out = str(tmp_path / "stage1-audio")
@@ -112,6 +112,10 @@ def test_save_to_disk_folder_trains_stage1_audio(disk_dataset, tmp_path):
     assert report["dialogues"] == {"train": 7, "validation": 1, "test": 3} and not report["problems"]
     marker = json.load(open(os.path.join(out, "hcam_stage.json")))
     assert marker["dataset"] == disk_dataset
+    stage2 = str(tmp_path / "stage2-audio")  # the cached clips are stable paths: stage 2 embeds them like manifests'
+    main(["--stage", "2", "--modality", "audio", "--init_from", out, "--dataset_name", disk_dataset, *COLUMNS, *TINY,
+          "--cross_fit_folds", "0", "--output_dir", stage2])
+    assert 0.0 <= json.load(open(os.path.join(stage2, "all_results.json")))["test_weighted_f1"] <= 1.0
 
 
 def test_hub_dataset_trains_stage1_text_at_a_revision(hub_dataset, tmp_path):
@@ -252,8 +256,8 @@ def test_how_a_dataset_name_is_resolved(tmp_path, monkeypatch, disk_dataset):
     (tmp_path / "meld").mkdir()  # a folder named like a built-in corpus does not shadow it
     assert get_corpus("meld") is CORPORA["meld"] and get_corpus("MELD") is CORPORA["meld"]
     assert get_corpus(None) is CORPORA["manifest"]
-    folder = get_corpus(disk_dataset)
-    assert folder.source == disk_dataset and folder.hub_dataset_id is None and not folder.fixed_labels
+    folder = get_corpus(os.path.relpath(disk_dataset))  # recorded by its absolute path
+    assert folder.name == folder.source == disk_dataset and folder.hub_dataset_id is None and not folder.fixed_labels
     hub = get_corpus("someone/corpus")
     assert hub.source == "someone/corpus" and hub.hub_dataset_id == "someone/corpus"
     assert hub.canonical_setting("clean") == "clean"  # a Hub dataset's config, passed on
