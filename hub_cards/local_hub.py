@@ -1,8 +1,9 @@
 """A Hugging Face Hub-protocol server on 127.0.0.1: where `make demo` pushes, and the tests too.
 
 Try a push and a load with no network and no account: `make demo` pushes every stage here, and the tests run
-pushes and `from_pretrained(..., revision=...)` against it (the real Hub is unreachable on CI machines). It serves model repos only, and only the HTTP endpoints that hcam's push (`hcam.hub_cards.push_stage`),
-`huggingface_hub` 2.4 and transformers' loading call:
+pushes and `from_pretrained(..., revision=...)` against it (the real Hub is unreachable on CI machines). It serves
+model and dataset repos (the same endpoints under /api/datasets/ and /datasets/), and only the HTTP endpoints that
+hcam's push (`hcam.hub_cards.push_stage`), `huggingface_hub` 2.4, `datasets` and transformers' loading call:
 
     POST /api/repos/create                        create_repo (409 + url when it exists)
     GET  /api/models/{repo}[/revision/{rev}]      repo_info / model_info (siblings and their LFS metadata, sha)
@@ -72,6 +73,7 @@ BRANCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 WRITE_KINDS = ("commit", "lfs_upload")  # what `before_write` is called for
+REPO_KINDS = ("models", "datasets")  # the URL word of each repo type: /api/models/..., /api/datasets/...
 
 
 class HubError(Exception):
@@ -128,11 +130,14 @@ def _now() -> str:
 
 
 class RepoStore:
-    """Model repos on disk under ``root``. All writes go through one lock; refs are replaced with os.replace."""
+    """Repos of one type (``kind`` "models" or "datasets") on disk under ``root/<kind>``; blobs and LFS objects are
+    content-addressed and shared by both types. All writes go through one lock; refs are replaced with os.replace."""
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root).resolve()
-        for sub in ("blobs", "lfs", "models", "tmp"):
+    def __init__(self, root: str | os.PathLike, kind: str = "models"):
+        if kind not in REPO_KINDS:
+            raise ValueError(f"kind must be one of {REPO_KINDS}, got {kind!r}")
+        self.root, self.kind = Path(root).resolve(), kind
+        for sub in ("blobs", "lfs", kind, "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
 
@@ -190,8 +195,8 @@ class RepoStore:
 
     # ---- repos and refs ------------------------------------------------------------------------
     def repo_dir(self, repo_id: str) -> Path:
-        path = (self.root / "models" / check_repo_id(repo_id)).resolve()
-        if path.parent.parent != self.root / "models":  # belt and braces: never outside root/models/<ns>/
+        path = (self.root / self.kind / check_repo_id(repo_id)).resolve()
+        if path.parent.parent != self.root / self.kind:  # belt and braces: never outside root/<kind>/<ns>/
             raise HubError(400, f"Invalid repo id {repo_id!r}")
         return path
 
@@ -200,7 +205,7 @@ class RepoStore:
 
     def refs(self, repo_id: str) -> dict:
         if not self.exists(repo_id):
-            raise HubError(404, f"Repository Not Found for model {repo_id}.", "RepoNotFound")
+            raise HubError(404, f"Repository Not Found for {self.kind[:-1]} {repo_id}.", "RepoNotFound")
         return json.loads((self.repo_dir(repo_id) / "refs.json").read_text())
 
     def _write_refs(self, repo_id: str, refs: dict) -> None:
@@ -401,10 +406,15 @@ class _Handler(BaseHTTPRequestHandler):
         # Each part is unquoted after the split: "%2F" or "%2E%2E" end up inside one part and fail validation.
         parts = [unquote(p) for p in split.path.strip("/").split("/")] if split.path.strip("/") else []
         route = (method, *parts[:1])
-        if parts[:1] == ["api"] and len(parts) >= 5 and parts[1] == "models":
-            return self._repo_api(method, f"{parts[2]}/{parts[3]}", parts[4], parts[5:])
-        if route == ("GET", "api") and len(parts) == 4 and parts[1] == "models":
-            return self._json(self._repo_info(f"{parts[2]}/{parts[3]}", "main"))
+        self.store = self.server.stores["models"]  # LFS objects are shared: upload/verify use either store
+        if parts[:1] == ["api"] and len(parts) >= 4 and parts[1] in REPO_KINDS:
+            self.store = self.server.stores[parts[1]]
+            if len(parts) >= 5:
+                return self._repo_api(method, f"{parts[2]}/{parts[3]}", parts[4], parts[5:])
+            if method == "GET":
+                return self._json(self._repo_info(f"{parts[2]}/{parts[3]}", "main"))
+        if parts[:1] == ["datasets"] and len(parts) >= 4:  # /datasets/<ns>/<name>.git/... and /datasets/.../resolve
+            self.store, parts = self.server.stores["datasets"], parts[1:]
         if route == ("POST", "api") and parts[1:] == ["repos", "create"]:
             return self._create_repo(self._json_body())
         if route == ("POST", "api") and parts[1:] == ["validate-yaml"]:
@@ -415,7 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._lfs_upload(parts[2])
         if route == ("POST", "lfs") and parts[1:] == ["verify"]:
             body = self._json_body()
-            if not self.server.store.has_lfs(str(body.get("oid", "")), body.get("size")):
+            if not self.store.has_lfs(str(body.get("oid", "")), body.get("size")):
                 raise HubError(404, f"LFS object {body.get('oid')} not found")
             return self._json({"success": True})
         if method == "POST" and len(parts) == 6 and parts[1].endswith(".git") and parts[2:] == ["info", "lfs",
@@ -426,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise HubError(404, f"Endpoint not served by the local hub: {method} {split.path}")
 
     def _repo_api(self, method: str, repo_id: str, action: str, args: list[str]) -> None:
-        store = self.server.store
+        store = self.store
         if (method, action) == ("GET", "revision") and args:
             return self._json(self._repo_info(repo_id, "/".join(args)))
         if (method, action) == ("GET", "refs"):
@@ -447,22 +457,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._preupload(repo_id, "/".join(args))
         if (method, action) == ("POST", "commit") and args:
             return self._commit(repo_id, "/".join(args))
-        raise HubError(404, f"Endpoint not served by the local hub: {method} /api/models/{repo_id}/{action}")
+        raise HubError(404, f"Endpoint not served by the local hub: {method} /api/{self.store.kind}/{repo_id}/{action}")
 
     # ---- endpoints -------------------------------------------------------------------------------
     def _create_repo(self, body: dict) -> None:
-        if (body.get("type") or "model") != "model":
-            raise HubError(400, "The local hub serves model repos only")
+        kind = f"{body.get('type') or 'model'}s"
+        if kind not in REPO_KINDS:
+            raise HubError(400, "The local hub serves model and dataset repos only")
+        self.store = self.server.stores[kind]
         repo_id = check_repo_id(f"{body.get('organization') or USER}/{body.get('name')}")
-        url = f"{self.server.url}/{repo_id}"
+        url = f"{self.server.url}/{'datasets/' if kind == 'datasets' else ''}{repo_id}"
         private = body.get("visibility") == "private" or bool(body.get("private"))
-        if not self.server.store.create_repo(repo_id, private):
+        if not self.store.create_repo(repo_id, private):
             # The Hub answers 409 with the repo's url; create_repo(exist_ok=True) reads it.
-            raise HubError(409, f"You already created this model repo: {repo_id}", extra={"url": url})
+            raise HubError(409, f"You already created this {kind[:-1]} repo: {repo_id}", extra={"url": url})
         self._json({"url": url, "name": repo_id, "id": repo_id})
 
     def _repo_info(self, repo_id: str, revision: str) -> dict:
-        store = self.server.store
+        store = self.store
         oid, tree = store.tree(repo_id, revision)
         siblings = []
         for path, entry in sorted(tree.items()):
@@ -501,7 +513,7 @@ class _Handler(BaseHTTPRequestHandler):
                 for folder in sorted(folders)] + files
 
     def _preupload(self, repo_id: str, revision: str) -> None:
-        head, tree = self.server.store.tree(repo_id, revision)
+        head, tree = self.store.tree(repo_id, revision)
         files = []
         for entry in self._json_body().get("files", []):
             path, size = check_path(entry["path"]), int(entry.get("size", 0))
@@ -514,7 +526,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({"files": files, "commitOid": head})
 
     def _lfs_batch(self, repo_id: str) -> None:
-        self.server.store.refs(repo_id)  # 404 for a missing repo
+        self.store.refs(repo_id)  # 404 for a missing repo
         body = self._json_body()
         if body.get("operation") != "upload" or "basic" not in (body.get("transfers") or ["basic"]):
             raise HubError(400, "The local hub serves 'basic' LFS uploads only through the batch API")
@@ -524,7 +536,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not (isinstance(oid, str) and SHA256_RE.fullmatch(oid) and isinstance(size, int)):
                 objects.append({"oid": str(oid), "size": 0,
                                 "error": {"code": 422, "message": "oid must be a sha256 hex digest and size an int"}})
-            elif self.server.store.has_lfs(oid, size):
+            elif self.store.has_lfs(oid, size):
                 objects.append({"oid": oid, "size": size})  # no actions: already stored
             else:
                 objects.append({"oid": oid, "size": size, "authenticated": True, "actions": {
@@ -537,7 +549,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._maybe_fail("lfs_upload")
         size = self.query.get("size", [None])[0]
         size = int(size) if size and size.isdigit() else None
-        store = self.server.store
+        store = self.store
         if self.headers.get("Content-Length") is None:  # chunked
             data = self._body()
             store.store_lfs(oid, size, io.BytesIO(data), len(data))
@@ -546,7 +558,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, b"", "text/plain", {"ETag": f'"{oid}"'})
 
     def _commit(self, repo_id: str, revision: str) -> None:
-        self.server.store.refs(repo_id)  # 404 for a missing repo
+        self.store.refs(repo_id)  # 404 for a missing repo
         # The whole body is read before anything is decided: a connection cut mid-commit changes nothing.
         raw = self._body()
         self._maybe_fail("commit")
@@ -558,12 +570,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, f"Commit body is not NDJSON: {err}") from None
         if not items or items[0].get("key") != "header" or not (items[0].get("value") or {}).get("summary"):
             raise HubError(400, "Commit body must start with a header line with a summary")
-        oid = self.server.store.apply_commit(repo_id, revision, items[0]["value"], items[1:])
+        oid = self.store.apply_commit(repo_id, revision, items[0]["value"], items[1:])
         self._json({"success": True, "commitOid": oid, "commitUrl": f"{self.server.url}/{repo_id}/commit/{oid}",
                     "pullRequestUrl": None})
 
     def _resolve(self, repo_id: str, revision: str, path: str) -> None:
-        store = self.server.store
+        store = self.store
         oid, tree = store.tree(repo_id, revision)
         entry = tree.get(check_path(path))
         if entry is None:
@@ -590,9 +602,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, store: RepoStore, port: int, verbose: bool):
+    def __init__(self, stores: dict, port: int, verbose: bool):
         super().__init__((HOST, port), _Handler)
-        self.store, self.verbose = store, verbose
+        self.stores, self.verbose = stores, verbose
         self.url = f"http://{HOST}:{self.server_address[1]}"
 
     def before_write(self, kind: str) -> None:
@@ -616,8 +628,9 @@ class LocalHubServer:
     def __init__(self, root: str | os.PathLike | None = None, *, port: int = 0, verbose: bool = False):
         self._tmp = tempfile.TemporaryDirectory(prefix="hcam-local-hub-") if root is None else None
         self.store = RepoStore(self._tmp.name if root is None else root)
+        self.dataset_store = RepoStore(self.store.root, "datasets")
         self.root = self.store.root
-        self._server = self.server_class(self.store, port, verbose)
+        self._server = self.server_class({"models": self.store, "datasets": self.dataset_store}, port, verbose)
         self._thread: threading.Thread | None = None
 
     @property

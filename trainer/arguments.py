@@ -380,8 +380,8 @@ def check_args(model_args, data_args, training_args, given=()):
 def check_corpus_args(data_args):
     manifest = data_args.train_file or data_args.validation_file or data_args.test_file
     if not data_args.dataset_name and not manifest and not data_args.data_dir:
-        raise SystemExit(f"Pass --dataset_name {{{','.join(CORPORA)}}} (with --data_dir) or "
-                         "--train_file/--validation_file/--test_file.")
+        raise SystemExit(f"Pass --dataset_name {{{','.join(CORPORA)}}} (with --data_dir), a save_to_disk folder or a "
+                         "Hub dataset id, or --train_file/--validation_file/--test_file.")
     try:
         get_corpus(data_args.dataset_name)
     except ValueError as error:
