@@ -549,3 +549,15 @@ def test_card_leads_with_what_the_model_outputs(tmp_path):
         hyperparameters={}, dataset_name="IEMOCAP", repo_id="org/x", selected_head="Stage I text (utterance)"))
     assert "Test weighted F1 of the model's output" in one_head.text and "the head the checkpoint was selected on:" \
         not in one_head.text  # stage I: its ensemble is its one head
+
+
+def test_card_of_a_stage_trained_on_a_moved_datasets_folder_still_describes_its_data():
+    """A stage trained on a save_to_disk folder records the folder's path; the card (rebuilt at a later push) still
+    describes the data when that folder has moved since."""
+    from hcam.trainer.hub import describe_data
+
+    marker = {"data": {"corpus": "/nowhere/any/more/my_calls", "protocol": "the splits of the folder my_calls",
+                       "splits": {"train": {"dialogues": 3, "utterances": 9}}}}
+    corpus, phrase, lines = describe_data(marker, ["a", "b"])
+    assert corpus.display_name == "my_calls" and phrase == "2 labels"
+    assert any("the splits of the folder my_calls" in line for line in lines)

@@ -8,6 +8,7 @@ too). Everything the card says is read back from the folder (all_results.json, t
 and the stage marker, so a push retried by rerunning the command builds the same card from the same numbers.
 """
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -118,7 +119,10 @@ def describe_data(marker, labels):
 
     Returns (corpus, setting phrase, bullet lines: protocol, split sizes, data problems, comparable numbers)."""
     data = marker.get("data") or {}
-    corpus = get_corpus(data.get("corpus") or None)
+    try:
+        corpus = get_corpus(data.get("corpus") or None)
+    except ValueError:  # a save_to_disk folder moved or deleted since the stage trained: named as it was recorded
+        corpus = dataclasses.replace(get_corpus(None), display_name=os.path.basename(str(data["corpus"]).rstrip("/")))
     setting = data.get("setting")
     phrase = ", ".join(([setting] if setting else []) + [f"{len(labels)} labels"])
     lines = []
