@@ -362,3 +362,20 @@ def test_each_value_says_which_layer_set_it(tmp_path):
     assert sources["report_to"]["from"] == "stage default"
     recipe_keys = [k for k, v in sources.items() if v["from"].startswith("recipe ")]
     assert "dataset_name" in recipe_keys and sources["dataset_name"]["value"] == "demo"
+
+
+def test_readme_is_a_guide_that_names_every_environment_variable():
+    """README stays a guide (at most 250 lines; results live in RESULTS.md) and names every environment variable the
+    code reads."""
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    assert text.count("\n") <= 250, "README is over 250 lines: move results and history to RESULTS.md"
+    read = set()
+    for folder in ("modeling_hcam", "processing", "trainer", "hub_cards", "bench"):
+        for root, _, files in os.walk(os.path.join(REPO, folder)):
+            for name in files:
+                if name.endswith(".py"):
+                    code = open(os.path.join(root, name), encoding="utf-8").read()
+                    read |= set(re.findall(r"environ(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']", code))
+    assert read, "no environment variable found: the pattern is wrong"
+    missing = sorted(name for name in read if f"`{name}`" not in text)
+    assert not missing, f"README does not name these environment variables: {missing}"
