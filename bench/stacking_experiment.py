@@ -25,8 +25,8 @@ import subprocess
 import sys
 import time
 
-from hcam.trainer.stage_folder import RESULTS, StageFolder
-from hcam.trainer.stages import Stage, run_sequence, stages_for
+from hcam.trainer.stage_folder import RESULTS, StageFolder, run_sequence
+from hcam.trainer.stages import Stage, stages_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_STAGE = os.path.join(REPO, "trainer", "run_stage.py")

@@ -1,8 +1,9 @@
-"""The one stage sequence (`hcam.trainer.stages.run_sequence`) that the demo, cross-validation and the bench
+"""The one stage sequence (`hcam.trainer.stage_folder.run_sequence`) that the demo, cross-validation and the bench
 experiments run: which stages, from which folders, with which flags, and what is skipped."""
 import os
 
-from hcam.trainer.stages import SEQUENCE, Stage, run_sequence, stages_for
+from hcam.trainer.stage_folder import run_sequence
+from hcam.trainer.stages import SEQUENCE, Stage, stages_for
 
 
 def test_every_stage_starts_from_the_folders_of_the_stages_it_needs(tmp_path):

@@ -25,8 +25,8 @@ import sys
 
 from hcam.processing.corpora import get_corpus
 from hcam.trainer.arguments import build_parser, read_recipe
-from hcam.trainer.stage_folder import RESULTS, read_json
-from hcam.trainer.stages import SEQUENCE, run_sequence
+from hcam.trainer.stage_folder import RESULTS, read_json, run_sequence
+from hcam.trainer.stages import SEQUENCE
 
 RUN_STAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_stage.py")
 CV_RESULTS = "cv_results.json"

@@ -25,8 +25,8 @@ import time
 from hcam.hub_cards.plots import CARD_TIMELINE_FILE, embed_timeline_in_card
 from hcam.processing.corpora import get_corpus
 from hcam.trainer.arguments import build_parser, read_recipe
-from hcam.trainer.stage_folder import CARD, RESULTS
-from hcam.trainer.stages import SEQUENCE, run_sequence
+from hcam.trainer.stage_folder import CARD, RESULTS, run_sequence
+from hcam.trainer.stages import SEQUENCE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN_STAGE = os.path.join(HERE, "run_stage.py")

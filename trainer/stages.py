@@ -150,38 +150,3 @@ BY_TAG = {stage.tag: stage for stage in SEQUENCE}
 def stages_for(modalities) -> tuple[Stage, ...]:
     """The sequence for a corpus of `modalities`: every stage for audio + text, stages I-II of one modality alone."""
     return tuple(stage for stage in SEQUENCE if set(stage.modalities) <= set(modalities))
-
-
-def run_sequence(output_root, flags=(), *, stages=SEQUENCE, done=None, run=None, skip_finished=True) -> dict:
-    """Run `stages` in order, each as `run_stage.py` into `<output_root>/<tag>`, from the folders of the stages it
-    starts from: the one stage sequence the demo, cross-validation and the experiments in bench/ run.
-
-    Args:
-        output_root: where the stage folders go.
-        flags: run_stage.py flags for every stage (a list), or per stage (`{tag or "*": list}`, "*" first).
-        stages: which stages, in order (default: all of SEQUENCE).
-        done: `{tag: folder}` of earlier stages trained elsewhere (a shared stage I, a reused stage II), used as
-            they are.
-        run: `run(stage, argv)` runs one stage (default: `run_stage.main(argv)` in this process).
-        skip_finished: do not start a stage whose folder is already finished (False: start it anyway; run_stage.py
-            then leaves it as it is and only pushes it when asked to).
-
-    Returns:
-        `{tag: folder}` of `done` and of every stage of `stages`.
-    """
-    from hcam.trainer.stage_folder import StageFolder
-
-    if run is None:
-        def run(stage, argv):
-            from hcam.trainer.run_stage import main
-
-            main(argv)
-    per_stage = flags if isinstance(flags, dict) else {"*": list(flags)}
-    folders = dict(done or {})
-    for stage in stages:
-        argv = [*stage.argv(output_root, folders), *per_stage.get("*", ()), *per_stage.get(stage.tag, ())]
-        folder = os.path.join(output_root, stage.tag)
-        if not (skip_finished and StageFolder.is_finished(folder)):
-            run(stage, argv)
-        folders[stage.tag] = folder
-    return folders
