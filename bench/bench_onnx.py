@@ -6,12 +6,14 @@ The demo-size model: the offline default encoders ("tiny": the random tiny wav2v
 random weights), HCAM's default widths, stage 3. Both sides run one intra-op thread (torch.set_num_threads(1),
 onnxruntime's intra_op_num_threads=1), timed alternately (bench/common.py's `interleaved`); the ratio is PyTorch's
 time over onnxruntime's, the median of the per-round ratios. The inputs (processor format) are built once and are
-not timed. Needs pip install "hcam[export]".
+not timed. Then end to end, arrays in and labels out: HCAM's pipeline against hcam_onnx.py, the runner the export
+writes (preprocessing included on both sides). Needs pip install "hcam[export]".
 
     python bench/bench_onnx.py [--quick]
 """
 
 import datetime
+import importlib.util
 import os
 import tempfile
 
@@ -37,6 +39,7 @@ def main(argv=None):
     from tiny import minilm_processor
 
     from hcam.modeling_hcam import HCAMForEmotionRecognition
+    from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline
     from hcam.trainer.export import export_onnx, graph_input_names
 
     lengths = args.turns or ([2, 8] if args.quick else [2, 8, 24])
@@ -79,6 +82,31 @@ def main(argv=None):
                         f"PyTorch {medians['pytorch'] * 1000:.0f} ms vs onnxruntime "
                         f"{medians['onnxruntime'] * 1000:.0f} ms: {ratio:.2f}x (quartiles {low:.2f}-{high:.2f}, "
                         f"{repeats} rounds; max |logits difference| {difference:.1e})", "(info)", True))
+    # end to end, as a user runs one conversation: HCAM's pipeline (which groups turns of similar length into encoder
+    # calls) against the runner hcam-export writes (numpy preprocessing, one padded batch of every turn)
+    spec = importlib.util.spec_from_file_location("hcam_onnx", os.path.join(folder, "hcam_onnx.py"))
+    runner_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner_module)
+    runner = runner_module.HCAMOnnx(folder, threads=1)
+    pipe = HCAMEmotionPipeline(model=model, processor=processor)
+    words = "well I think we should go there now but you never said why it is so late again".split()
+    generator = np.random.default_rng(0)
+    for turns in lengths:
+        conversation = [{"audio": (0.1 * generator.standard_normal(int(16000 * SECONDS[t % len(SECONDS)])))
+                         .astype(np.float32), "text": " ".join(generator.choice(words, size=12)), "speaker": "AB"[t % 2]}
+                        for t in range(turns)]
+        given = [{**turn, "audio": {"array": turn["audio"], "sampling_rate": 16000}} for turn in conversation]
+        ours, theirs = runner(conversation), pipe({"turns": given})
+        difference = max(abs(a["score"] - b["score"]) for a, b in zip(ours, theirs))
+        medians, times = interleaved({
+            "pipeline": lambda: pipe({"turns": given}),
+            "runner": lambda: runner(conversation),
+        }, repeats)
+        ratio, low, high = paired_ratio(times, "pipeline", "runner")
+        rows.append(row("onnx end to end", f"1 conversation, {turns} turns (arrays in, labels out)",
+                        f"pipeline {medians['pipeline'] * 1000:.0f} ms vs hcam_onnx.py {medians['runner'] * 1000:.0f} "
+                        f"ms: {ratio:.2f}x (quartiles {low:.2f}-{high:.2f}, {repeats} rounds; max |score difference| "
+                        f"{difference:.1e})", "(info)", True))
     report(rows, args.json)
     print(f"# ratio = PyTorch time / onnxruntime time (> 1: onnxruntime is faster); load average at the end "
           f"{load_average()}")

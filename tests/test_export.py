@@ -162,13 +162,18 @@ def test_runner_needs_no_pytorch(exported, tmp_path):
 
 @pytest.mark.parametrize("kind", ["causal stage 3", "stage 2 audio", "stage 1 text"])
 def test_other_kinds_export(kind, tmp_path, processor):
-    """A causal model (its whole-conversation graph), a stage-2 audio-only and a stage-1 text-only model; their
-    graphs take only the inputs they read."""
-    stage, modalities, overrides = {"causal stage 3": (3, ("audio", "text"), {"context": "causal"}),
-                                    "stage 2 audio": (2, ("audio",), {}),
-                                    "stage 1 text": (1, ("text",), {})}[kind]
+    """A causal model (its whole-conversation graph), a stage-2 audio-only model without stage-II self-attention and
+    a stage-1 text-only model pooling its encoder's layers; their graphs take only the inputs they read."""
+    stage, modalities, overrides = {
+        "causal stage 3": (3, ("audio", "text"), {"context": "causal"}),
+        "stage 2 audio": (2, ("audio",), {"context_self_attention": False}),
+        "stage 1 text": (1, ("text",), {"use_weighted_layer_sum": True}),
+    }[kind]
     model = save_checkpoint(tmp_path / "checkpoint", stage, modalities, seed=4, processor=processor, **overrides)
+    model.train()
     assert export_onnx(model, processor, tmp_path / "exported", log=lambda line: None) < TOLERANCE
+    assert model.training  # given back as it came
+    model.eval()
     expected_inputs = {"stage 2 audio": ["input_values", "attention_mask", "utterance_mask", "speaker_ids"],
                        "stage 1 text": ["input_ids", "text_attention_mask", "utterance_mask"]}.get(kind, list(MODEL_INPUTS))
     assert graph_input_names(model.config) == expected_inputs

@@ -20,6 +20,7 @@ Needs pip install "hcam[export]".
 """
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -273,10 +274,18 @@ def export_onnx(model, processor, folder, opset=18, check=True, atol=1e-4, log=p
 
     Returns the largest difference found by the check (None without it)."""
     check_exportable(model)
-    model = model.eval().cpu()
+    if any(parameter.device.type != "cpu" for parameter in model.parameters()):
+        raise ExportError("export a model on the CPU (model.cpu()): the graph is traced and checked there")
+    training = model.training
+    try:
+        return _export_onnx(model.eval(), processor, Path(folder), opset, check, atol, log)
+    finally:
+        model.train(training)
+
+
+def _export_onnx(model, processor, folder, opset, check, atol, log):
     config = model.config
     names, outputs = graph_input_names(config), graph_output_names(config)
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     example = _example_conversations(processor, config, (3, 2), seed=0)
     dims = {axis: torch.export.Dim(axis) for axis in ("dialogues", "turns", "samples", "tokens")}
@@ -363,11 +372,11 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     with command_errors("hcam-export"):
         (args,) = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
-        try:
-            import onnxscript  # noqa: F401  (the exporter's, checked before the model loads)
-        except ImportError as error:
-            raise SystemExit(f"{error}: hcam-export needs pip install \"hcam[export]\" (onnx, onnxscript, "
-                             "onnxruntime)") from None
+        needed = ["onnx", "onnxscript"] + (["onnxruntime"] if args.check else [])
+        missing = [name for name in needed if importlib.util.find_spec(name) is None]
+        if missing:  # checked before the model loads
+            raise SystemExit(f"{', '.join(missing)} not installed: hcam-export needs pip install \"hcam[export]\" "
+                             "(onnx, onnxscript, onnxruntime)")
         from hcam.processing.cli import debugging
         from hcam.trainer.predict import PredictError, load_pipeline
 
