@@ -191,3 +191,23 @@ def test_command_line_errors_exit_2_without_traceback(tmp_path, capsys):
         main(["--model", str(tmp_path)])  # --onnx is required
     assert stopped.value.code == 2
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_gru_op_in_onnx_layout_runs_eagerly_as_the_model_does(bidirectional):
+    """hcam::gru, run outside an export, takes the weights in ONNX's layout and gives the model's run_gru."""
+    from hcam.modeling_hcam.modeling_hcam import run_gru
+    from hcam.trainer.export import _gru, _swap_gates
+
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(5, 3, batch_first=True, bidirectional=bidirectional).eval()
+    inputs, lengths = torch.randn(3, 6, 5), torch.tensor([6, 2, 4])
+    suffixes = ["", "_reverse"] if bidirectional else [""]
+    layer = {name: torch.stack([_swap_gates(getattr(gru, f"{name}_l0{s}")) for s in suffixes]).detach()
+             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    with torch.no_grad():
+        ours = _gru(inputs, lengths, layer["weight_ih"], layer["weight_hh"],
+                    torch.cat([layer["bias_ih"], layer["bias_hh"]], dim=1), 3, bidirectional)
+        expected = run_gru(gru, inputs, lengths)
+    torch.testing.assert_close(ours, expected)
+    assert ours[1, 2:].abs().max() == 0  # padded steps stay zero

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
