@@ -16,7 +16,8 @@ pytest.importorskip("onnxscript", reason='hcam-export needs pip install "hcam[ex
 onnxruntime = pytest.importorskip("onnxruntime", reason='hcam-export needs pip install "hcam[export]"')
 
 from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline  # noqa: E402
-from hcam.trainer.export import export_onnx, graph_input_names, graph_output_names, main  # noqa: E402
+from hcam.trainer.export import (  # noqa: E402
+    conversation_input_names, embedding_names, export_onnx, graph_input_names, graph_output_names, main)
 
 TOLERANCE = 1e-4
 MODEL_INPUTS = ("input_values", "attention_mask", "input_ids", "text_attention_mask", "utterance_mask", "speaker_ids")
@@ -52,10 +53,17 @@ def largest_difference(model, path, inputs, speaker_ids=True):
     if not speaker_ids:  # the graph's "no speakers": every id -1
         inputs = {**inputs, "speaker_ids": torch.full_like(inputs["utterance_mask"], -1)}
     turns = inputs["utterance_mask"].bool().numpy()
-    results = onnx_outputs(path, inputs, names)
-    assert len(results) == len(graph_output_names(model.config))
+    outputs = graph_output_names(model.config) + embedding_names(model.config)
+    results = dict(zip(outputs, onnx_outputs(path, inputs, names)))
+    assert list(results) == outputs
+    # conversation.onnx, on the embeddings model.onnx gives
+    conversation = onnxruntime.InferenceSession(str(path.with_name("conversation.onnx")),
+                                                providers=["CPUExecutionProvider"])
+    feed = {name: results[name] if name in results else inputs[name].numpy()
+            for name in conversation_input_names(model.config)}
+    from_embeddings = zip(graph_output_names(model.config), conversation.run(None, feed))
     return max(float(np.abs(result - output[name].numpy())[turns].max())
-               for name, result in zip(graph_output_names(model.config), results))
+               for name, result in [*results.items(), *from_embeddings])
 
 
 def test_exported_graph_matches_pytorch_for_other_lengths(exported):
@@ -84,10 +92,13 @@ def test_export_folder_and_settings(exported):
     settings = json.loads((folder / "hcam_onnx.json").read_text())
     assert settings["labels"] == [model.config.id2label[i] for i in range(model.config.num_labels)]
     assert settings["inputs"] == list(MODEL_INPUTS)
-    assert settings["outputs"] == ["logits", "audio_utterance_logits", "text_utterance_logits", "audio_context_logits",
-                                   "text_context_logits", "fusion_logits"]
+    heads = ["logits", "audio_utterance_logits", "text_utterance_logits", "audio_context_logits", "text_context_logits",
+             "fusion_logits"]
+    assert settings["outputs"] == heads + ["audio_embeddings", "text_embeddings"]
+    assert settings["conversation_outputs"] == heads
+    assert settings["conversation_inputs"] == ["audio_embeddings", "text_embeddings", "utterance_mask", "speaker_ids"]
     assert settings["max_text_tokens"] == 24
-    for name in ("model.onnx", "hcam_onnx.py", "tokenizer.json", "processor_config.json"):
+    for name in ("model.onnx", "conversation.onnx", "hcam_onnx.py", "tokenizer.json", "processor_config.json"):
         assert (folder / name).is_file(), name
 
 
@@ -129,6 +140,16 @@ def test_runner_builds_the_processors_inputs_and_gives_the_pipelines_predictions
         for mine, theirs in zip(ours, reference):
             assert mine["label"] == theirs["label"] and mine["stages"] == theirs["stages"]
             assert max(abs(mine["probabilities"][k] - p) for k, p in theirs["probabilities"].items()) < TOLERANCE
+    # the turns were encoded in groups of similar length (and of at most the checkpoint's encoder_chunk_size, 2), then
+    # conversation.onnx ran; model.onnx on the whole padded conversation at once gives the same
+    feed = runner.inputs([turns])
+    assert len(runner._groups(feed)) > 1
+    grouped = runner.run(feed)
+    runner.settings.update(same_chunk_ratio=0.0, encoder_chunk_size=64)
+    assert len(runner._groups(feed)) == 1
+    at_once = runner.run(feed)
+    for name, values in grouped.items():
+        np.testing.assert_allclose(values, at_once[name], atol=TOLERANCE, err_msg=name)
     # several conversations padded together give each one's own results
     together = runner([conversation(2, seed=7), conversation(4, seed=9)])
     alone = runner(conversation(2, seed=7))

@@ -1,22 +1,30 @@
-"""hcam-export: a trained HCAM checkpoint's inference as an ONNX graph, to run with onnxruntime without PyTorch.
+"""hcam-export: a trained HCAM checkpoint's inference as ONNX graphs, to run with onnxruntime without PyTorch.
 
     hcam-export --model outputs/demo/stage3 --onnx exported/
 
-writes exported/model.onnx (stage I encoders through the ensemble the model outputs as `logits`, and every stage
-head), the tokenizer and processor files, hcam_onnx.json (labels, inputs, the processor's settings) and hcam_onnx.py,
-a runner that needs numpy, onnxruntime and `tokenizers` only. The graph takes a batch of conversations of any number
-of turns, any audio length and any token count, as HCAMProcessor gives them:
+writes into exported/:
+  model.onnx          the whole inference: stage I encoders through the ensemble the model outputs as `logits`
+  conversation.onnx   stages II-III and the ensemble from stage-I embeddings (small: no encoders)
+  hcam_onnx.py        a runner that needs numpy, onnxruntime and `tokenizers` only (soundfile for audio paths)
+  hcam_onnx.json      labels, the graphs' inputs and outputs, the processor's settings
+  and the processor (tokenizer.json, processor_config.json, ...).
+
+model.onnx takes a batch of conversations of any number of turns, audio length and token count, as HCAMProcessor
+gives them:
 
     input_values (D, T, samples) float32, attention_mask (D, T, samples) int64   (a model that reads speech)
     input_ids (D, T, tokens) int64, text_attention_mask (D, T, tokens) int64      (a model that reads text)
     utterance_mask (D, T) int64                                                  (1 = real turn; a prefix)
     speaker_ids (D, T) int64                        (stage 2-3 with speaker masks; all -1 = no speakers)
 
-and gives `logits` (D, T, labels), the log of the ensemble's probabilities, then `<head>_logits` for each stage head.
-After the export, onnxruntime is checked against PyTorch on a random conversation of another length than the one the
-graph was traced with (--check, on by default; needs onnxruntime). A causal model exports too: the graph runs whole
-conversations (its turn-by-turn cache, HCAMConversationStream, is not part of it; each turn's outputs are the same).
-Needs pip install "hcam[export]".
+and gives `logits` (D, T, labels), the log of the ensemble's probabilities, `<head>_logits` for each stage head, and
+`<modality>_embeddings` (D, T, E). conversation.onnx takes those embeddings with utterance_mask and speaker_ids and gives
+the same `logits` and heads: hcam_onnx.py encodes turns of similar length together with model.onnx (each turn as a
+one-turn dialogue), as HCAM's pipeline does, rather than padding every turn to the conversation's longest.
+
+After the export, onnxruntime is checked against PyTorch on random conversations of other lengths than the traced
+ones (--check, on by default; --atol). A causal model exports too: the graphs run whole conversations (its turn-by-turn
+cache, HCAMConversationStream, is not part of them; each turn's outputs are the same). Needs pip install "hcam[export]".
 """
 import argparse
 import contextlib
@@ -48,9 +56,12 @@ DYNAMIC_AXES = {
     "text_attention_mask": ("dialogues", "turns", "tokens"),
     "utterance_mask": ("dialogues", "turns"),
     "speaker_ids": ("dialogues", "turns"),
+    "audio_embeddings": ("dialogues", "turns"),
+    "text_embeddings": ("dialogues", "turns"),
 }
 RUNNER = Path(__file__).with_name("onnx_runner.py")
 GRAPH_FILE = "model.onnx"
+CONVERSATION_FILE = "conversation.onnx"
 SETTINGS_FILE = "hcam_onnx.json"
 RUNNER_FILE = "hcam_onnx.py"
 
@@ -68,7 +79,17 @@ def graph_input_names(config) -> list[str]:
 
 
 def graph_output_names(config) -> list[str]:
+    """What both graphs give first: the ensemble (`logits`), then every stage head."""
     return ["logits"] + [f"{head}_logits" for head in config.stage_heads()]
+
+
+def embedding_names(config) -> list[str]:
+    """model.onnx's last outputs and conversation.onnx's first inputs: the stage-I embeddings `(D, T, E)`."""
+    return [f"{modality}_embeddings" for modality in config.modalities]
+
+
+def conversation_input_names(config) -> list[str]:
+    return embedding_names(config) + [n for n in graph_input_names(config) if n in ("utterance_mask", "speaker_ids")]
 
 
 # ----------------------------------------------------------------------------------------------------- the GRUs
@@ -162,14 +183,15 @@ class HCAMInferenceGraph(nn.Module):
 
     def forward(self, input_values=None, attention_mask=None, input_ids=None, text_attention_mask=None,
                 utterance_mask=None, speaker_ids=None):
-        from hcam.modeling_hcam.modeling_hcam import _MIN_PROBABILITY, run_gru
+        """model.onnx: `graph_output_names` (the ensemble, the stage heads), then each modality's stage-I
+        embeddings `(D, T, E)`."""
+        from hcam.modeling_hcam.modeling_hcam import run_gru
 
-        model, config = self.model, self.model.config
         sources = {"audio": (input_values, attention_mask), "text": (input_ids, text_attention_mask)}
         turns = utterance_mask.bool()
-        logits, embeddings = {}, {}
-        for modality in config.modalities:
-            encoder = model.utterance_encoders[modality]
+        embeddings = {}
+        for modality in self.model.config.modalities:
+            encoder = self.model.utterance_encoders[modality]
             values, mask = sources[modality]
             # HCAMUtteranceEncoder.forward_features with one chunk of every turn (a padded turn's length 0 is read as
             # 1: packing, in an eager run, takes no empty sequence; its embedding is replaced below)
@@ -177,7 +199,15 @@ class HCAMInferenceGraph(nn.Module):
             hidden = run_gru(encoder.gru, hidden, frame_mask.sum(1).clamp_min(1))
             pooled = encoder.pooling(hidden, frame_mask).unflatten(0, tuple(turns.shape))
             embeddings[modality] = torch.where(turns[..., None], pooled, torch.zeros_like(pooled))
-            logits[f"{modality}_utterance"] = encoder.forward_head(embeddings[modality])
+        outputs = self.from_embeddings(embeddings, utterance_mask, speaker_ids)
+        return (*outputs, *(embeddings[m] for m in self.model.config.modalities))
+
+    def from_embeddings(self, embeddings, utterance_mask, speaker_ids=None):
+        """The ensemble and every stage head from the stage-I embeddings (`{modality: (D, T, E)}`)."""
+        from hcam.modeling_hcam.modeling_hcam import _MIN_PROBABILITY
+
+        model, config = self.model, self.model.config
+        logits = {f"{m}_utterance": model.utterance_encoders[m].forward_head(embeddings[m]) for m in config.modalities}
         if config.stage >= 2:
             context_mask, plain_mask = model._attention_masks(utterance_mask, speaker_ids)
             if speaker_ids is not None:  # dialogues whose speaker ids are all -1 have no speakers
@@ -197,6 +227,20 @@ class HCAMInferenceGraph(nn.Module):
         heads = config.ensemble_stages or config.stage_heads()
         probabilities = torch.stack([logits[h].float().softmax(-1) for h in heads]).mean(0)
         return (probabilities.clamp_min(_MIN_PROBABILITY).log(), *(logits[h] for h in config.stage_heads()))
+
+
+class HCAMConversationGraph(nn.Module):
+    """conversation.onnx: stages II-III and the ensemble from stage-I embeddings `(D, T, E)` per modality, for a runner
+    that encodes turns in groups of similar length with model.onnx (each turn a one-turn dialogue) rather than padding
+    every turn of a conversation to its longest (hcam_onnx.py does)."""
+
+    def __init__(self, inference: HCAMInferenceGraph):
+        super().__init__()
+        self.inference = inference  # (not `graph`: the traced module has a `graph` of its own)
+
+    def forward(self, audio_embeddings=None, text_embeddings=None, utterance_mask=None, speaker_ids=None):
+        embeddings = {"audio": audio_embeddings, "text": text_embeddings}
+        return self.inference.from_embeddings(embeddings, utterance_mask, speaker_ids)
 
 
 @contextlib.contextmanager
@@ -284,26 +328,27 @@ def export_onnx(model, processor, folder, opset=18, check=True, atol=1e-4, log=p
 
 def _export_onnx(model, processor, folder, opset, check, atol, log):
     config = model.config
-    names, outputs = graph_input_names(config), graph_output_names(config)
     folder.mkdir(parents=True, exist_ok=True)
     example = _example_conversations(processor, config, (3, 2), seed=0)
-    dims = {axis: torch.export.Dim(axis) for axis in ("dialogues", "turns", "samples", "tokens")}
-    dynamic_shapes = {name: {i: dims[axis] for i, axis in enumerate(DYNAMIC_AXES[name])} for name in names}
     log(f"hcam-export: tracing {type(model).__name__} (stage {config.stage}, {', '.join(config.modalities)}"
         f"{', causal' if config.context == 'causal' and config.stage >= 2 else ''}) ...")
-    with torch.no_grad(), exportable(model) as graph, _quiet_exporter():
-        program = torch.onnx.export(
-            graph, (), kwargs={name: example[name] for name in names}, input_names=names, output_names=outputs,
-            dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, verbose=False,
-            external_data=sum(p.numel() * p.element_size() for p in model.parameters()) > 1.8e9,
-            custom_translation_table={torch.ops.hcam.gru.default: _gru_onnx},
-        )
-    program.save(str(folder / GRAPH_FILE))
+    width = config.utterance_embedding_size
+    with torch.no_grad(), exportable(model) as graph:
+        _write_graph(graph, {name: example[name] for name in graph_input_names(config)},
+                     graph_output_names(config) + embedding_names(config), folder / GRAPH_FILE, opset)
+        embeddings = {name: torch.randn(*example["utterance_mask"].shape, width) for name in embedding_names(config)}
+        _write_graph(HCAMConversationGraph(graph), {**embeddings, **{
+            name: example[name] for name in conversation_input_names(config) if name not in embeddings}},
+            graph_output_names(config), folder / CONVERSATION_FILE, opset)
     processor.save_pretrained(folder)
+    from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline
+
     settings = {
         "labels": [config.id2label[i] for i in range(config.num_labels)],
-        "inputs": names,
-        "outputs": outputs,
+        "inputs": graph_input_names(config),
+        "outputs": graph_output_names(config) + embedding_names(config),
+        "conversation_inputs": conversation_input_names(config),
+        "conversation_outputs": graph_output_names(config),
         "modalities": list(config.modalities),
         "stage": config.stage,
         "context": config.context,
@@ -313,40 +358,61 @@ def _export_onnx(model, processor, folder, opset, check, atol, log):
         "padding_value": processor.feature_extractor.padding_value,
         "max_text_tokens": processor.max_text_tokens,
         "pad_token_id": processor.tokenizer.pad_token_id or 0,
+        # how the runner groups turns for the encoders, as the pipeline does
+        "encoder_chunk_size": int(config.encoder_chunk_size),
+        "same_chunk_ratio": HCAMEmotionPipeline.SAME_CHUNK_RATIO,
     }
     (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     shutil.copyfile(RUNNER, folder / RUNNER_FILE)
     log(f"hcam-export: wrote {folder / GRAPH_FILE} ({(folder / GRAPH_FILE).stat().st_size / 2**20:.1f} MiB), "
-        f"{SETTINGS_FILE}, {RUNNER_FILE} and the processor")
+        f"{CONVERSATION_FILE}, {SETTINGS_FILE}, {RUNNER_FILE} and the processor")
     if not check:
         return None
-    difference = compare_with_pytorch(model, processor, folder / GRAPH_FILE)
+    difference = compare_with_pytorch(model, processor, folder)
     if difference > atol:
         raise ExportError(f"onnxruntime's outputs differ from PyTorch's by up to {difference:.2e} (more than "
-                          f"--atol {atol:g}) on a check batch: the graph in {folder} is not to be trusted; please "
+                          f"--atol {atol:g}) on a check batch: the graphs in {folder} are not to be trusted; please "
                           "report it with the model's config.json")
     log(f"hcam-export: onnxruntime matches PyTorch within {difference:.1e} on conversations of 5 and 2 turns "
         "(traced on 3 and 2)")
     return difference
 
 
-def compare_with_pytorch(model, processor, graph_path, turn_counts=(5, 2), seed=1):
-    """The largest difference between onnxruntime's outputs (every output, real turns) and the model's own forward
-    on random conversations of `turn_counts` turns."""
+def _write_graph(module, kwargs, output_names, path, opset):
+    names = list(kwargs)
+    dims = {axis: torch.export.Dim(axis) for axis in ("dialogues", "turns", "samples", "tokens")}
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            module, (), kwargs=kwargs, input_names=names, output_names=output_names,
+            dynamic_shapes={name: {i: dims[axis] for i, axis in enumerate(DYNAMIC_AXES[name])} for name in names},
+            opset_version=opset, dynamo=True, verbose=False,
+            external_data=sum(p.numel() * p.element_size() for p in module.parameters()) > 1.8e9,
+            custom_translation_table={torch.ops.hcam.gru.default: _gru_onnx},
+        )
+    program.save(str(path))
+
+
+def compare_with_pytorch(model, processor, folder, turn_counts=(5, 2), seed=1):
+    """The largest difference, over every output and real turn, between the model's own forward on random
+    conversations of `turn_counts` turns and onnxruntime: model.onnx on the processor's inputs, and conversation.onnx
+    on the embeddings model.onnx gives."""
     import onnxruntime
 
     config = model.config
-    inputs = _example_conversations(processor, config, turn_counts, seed)
-    names = graph_input_names(config)
-    session = onnxruntime.InferenceSession(str(graph_path), providers=["CPUExecutionProvider"])
-    results = session.run(None, {name: inputs[name].numpy() for name in names})
+    inputs = {name: value.numpy() for name, value in _example_conversations(processor, config, turn_counts,
+                                                                            seed).items()}
+    session = onnxruntime.InferenceSession(str(Path(folder) / GRAPH_FILE), providers=["CPUExecutionProvider"])
+    results = dict(zip(graph_output_names(config) + embedding_names(config),
+                       session.run(None, {name: inputs[name] for name in graph_input_names(config)})))
+    conversation = onnxruntime.InferenceSession(str(Path(folder) / CONVERSATION_FILE),
+                                                providers=["CPUExecutionProvider"])
+    from_embeddings = conversation.run(None, {name: {**inputs, **results}[name]
+                                              for name in conversation_input_names(config)})
     with torch.no_grad():
-        output = model(**{name: inputs[name] for name in ("input_values", "attention_mask", "input_ids",
-                                                          "text_attention_mask", "utterance_mask", "speaker_ids")
-                          if name in inputs})
-    turns = inputs["utterance_mask"].bool().numpy()
+        output = model(**{name: torch.from_numpy(inputs[name]) for name in graph_input_names(config)})
+    turns = inputs["utterance_mask"].astype(bool)
     return max(float(np.abs(result - output[name].numpy())[turns].max())
-               for name, result in zip(graph_output_names(config), results))
+               for name, result in [*results.items(), *zip(graph_output_names(config), from_embeddings)])
 
 
 # ------------------------------------------------------------------------------------------------------- the command
@@ -355,8 +421,8 @@ class ExportArguments:
     """hcam-export's options."""
 
     model: str = field(metadata={"help": "trained HCAM checkpoint: folder or Hub repo id"})
-    onnx: str = field(metadata={"help": f"folder to write the ONNX export to ({GRAPH_FILE}, {SETTINGS_FILE}, "
-                                        f"{RUNNER_FILE} and the processor)"})
+    onnx: str = field(metadata={"help": f"folder to write the ONNX export to ({GRAPH_FILE}, {CONVERSATION_FILE}, "
+                                        f"{SETTINGS_FILE}, {RUNNER_FILE} and the processor)"})
     opset: int = field(default=18, metadata={"help": "ONNX opset version"})
     check: bool = field(default=True, metadata={
         "help": "compare onnxruntime with PyTorch on random conversations of other lengths than the traced ones"})

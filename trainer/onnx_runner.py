@@ -12,8 +12,9 @@ no hcam). hcam-export copies this file into its output folder as hcam_onnx.py.
 The inputs are built as HCAMProcessor builds them (each turn's audio cut to max_duration_seconds and normalised to
 zero mean and unit variance, the transcript tokenised with tokenizer.json and cut to max_text_tokens, speakers
 numbered in order of first appearance; a conversation without speakers runs without speaker masks). Audio must
-already be at the model's sampling rate (16 kHz) and mono: this file does not resample. Several conversations in one
-call are padded together (every turn costs as much as the longest one): give one at a time when lengths differ a lot.
+already be at the model's sampling rate (16 kHz) and mono: this file does not resample. As HCAM's pipeline does, the
+encoders take turns of similar length together (model.onnx, each turn a one-turn dialogue), and the conversations
+then run from the turns' embeddings (conversation.onnx).
 """
 import json
 import os
@@ -33,8 +34,9 @@ class HCAMOnnx:
             self.settings = json.load(f)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(os.path.join(folder, "model.onnx"), options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session, self.conversation = (
+            onnxruntime.InferenceSession(os.path.join(folder, name), options, providers=["CPUExecutionProvider"])
+            for name in ("model.onnx", "conversation.onnx"))
         self.labels = self.settings["labels"]
         self.tokenizer = None
         if "text" in self.settings["modalities"]:
@@ -98,12 +100,57 @@ class HCAMOnnx:
                 feed[length][d, t, : len(v)] = 1
         return {name: feed[name] for name in self.settings["inputs"]}
 
+    def _groups(self, feed):
+        """The real turns `(dialogue, turn)` in groups for the encoders, as HCAM's pipeline makes them: longest first,
+        at most encoder_chunk_size turns, a new group once a turn is shorter than same_chunk_ratio of the group's
+        longest (audio samples, else tokens), so that padding takes little of any encoder call."""
+        mask = feed["attention_mask" if "attention_mask" in feed else "text_attention_mask"]
+        sizes = mask.sum(-1)
+        turns = sorted(zip(*np.nonzero(feed["utterance_mask"])), key=lambda dt: -sizes[dt])
+        groups = []
+        for turn in turns:
+            if (not groups or len(groups[-1]) == self.settings["encoder_chunk_size"]
+                    or sizes[turn] < self.settings["same_chunk_ratio"] * sizes[groups[-1][0]]):
+                groups.append([])
+            groups[-1].append(turn)
+        return groups
+
+    def run(self, feed):
+        """The graph's outputs (`logits`, then each stage head's) for the inputs `inputs()` gives. Turns of similar
+        length are encoded together (model.onnx, each turn a one-turn dialogue) and the conversations then run from
+        their embeddings (conversation.onnx); when every turn falls in one group, model.onnx runs them all at once."""
+        names = self.settings["conversation_outputs"]
+        groups = self._groups(feed)
+        if len(groups) == 1:
+            return dict(zip(names, self.session.run(names, feed)))
+        embedding_names = [n for n in self.settings["conversation_inputs"] if n.endswith("_embeddings")]
+        embeddings = {}
+        for group in groups:
+            rows, cols = (np.array(index) for index in zip(*group))
+            part = {}
+            for name in self.settings["inputs"]:
+                values = feed[name][rows, cols][:, None]  # (turns, 1, ...): one-turn dialogues
+                part[name] = values
+            for values, mask in (("input_values", "attention_mask"), ("input_ids", "text_attention_mask")):
+                if mask in part:  # cut to this group's longest turn
+                    width = int(part[mask].sum(-1).max())
+                    part[values], part[mask] = part[values][..., :width], part[mask][..., :width]
+            if "speaker_ids" in part:
+                part["speaker_ids"] = np.full_like(part["speaker_ids"], -1)
+            for name, values in zip(embedding_names, self.session.run(embedding_names, part)):
+                if name not in embeddings:
+                    embeddings[name] = np.zeros((*feed["utterance_mask"].shape, values.shape[-1]), np.float32)
+                embeddings[name][rows, cols] = values[:, 0]
+        conversation_feed = {name: embeddings[name] if name in embeddings else feed[name]
+                             for name in self.settings["conversation_inputs"]}
+        return dict(zip(names, self.conversation.run(names, conversation_feed)))
+
     def __call__(self, conversations):
         """Predictions for one conversation (a list of turns) or a list of conversations: per turn `label`, `score`,
         `probabilities` ({label: p}, the ensemble the model outputs) and `stages` ({head: label})."""
         single = bool(conversations) and isinstance(conversations[0], dict)
         batch = [conversations] if single else conversations
-        outputs = dict(zip(self.settings["outputs"], self.session.run(None, self.inputs(batch))))
+        outputs = self.run(self.inputs(batch))
         results = []
         for d, conversation in enumerate(batch):
             turns = []
