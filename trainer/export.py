@@ -141,6 +141,8 @@ class ExportableGRU(nn.Module):
     """Stands in for one of the model's `nn.GRU`s while it is exported (`run_gru` calls it with the lengths): the same
     parameters, given to `hcam::gru` in ONNX's layout. Outside an export it runs the GRU as the model does."""
 
+    takes_lengths = True  # what run_gru looks for
+
     def __init__(self, gru: nn.GRU):
         super().__init__()
         if gru.num_layers != 1 or not gru.bias or not gru.batch_first:
