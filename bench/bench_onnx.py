@@ -20,7 +20,8 @@ import tempfile
 import numpy as np
 import torch
 
-from common import dialogue_batch, hcam_config, interleaved, machine, paired_ratio, parser, report, row
+from common import (default_processor, dialogue_batch, hcam_config, interleaved, machine, paired_ratio, parser, report,
+                    row)
 
 SECONDS = [2.1, 3.4, 1.2, 4.8, 2.6, 1.7, 3.0, 5.5]  # MELD-like turn durations (bench_inference.py's)
 
@@ -36,7 +37,6 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=None, help="rounds per length (default 9; --quick 3)")
     args = p.parse_args(argv)
     import onnxruntime
-    from tiny import minilm_processor
 
     from hcam.modeling_hcam import HCAMForEmotionRecognition
     from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline
@@ -50,7 +50,7 @@ def main(argv=None):
 
     torch.manual_seed(0)
     model = HCAMForEmotionRecognition(hcam_config("tiny", stage=3)).eval()
-    processor = minilm_processor()
+    processor = default_processor()
     folder = tempfile.mkdtemp(prefix="bench-onnx-")
     started = datetime.datetime.now()
     difference = export_onnx(model, processor, folder, log=lambda line: None)

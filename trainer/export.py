@@ -73,7 +73,7 @@ class ExportError(ValueError):
 def graph_input_names(config) -> list[str]:
     """The exported graph's inputs for a model with `config`, in order."""
     wanted = set(config.modalities)
-    if config.stage >= 2 and config.use_speaker_masks:
+    if config.num_stages >= 2 and config.use_speaker_masks:
         wanted.add("speakers")
     return [name for name, needs in GRAPH_INPUTS.items() if needs is None or needs in wanted]
 
@@ -210,7 +210,7 @@ class HCAMInferenceGraph(nn.Module):
 
         model, config = self.model, self.model.config
         logits = {f"{m}_utterance": model.utterance_encoders[m].forward_head(embeddings[m]) for m in config.modalities}
-        if config.stage >= 2:
+        if config.num_stages >= 2:
             context_mask, plain_mask = model._attention_masks(utterance_mask, speaker_ids)
             if speaker_ids is not None:  # dialogues whose speaker ids are all -1 have no speakers
                 has_speakers = (speaker_ids >= 0).any(1)[:, None, None, None]
@@ -222,7 +222,7 @@ class HCAMInferenceGraph(nn.Module):
                 contexts[modality], _, _ = context_encoder.forward_features(embeddings[modality], lengths,
                                                                             context_mask)
                 logits[f"{modality}_context"] = context_encoder.forward_head(contexts[modality])
-            if config.stage >= 3:
+            if config.num_stages >= 3:
                 fused, _ = model.fusion.forward_features(contexts["audio"], contexts["text"], plain_mask)
                 logits["fusion"] = model.fusion.forward_head(fused)
         # the ensemble, as HCAMForEmotionRecognition.forward gives it in `logits`
@@ -250,7 +250,7 @@ def exportable(model):
     """`HCAMInferenceGraph(model)` with every GRU of `model` replaced by an `ExportableGRU` while the block runs (the
     model is given back as it was)."""
     encoders = list(model.utterance_encoders.values())
-    if model.config.stage >= 2:
+    if model.config.num_stages >= 2:
         encoders += list(model.context_encoders.values())
     originals = [encoder.gru for encoder in encoders]
     try:
@@ -332,8 +332,8 @@ def _export_onnx(model, processor, folder, opset, check, atol, log):
     config = model.config
     folder.mkdir(parents=True, exist_ok=True)
     example = _example_conversations(processor, config, (3, 2), seed=0)
-    log(f"hcam-export: tracing {type(model).__name__} (stage {config.stage}, {', '.join(config.modalities)}"
-        f"{', causal' if config.context == 'causal' and config.stage >= 2 else ''}) ...")
+    log(f"hcam-export: tracing {type(model).__name__} ({config.num_stages} stage(s), {', '.join(config.modalities)}"
+        f"{', causal' if config.context == 'causal' and config.num_stages >= 2 else ''}) ...")
     width = config.utterance_embedding_size
     with torch.no_grad(), exportable(model) as graph:
         _write_graph(graph, {name: example[name] for name in graph_input_names(config)},
@@ -352,7 +352,7 @@ def _export_onnx(model, processor, folder, opset, check, atol, log):
         "conversation_inputs": conversation_input_names(config),
         "conversation_outputs": graph_output_names(config),
         "modalities": list(config.modalities),
-        "stage": config.stage,
+        "num_stages": config.num_stages,
         "context": config.context,
         "sampling_rate": processor.feature_extractor.sampling_rate,
         "do_normalize": processor.feature_extractor.do_normalize,
