@@ -207,7 +207,7 @@ def test_command_line_errors_exit_2_without_traceback(tmp_path, capsys):
         main(["--model", str(tmp_path / "missing"), "--onnx", str(tmp_path / "out")])
     assert stopped.value.code == 2
     err = capsys.readouterr().err
-    assert "hcam-export: error:" in err and "Traceback" not in err and "missing" in err
+    assert "hcam-export: error: no such folder" in err and "Traceback" not in err and "missing" in err
     with pytest.raises(SystemExit) as stopped:
         main(["--model", str(tmp_path)])  # --onnx is required
     assert stopped.value.code == 2

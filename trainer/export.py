@@ -444,10 +444,12 @@ def main(argv=None):
         if missing:  # checked before the model loads
             raise SystemExit(f"{', '.join(missing)} not installed: hcam-export needs pip install \"hcam[export]\" "
                              "(onnx, onnxscript, onnxruntime)")
+        from hcam.modeling_hcam.configuration_hcam import check_local_folder
         from hcam.processing.cli import debugging
         from hcam.trainer.predict import PredictError, load_pipeline
 
         try:
+            check_local_folder(args.model)  # "no such folder" rather than transformers' "Repo id must ..."
             pipe = load_pipeline(args.model, device="cpu")
             export_onnx(pipe.model, pipe.processor, args.onnx, opset=args.opset, check=args.check, atol=args.atol,
                         log=lambda line: print(line, file=sys.stderr))
