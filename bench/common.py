@@ -63,6 +63,14 @@ def hcam_config(size="tiny", stage=3, modalities=("audio", "text"), **overrides)
     return HCAMConfig(**kwargs)
 
 
+def default_processor():
+    """The processor of a model built with `hcam_config("tiny")`: all-MiniLM-L6-v2's tokenizer, read offline."""
+    from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER, HCAMProcessor
+    from hcam.processing.encoders import resolve_encoder_path
+
+    return HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER, text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER))
+
+
 def dialogue_batch(dialogue_turns, seconds, tokens, seed=0, vocab=30000, num_labels=len(LABELS)):
     """Processor-format inputs: `dialogue_turns` dialogues, turn durations drawn from `seconds` (list per turn)."""
     generator = torch.Generator().manual_seed(seed)

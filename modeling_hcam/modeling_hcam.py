@@ -246,7 +246,11 @@ def run_bigru(gru, inputs, lengths):
 
 def run_gru(gru, inputs, lengths):
     """`gru` over left-aligned padded sequences `(N, T, E)`, zeros at padded steps: `run_bigru` for a bi-GRU; a
-    forward-only GRU (causal stage II) reads the real steps before the padding, so it runs on the padded batch as is."""
+    forward-only GRU (causal stage II) reads the real steps before the padding, so it runs on the padded batch as is.
+    A stand-in that `takes_lengths` is called with them: hcam-export's (`hcam.trainer.export.ExportableGRU`), since
+    torch.export can trace neither packing nor a GRU over a dynamic number of steps."""
+    if getattr(gru, "takes_lengths", False):
+        return gru(inputs, lengths)
     if gru.bidirectional:
         return run_bigru(gru, inputs, lengths)
     outputs, _ = gru(inputs)

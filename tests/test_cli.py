@@ -167,6 +167,7 @@ PROGRAMS = {
     "hcam.processing.data_check": ("hcam.processing.data_check", ()),
     "hcam-cache": ("hcam.processing.cache", ()),
     "hcam-app": ("hcam.trainer.app", ()),
+    "hcam-export": ("hcam.trainer.export", ()),
 }
 
 
