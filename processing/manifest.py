@@ -59,7 +59,8 @@ def audio_duration(path: str) -> float:
 def check_rows(split: str, rows: list[dict[str, Any]], *, label_names: Iterable[str] | None = None,
                require_text: bool = True, require_audio: bool = False, require_label: bool = True,
                read_durations: bool = True) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """Check rows of one split; return (good rows, problems). Rows may carry ``_item`` (a source id).
+    """Check rows of one split; return (good rows, problems). Rows may carry ``_item`` (a source id; it stays in the
+    row, and `rows_to_dataset` leaves it out like every ``_`` key).
 
     Checks: empty dialogue id, non-integer turn, empty/unknown label, empty text (when required),
     missing/empty/corrupt audio file, duplicate (dialogue_id, turn). Fills ``duration`` from the
@@ -68,7 +69,7 @@ def check_rows(split: str, rows: list[dict[str, Any]], *, label_names: Iterable[
     allowed = set(label_names) if label_names is not None else None
     good, problems, seen = [], [], {}
     for row in rows:
-        item = row.pop("_item", None) or f"{split}/{row.get('dialogue_id')}#{row.get('turn')}"
+        item = row.get("_item") or f"{split}/{row.get('dialogue_id')}#{row.get('turn')}"
 
         def bad(kind: str, message: str) -> None:
             problems.append(Problem(item=item, kind=kind, message=message, split=split))
@@ -131,12 +132,26 @@ def check_rows(split: str, rows: list[dict[str, Any]], *, label_names: Iterable[
     return good, problems
 
 
-def rows_to_dataset(rows: list[dict[str, Any]]) -> Dataset:
-    """Sort rows by (dialogue first appearance, turn), renumber turns 0.., and build a Dataset."""
+def sort_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checked rows sorted by (order of their dialogue's first appearance, turn)."""
     order: dict[str, int] = {}
     for row in rows:
         order.setdefault(row["dialogue_id"], len(order))
-    rows = sorted(rows, key=lambda r: (order[r["dialogue_id"]], r["turn"]))
+    return sorted(rows, key=lambda r: (order[r["dialogue_id"]], r["turn"]))
+
+
+def rows_to_conversations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checked rows as conversations ``{"dialogue_id", "turns": [rows in turn order]}``, in order of first
+    appearance. The rows keep their source ``turn`` numbers (a conversation's position is its list index)."""
+    conversations: dict[str, list] = {}
+    for row in sort_rows(rows):
+        conversations.setdefault(row["dialogue_id"], []).append(row)
+    return [{"dialogue_id": dialogue_id, "turns": turns} for dialogue_id, turns in conversations.items()]
+
+
+def rows_to_dataset(rows: list[dict[str, Any]]) -> Dataset:
+    """Sort rows by (dialogue first appearance, turn), renumber turns 0.., and build a Dataset."""
+    rows = sort_rows(rows)
     position: dict[str, int] = {}
     for row in rows:
         row["turn"] = position.get(row["dialogue_id"], 0)
@@ -191,8 +206,20 @@ def build_dataset_dict(rows_by_split: dict[str, list[dict[str, Any]]], report: D
 # --------------------------------------------------------------------------------------------
 # Manifest files
 # --------------------------------------------------------------------------------------------
-def _read_table(path: Path, report: DataReport, split: str) -> tuple[list[str], list[tuple[int, dict]], list[Problem]]:
-    """Rows of a CSV/TSV/JSONL file as (line number, dict); malformed rows become problems."""
+def read_table(path, split: str | None = None) -> tuple[list[str], list[tuple[int, dict]], list[Problem]]:
+    """The one reader of CSV (``.csv``, ``.txt``), TSV (``.tsv``) and JSON-lines (``.jsonl``, ``.json``) tables.
+
+    Args:
+        path: the file.
+        split: the split its rows belong to, for the problems (None: not part of a split).
+    Returns:
+        (column names in file order, rows as (line number, {column: value}), problems): a malformed row (wrong field
+        count, a line that is not a JSON object) is a `Problem` named ``<file>:<line>``, left to the caller
+        (`raise_or_skip`). A missing, empty, non-UTF-8 or unparsable file raises `HCAMDataError` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HCAMDataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     problems: list[Problem] = []
     rows: list[tuple[int, dict]] = []
@@ -211,18 +238,18 @@ def _read_table(path: Path, report: DataReport, split: str) -> tuple[list[str], 
                         continue
                     if not isinstance(record, dict):
                         problems.append(Problem(f"{path.name}:{line_no}", "bad_row",
-                                                "a JSON-lines manifest needs one object per line", split))
+                                                "a JSON-lines table needs one object per line", split))
                         continue
                     columns.extend(k for k in record if k not in columns)
                     rows.append((line_no, record))
                 return columns, rows, problems
             if suffix not in (".csv", ".tsv", ".txt"):
-                raise HCAMDataError(f"{path}: unknown manifest format {suffix!r}; use .csv, .tsv or .jsonl")
+                raise HCAMDataError(f"{path}: unknown table format {suffix!r}; use .csv, .tsv or .jsonl")
             reader = csv.reader(f, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
             try:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
-                raise HCAMDataError(f"{path} is empty; a manifest needs a header row and one row per utterance")
+                raise HCAMDataError(f"{path} is empty; a table needs a header row and one row per utterance")
             while True:
                 try:
                     fields = next(reader)
@@ -244,20 +271,26 @@ def _read_table(path: Path, report: DataReport, split: str) -> tuple[list[str], 
         raise HCAMDataError(f"{path} is not UTF-8 text (byte {err.start}): save it as UTF-8") from err
 
 
-def read_manifest_file(path, split: str, report: DataReport, *, dialogue_id_column: str = "dialogue_id",
-                       turn_column: str | None = "turn", speaker_column: str | None = "speaker",
-                       text_column: str | None = "text", audio_column: str | None = "audio",
-                       label_column: str | None = "label") -> tuple[list[dict], list[Problem], dict]:
+def read_manifest_file(path, split: str, report: DataReport, **column_names) -> tuple[list[dict], list[Problem], dict]:
     """Rows of one manifest file in the standard schema (not yet checked) and the file's traits."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise HCAMDataError(f"Manifest for split {split!r} not found: {path}")
-    columns, raw_rows, problems = _read_table(path, report, split)
+    columns, raw_rows, problems = read_table(path, split)
+    rows, traits = _schema_rows(path, split, report, columns, raw_rows, **column_names)
+    return rows, problems, traits
 
-    def need(column, flag):
+
+def _schema_rows(path: Path, split: str, report: DataReport, columns: list[str], raw_rows: list[tuple[int, dict]], *,
+                 dialogue_id_column: str = "dialogue_id", turn_column: str | None = "turn",
+                 speaker_column: str | None = "speaker", text_column: str | None = "text",
+                 audio_column: str | None = "audio", label_column: str | None = "label") -> tuple[list[dict], dict]:
+    """A table's rows mapped to the standard schema (audio paths resolved against the table's folder)."""
+
+    def need(column, option):
         if column is None or column not in columns:
-            raise HCAMDataError(f"{path}: column {column!r} not found (columns: {columns}); rename it or "
-                                f"pass {flag}=<your column name>")
+            raise HCAMDataError(f"{path}: column {column!r} not found (columns: {columns}); rename it or name "
+                                f"yours with --{option}_name (command line) or {option}= (Python)")
 
     need(dialogue_id_column, "dialogue_id_column")
     if label_column is not None:
@@ -302,7 +335,37 @@ def read_manifest_file(path, split: str, report: DataReport, *, dialogue_id_colu
             if key not in mapped and key not in SCHEMA_FEATURES:
                 row[key] = _parse_extra(key, value)
         rows.append(row)
-    return rows, problems, {"has_text": has_text, "has_audio": has_audio}
+    return rows, {"has_text": has_text, "has_audio": has_audio}
+
+
+def read_conversations(path, *, split: str = "input", report: DataReport | None = None,
+                       **column_names) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """The conversations of one manifest, for inference (what ``hcam-predict --manifest`` reads).
+
+    Args:
+        path: a CSV/TSV/JSONL manifest (audio paths relative to it).
+        split: the name its rows' problems carry.
+        report: receives the notes (a column the file lacks); a new one when None.
+        **column_names: as `read_manifest` (``text_column=...``; None = the default name). The label column is
+            read when the file has it; one named explicitly must exist.
+    Returns:
+        (conversations ``[{"dialogue_id", "turns": [rows in the standard schema, in turn order]}]`` in order of
+        first appearance, problems of the rows left out). Rows are checked for what any use needs: a dialogue id,
+        an integer turn, an audio file that exists and is not empty when one is named, no duplicate turn; text,
+        audio and labels may be missing (an audio-only or text-only model, unlabelled input). Each row keeps its
+        source id in ``_item`` (``input/<dialogue>#<turn> (<file>:<line>)``). The problems are not raised: the
+        caller decides with `raise_or_skip`, together with any it finds itself.
+    """
+    path = Path(path).expanduser().resolve()
+    report = report if report is not None else DataReport(dataset=path.name)
+    columns, raw_rows, problems = read_table(path, split)
+    column_names = {name: value for name, value in column_names.items() if value is not None}
+    if "label_column" not in column_names and "label" not in columns:
+        column_names["label_column"] = None  # unlabelled input
+    rows, _ = _schema_rows(path, split, report, columns, raw_rows, **column_names)
+    good, found = check_rows(split, rows, require_text=False, require_audio=False, require_label=False,
+                             read_durations=False)
+    return rows_to_conversations(good), problems + found
 
 
 def _parse_extra(key: str, value: Any) -> Any:
