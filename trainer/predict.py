@@ -387,46 +387,41 @@ def _record_transcript(turn, result, backend):
 
 
 def _audio_problem(turn, feature_extractor, check_levels):
-    """(kind, message) when the turn's audio cannot be read, or, with `check_levels`, when the model's feature
-    extractor would refuse it (too short, silent, NaN: its own rules); None when it is fine."""
+    """((kind, message) or None, the decoded waveform or None): a problem when the turn's audio cannot be read, or,
+    with `check_levels`, when the model's feature extractor would refuse it (too short, silent, NaN: its own rules)."""
     audio = turn["audio"]
-    if isinstance(audio, np.ndarray):
-        waveform = audio
+    if isinstance(audio, np.ndarray):  # a recording's clip (read_recording), at SAMPLING_RATE
+        waveform = feature_extractor.waveform(audio, str(turn["item"]), SAMPLING_RATE)
     else:
         if not audio:
-            return "missing_audio", "no audio, but this model (or ASR) needs each turn's speech"
+            return ("missing_audio", "no audio, but this model (or ASR) needs each turn's speech"), None
         if not os.path.isfile(audio):
-            return "missing_audio", f"audio file not found: {audio}"
+            return ("missing_audio", f"audio file not found: {audio}"), None
         if os.path.getsize(audio) == 0:
-            return "empty_audio", f"audio file is empty (0 bytes): {audio}"
+            return ("empty_audio", f"audio file is empty (0 bytes): {audio}"), None
         try:
             waveform = feature_extractor.waveform(audio, where=str(audio))
         except (ValueError, OSError) as error:
-            return "corrupt_audio", f"cannot decode: {error}; re-export or remove the file"
-    if not check_levels:
-        return None
-    try:
-        feature_extractor([waveform], sampling_rate=feature_extractor.sampling_rate, return_tensors="np")
-    except ValueError as error:  # HCAMAudioError: it names "dialogue 0, turn 0", the only one given here
-        message = re.sub(r"^audio dialogue 0, turn 0 ", "audio ", str(error))
-        kind = ("silent_audio" if "silent" in message else "short_audio" if "shorter than" in message
-                else "corrupt_audio")
-        return kind, message
-    return None
+            return ("corrupt_audio", f"cannot decode: {error}; re-export or remove the file"), None
+    if check_levels:
+        try:
+            feature_extractor([waveform], sampling_rate=feature_extractor.sampling_rate, return_tensors="np")
+        except ValueError as error:  # HCAMAudioError: it names "dialogue 0, turn 0", the only one given here
+            message = re.sub(r"^audio dialogue 0, turn 0 ", "audio ", str(error))
+            kind = ("silent_audio" if "silent" in message else "short_audio" if "shorter than" in message
+                    else "corrupt_audio")
+            return (kind, message), None
+    return None, waveform
 
 
-def _turn_problems(conversations, feature_extractor, uses_text, uses_audio, transcriber, asr_for_eval,
-                   progress=False) -> list:
+def _turn_problems(conversations, feature_extractor, uses_text, uses_audio, transcriber, asr_for_eval) -> list:
     """Every turn the model cannot read, as problems (Problem.item is the turn's item; the turn is marked "bad"), and
-    each turn's "transcribe" mark (ASR gives its text; its gold text is kept in "gold_text")."""
-    from tqdm.auto import tqdm
-
+    each turn's "transcribe" mark (ASR gives its text; its gold text is kept in "gold_text"). A turn whose audio is
+    read keeps it decoded in "waveform" (at the feature extractor's rate) for the pipeline."""
     from hcam.processing.report import Problem
 
     problems = []
-    turns = [turn for conversation in conversations for turn in conversation["turns"]]
-    for turn in tqdm(turns, desc="checking turns", unit="turn", disable=not progress or not (uses_audio or transcriber),
-                     file=sys.stderr):
+    for turn in (turn for conversation in conversations for turn in conversation["turns"]):
         transcribe = transcriber is not None and (asr_for_eval != "none" or not turn["text"])
         if transcribe and turn["text"]:
             turn["gold_text"] = turn["text"]
@@ -436,7 +431,7 @@ def _turn_problems(conversations, feature_extractor, uses_text, uses_audio, tran
             found = ("empty_text", "no text, and this model reads transcripts: give the text, or transcribe it with "
                                    "--asr whisper (pip install \"hcam[asr]\")")
         elif uses_audio or transcribe:
-            found = _audio_problem(turn, feature_extractor, check_levels=uses_audio)
+            found, turn["waveform"] = _audio_problem(turn, feature_extractor, check_levels=uses_audio)
         turn["bad"] = found is not None
         if found:
             problems.append(Problem(turn["item"], *found, "input"))
@@ -459,31 +454,28 @@ def report_path(output) -> Path | None:
     return None if str(output) == "-" else Path(output).with_suffix(".data_report.json")
 
 
-def _leave_out_bad_turns(conversations, problems, skip_bad, output, source):
-    """One decision for every problem found (hcam.processing.report.raise_or_skip): with `skip_bad` the bad turns
-    (and conversations left with none) go, listed on stderr and in the data report beside `output`; without it one
-    error lists them all (the report is written too). Returns the conversations to predict."""
+def _report_bad_turns(problems, skip_bad, output, source, total=None, left_out=None):
+    """One decision for every problem found (hcam.processing.report.raise_or_skip): with `skip_bad` they are listed
+    on stderr and in the data report beside `output` (the bad turns were left out); without it one error lists them
+    all (the report is written too). No problem: a report of an earlier run beside `output` goes."""
     from hcam.processing.report import DataReport, HCAMDataError, raise_or_skip
 
-    report = DataReport(dataset=source)
+    report = DataReport(dataset=str(source))
     path = report_path(output)
     if not problems:
         if path is not None and path.is_file():
-            path.unlink()  # a report of an earlier run would describe other input
-        return conversations
+            path.unlink()  # it would describe other input
+        return
     try:
-        raise_or_skip(problems, report, skip_bad, what=source)
+        raise_or_skip(problems, report, skip_bad, what=str(source))
     except HCAMDataError as error:
+        report.problems = list(problems)
         if path is not None:
-            report.problems = list(problems)
             path.parent.mkdir(parents=True, exist_ok=True)
             report.to_json(path)
         raise PredictError(f"{error}" + (f"\nAll of them are listed in {path}." if path is not None else "")) from None
-    kept = [{**c, "turns": [t for t in c["turns"] if not t.get("bad")]} for c in conversations]
-    kept = [c for c in kept if c["turns"]]
-    left_out = sum(len(c["turns"]) for c in conversations) - sum(len(c["turns"]) for c in kept)
-    report.note(f"{left_out} turn(s) of {sum(len(c['turns']) for c in conversations)} left out; each conversation "
-                "was predicted without its bad turns")
+    if left_out is not None:
+        report.note(f"{left_out} turn(s) of {total} left out; each conversation was predicted without its bad turns")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         report.to_json(path)
@@ -492,9 +484,6 @@ def _leave_out_bad_turns(conversations, problems, skip_bad, output, source):
     print(f"hcam-predict: {len(problems)} bad item(s) left out (--skip_bad, the default; --skip_bad false stops "
           f"instead):{shown}{more}" + (f"\nAll of them are listed in {path}." if path is not None else ""),
           file=sys.stderr)
-    if not kept:
-        raise PredictError(f"no turn left to predict: every one of {source} was left out (listed above)")
-    return kept
 
 
 def _write_metrics(references, predictions, asr_pairs, asr_for_eval, output, metrics_file):
@@ -524,10 +513,12 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
     `plot`, a timeline picture of the first `plot_dialogues` conversations, with stage II's attention arcs for turn
     `plot_attention_turn`); return the metrics (or None).
 
-    Before anything runs, every turn is checked for what the model reads (text; audio that exists, decodes and that
-    the feature extractor takes: not silent, not too short). Those problems and the readers' (`problems`) are decided
-    together: with `skip_bad` the bad turns are left out (each conversation is predicted without them) and listed on
-    stderr and in <output>.data_report.json; without it one error lists them all and nothing is predicted.
+    Each conversation's turns are checked just before the model reads them (text; audio that exists, decodes and that
+    the feature extractor takes: not silent, not too short; the decoded audio goes on to the model, read once). Those
+    problems and the readers' (`problems`) are decided together at the end: with `skip_bad` the bad turns are left
+    out (each conversation is predicted without them) and listed on stderr and in <output>.data_report.json; without
+    it, prediction stops at the first problem, every remaining turn is still checked, one error lists them all and
+    no output file is left.
 
     Speech recognition goes through the pipeline's `transcriber` (`hcam.processing.asr.Transcriber(asr,
     **asr_options)`): turns without text (or, with `asr_for_eval`, every turn, its gold text kept in `gold_text`) are
@@ -547,38 +538,48 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
         from hcam.processing.asr import Transcriber
 
         transcriber = Transcriber(asr_backend, **(asr_options or {}))
-    found = list(problems or []) + _turn_problems(conversations, pipe.processor.feature_extractor, uses_text,
-                                                  uses_audio, transcriber, asr_for_eval, progress)
-    conversations = _leave_out_bad_turns(conversations, found, skip_bad, output, source)
     if evaluate:
         _check_labels(conversations, labels)
     if transcriber is not None and asr_progress:
         from hcam.trainer.recordings import ProgressTranscriber
 
         transcriber = ProgressTranscriber(transcriber, progress=progress)
+    feature_extractor = pipe.processor.feature_extractor
+    found = list(problems or [])  # the readers' problems, then each conversation's bad turns as it is checked
+    kept = []  # the conversations given to the pipeline, without their bad turns, in order
+    total = sum(len(c["turns"]) for c in conversations)
+    bar = tqdm(total=total, desc="hcam-predict" + (f" (ASR: {asr_backend})" if transcriber else ""), unit="turn",
+               disable=not progress, file=sys.stderr)
 
     def inputs():
+        """Each conversation checked just before the model reads it (its audio decoded once, for both); after a
+        problem without `skip_bad`, nothing more is predicted but every turn is still checked, to list them all."""
         for conversation in conversations:
+            found.extend(_turn_problems([conversation], feature_extractor, uses_text, uses_audio, transcriber,
+                                        asr_for_eval))
+            turns = [t for t in conversation["turns"] if not t["bad"]]
+            stop = found and not skip_bad
+            bar.update(len(conversation["turns"]) - (0 if stop else len(turns)))
+            if stop or not turns:
+                for turn in conversation["turns"]:
+                    turn.pop("waveform", None)
+                continue
+            kept.append({**conversation, "turns": turns})
             yield {"dialogue_id": conversation["dialogue_id"],
-                   "turns": [{"audio": t["audio"] if (uses_audio or t["transcribe"]) else None,
+                   "turns": [{"audio": t.pop("waveform", None) if (uses_audio or t["transcribe"]) else None,
+                              "sampling_rate": feature_extractor.sampling_rate,
                               "text": "" if t["transcribe"] else (t["text"] if uses_text else None),
-                              "speaker": t["speaker"] or None,
-                              # a recording's clips are arrays at SAMPLING_RATE (read_recording)
-                              **({"sampling_rate": SAMPLING_RATE} if isinstance(t["audio"], np.ndarray) else {})}
-                             for t in conversation["turns"]]}
+                              "speaker": t["speaker"] or None} for t in turns]}
 
     writer = _Writer(Path(output), labels, heads, atomic=True)
     completed = False
     references, predictions, asr_pairs = [], {h: [] for h in ["ensemble"] + heads}, []
-    total = sum(len(c["turns"]) for c in conversations)
-    bar = tqdm(total=total, desc="hcam-predict" + (f" (ASR: {asr_backend})" if transcriber else ""), unit="turn",
-               disable=not progress, file=sys.stderr)
     kwargs = {"transcriber": transcriber} if transcriber is not None else {}
     plotted = []
     try:
-        for conversation, results in zip(conversations, pipe(inputs(), batch_size=batch_size, progress=bar.update,
-                                                             output_attentions=plot_attention_turn is not None,
-                                                             **kwargs)):
+        for index, results in enumerate(pipe(inputs(), batch_size=batch_size, progress=bar.update,
+                                             output_attentions=plot_attention_turn is not None, **kwargs)):
+            conversation = kept[index]
             for turn, result in zip(conversation["turns"], results):
                 if turn["transcribe"]:
                     source = result["text_source"]  # "asr" or "asr:empty"
@@ -596,12 +597,16 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
                         predictions[head].append(config.label2id[result["stages"][head]])
             if plot is not None and len(plotted) < plot_dialogues:
                 plotted.append(_plot_input(conversation, results))
-        completed = True
+        completed = bool(kept) and (skip_bad or not found)
     except ValueError as error:
         raise PredictError(str(error)) from error
     finally:
         bar.close()
         writer.close(completed)
+    _report_bad_turns(found, skip_bad, output, source, total, total - sum(len(c["turns"]) for c in kept))
+    if not kept:
+        raise PredictError(f"no turn left to predict: every one of {source} was left out (listed above)")
+    conversations = kept
     if plot is not None and plotted:
         from hcam.hub_cards.plots import plot_conversations
 
@@ -917,8 +922,8 @@ def main(argv=None):
         if args.recording and not args.segments:  # after loading the model: a wrong one fails before the segmentation
             conversations = read_recording(args.recording, progress=not args.no_progress, **turn_options)
         if args.live:
-            if sources:
-                conversations = _leave_out_bad_turns(conversations, problems, args.skip_bad, "-", sources[0])
+            if sources:  # the readers' problems; each turn is checked by the stream as it comes
+                _report_bad_turns(problems, args.skip_bad, args.output, getattr(args, sources[0]))
             turns = _conversation_turns(conversations, args.realtime) if sources else read_live_lines(sys.stdin)
             done, bad = predict_live(turns, pipe, args.output, asr=args.asr, asr_options=asr_options,
                                      skip_bad=args.skip_bad)
