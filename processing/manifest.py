@@ -15,6 +15,10 @@ scripts. Audio paths are relative to the manifest file (absolute paths are kept)
 ``turn`` (default: order of appearance in the dialogue), ``speaker`` (default ""), ``audio``
 (default "", text-only), ``text`` (absent = audio-only dataset: text "" everywhere), ``label``
 (``label_column=None``: unlabelled data, label ""). Any other column is kept as an extra column.
+
+`read_table` is the one reader of CSV/TSV/JSON-lines tables (the corpus readers and hcam-predict's transcripts and
+segments tables use it too); `read_conversations` reads one manifest as conversations for inference (what
+``hcam-predict --manifest`` runs).
 """
 from __future__ import annotations
 
