@@ -40,12 +40,11 @@ Resumable: a finished stage folder is never retrained. Writes <output_dir>/ablat
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stacking_experiment import RECIPE, heads_of, last_stage_tag, mean_std, results, stage  # noqa: E402
+from stacking_experiment import RECIPE, heads_of, last_stage_tag, mean_std, results, sequence, stage  # noqa: E402
 
-from hcam.trainer.hub import read_json  # noqa: E402  (the JSON file in a folder, or None)
+from hcam.trainer.stage_folder import RESULTS, StageFolder, read_json  # noqa: E402
+from hcam.trainer.stages import Stage  # noqa: E402
 
 # name -> (stage-I setting, flags of stage 2, flags of stage 3, reuses full's stage-2 folders)
 VARIANTS = {
@@ -90,20 +89,22 @@ class Runner:
         self.cache = ["--embedding_cache_dir", os.path.join(self.out, ".embedding_cache")]
         self.wall_seconds = (read_json(self.out, "ablation.json") or {}).get("wall_seconds", {})
 
-    def run(self, folder, name, flags, extra, recipe=True):
-        """stacking_experiment.stage with this corpus and recipe (`recipe=False`: none); wall seconds recorded."""
-        folder, seconds = stage(folder, name, flags, extra, self.log, self.dataset_flags,
-                                recipe=self.args.recipe if recipe else None)
-        if seconds:
-            self.wall_seconds[os.path.relpath(folder, self.out)] = round(seconds, 1)
-        return folder, seconds
+    def record(self, root, seconds):
+        for tag, spent in seconds.items():
+            self.wall_seconds[os.path.relpath(os.path.join(root, tag), self.out)] = round(spent, 1)
+
+    def run(self, root, stages, flags, done=None):
+        """stacking_experiment.sequence with this corpus and recipe; {tag: folder}; wall seconds recorded."""
+        folders, seconds = sequence(root, flags, self.log, self.dataset_flags, stages=stages, done=done,
+                                    recipe=self.args.recipe)
+        self.record(root, seconds)
+        return folders
 
     def stage1(self, setting, seed):
-        """{modality: folder} of the stage-I models of `setting` for `seed` (or the shared --stage1_seed)."""
+        """{tag: folder} of the stage-I models of `setting` for `seed` (or the shared --stage1_seed)."""
         seed = self.args.stage1_seed if self.args.stage1_seed is not None else seed
         root = os.path.join(self.out, f"stage1-{setting}-seed{seed}")
-        return {m: self.run(root, f"stage1-{m}", ["--stage", "1", "--modality", m],
-                            [*STAGE1_FLAGS[setting], "--seed", str(seed)])[0] for m in self.args.modalities}
+        return self.run(root, [Stage(1, m) for m in self.args.modalities], [*STAGE1_FLAGS[setting], "--seed", str(seed)])
 
     def variant(self, name, seed):
         """Train `name` for `seed`; the folder of its final model."""
@@ -113,16 +114,19 @@ class Runner:
         if name == "joint":  # one modality: its stages I-II at once (--stage 2 --modality M --joint_training)
             modalities = self.args.modalities
             stage_flags = ["--stage", "3"] if len(modalities) == 2 else ["--stage", "2", "--modality", modalities[0]]
-            return self.run(out, last_stage_tag(modalities), stage_flags, [*joint_flags(self.args.recipe, modalities), "--seed", str(seed)],
-                            recipe=False)[0]
+            # not a stage of the sequence (no --init_from): one run_stage.py run, without the recipe
+            folder, seconds = stage(out, last_stage_tag(modalities), stage_flags,
+                                    [*joint_flags(self.args.recipe, modalities), "--seed", str(seed)], self.log,
+                                    self.dataset_flags, recipe=None)
+            self.record(out, {last_stage_tag(modalities): seconds} if seconds else {})
+            return folder
         stage1 = self.stage1(setting, seed)
         stage2_root = os.path.join(self.out, "full", f"seed{seed}") if reuse else out
-        stage2 = {m: self.run(stage2_root, f"stage2-{m}", ["--stage", "2", "--modality", m, "--init_from", stage1[m]],
-                              [*flags2, *extra])[0] for m in self.args.modalities}
+        stage2 = [Stage(2, m) for m in self.args.modalities]
+        folders = self.run(stage2_root, stage2, [*flags2, *extra], done=stage1)
         if len(self.args.modalities) == 1:
-            return stage2[self.args.modalities[0]]
-        return self.run(out, "stage3", ["--stage", "3", "--init_from", stage2["audio"], stage2["text"]],
-                        [*flags3, *extra])[0]
+            return folders[stage2[0].tag]
+        return self.run(out, [Stage(3)], [*flags3, *extra], done=folders)[Stage(3).tag]
 
 
 def own_stage_folders(out, name, seed, modalities):
@@ -136,7 +140,7 @@ def own_stage_folders(out, name, seed, modalities):
 
 def train_seconds(folders):
     """The Trainer's train_runtime summed over finished stage folders (None if one is missing)."""
-    values = [(read_json(f, "all_results.json") or {}).get("train_runtime") for f in folders]
+    values = [(read_json(f, RESULTS) or {}).get("train_runtime") for f in folders]
     return sum(values) if values and None not in values else None
 
 
@@ -151,7 +155,7 @@ def collect(args, variants):
     for name in variants:
         for seed in args.seeds:
             folder = final_folder(args.output_dir, name, seed, args.modalities)
-            if not os.path.exists(os.path.join(folder, "hcam_stage.json")):
+            if not StageFolder.is_finished(folder):
                 continue
             row = rows.setdefault(name, {"runs": {}, "seconds": []})
             row["runs"][str(seed)] = results(folder)

@@ -18,7 +18,7 @@ import tempfile
 import numpy as np
 import torch
 
-from common import LABELS, encoder_configs, hcam_config, interleaved, machine, overrides_note, paired_ratio, parser, report, row
+from common import LABELS, hcam_config, interleaved, machine, overrides_note, paired_ratio, parser, report, row
 
 SPEED_BAR, BREAK_EVEN_BAR = 10.0, 1.2
 

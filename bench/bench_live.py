@@ -24,7 +24,6 @@ import platform
 import statistics
 import sys
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import torch

@@ -3,7 +3,7 @@
 
 The batches come from the code training runs: the command line goes through run_stage's `parse_args` (so the
 stage's defaults apply: stage I `--train_sampling_strategy group_by_length --length_column_name length`, its
-batch size), the `length` column is filled by run_stage's `with_lengths`, and the index batches are read from
+batch size), the `length` column is filled by `hcam.trainer.data.with_lengths` (as run_stage.py fills it), and the index batches are read from
 `HCAMStageTrainer.get_train_dataloader()` (transformers' `LengthGroupedSampler` behind it). The other side is the
 same command with `--train_sampling_strategy random`.
 Bar: stage I's batches reach >= 0.90 on MELD's durations. Stages II-III train with their default (random) order on
@@ -21,11 +21,11 @@ import tempfile
 
 import numpy as np
 import torch
-from common import machine, parser, report, row
-from tiny import tiny_hcam_config
+from common import hcam_config, machine, parser, report, row
 
 BAR = 0.90
-MELD_CSV = os.environ.get("HCAM_MELD_TRAIN_CSV", "/work/shared/data/meld/train_sent_emo.csv")
+MELD_CSV = os.environ.get("HCAM_MELD_TRAIN_CSV") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "meld", "train_sent_emo.csv")
 STAGE2 = ["--stage", "2", "--modality", "text", "--init_from", "stage1-text"]
 
 
@@ -67,7 +67,7 @@ def training_batches(argv, dataset, modalities, epochs, workdir):
 
     _, _, args = parse_args([*argv, "--dataset_name", "demo", "--output_dir", workdir, "--report_to", "none"])
     stage = args.stage
-    model = HCAMForEmotionRecognition(tiny_hcam_config(stage, modalities))
+    model = HCAMForEmotionRecognition(hcam_config("tiny", stage, modalities))
     indexed = dataset.add_column("index", range(len(dataset)))
     trainer = HCAMStageTrainer(model=model, args=args, train_dataset=indexed, eval_dataset=indexed,
                                data_collator=lambda features: [f["index"] for f in features], label_names=["neutral"])
@@ -101,7 +101,7 @@ def compare(case, argv, other, dataset, lengths, modalities, epochs, workdir, ba
 def main(argv=None):
     from datasets import Dataset, DatasetDict
 
-    from hcam.trainer.run_stage import with_lengths
+    from hcam.trainer.data import with_lengths
 
     args = parser(__doc__).parse_args(argv)
     columns, source = meld_rows()

@@ -21,9 +21,10 @@ import os
 import sys
 from datetime import datetime, timezone
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ablation import final_folder  # noqa: E402
 from stacking_experiment import mean_std  # noqa: E402
+
+from hcam.trainer.stage_folder import StageFolder  # noqa: E402
 
 BUCKETS = (("turns 1-3", 1, 3), ("turns 4-8", 4, 8), ("turns 9+", 9, 10**9))
 VARIANTS = ("full", "causal")
@@ -50,10 +51,10 @@ def score(folder):
     from hcam.trainer.arguments import DataArguments
     from hcam.trainer.data import load_corpus
     from hcam.trainer.evaluation import head_scores
-    from hcam.trainer.hub import read_json
+    from hcam.trainer.stage_folder import MARKER, RESULTS, read_json
     from hcam.trainer.predict import load_pipeline
 
-    marker = read_json(folder, "hcam_stage.json")
+    marker = read_json(folder, MARKER)
     pipe = load_pipeline(folder, device="cpu")
     config = pipe.model.config
     known = {f for f in DataArguments.__dataclass_fields__}
@@ -83,7 +84,7 @@ def score(folder):
                     "weighted_f1"] if keep else None
             scores[split][head] = entry
         scores[split]["turns"] = {name: sum(low <= p <= high for p in positions) for name, low, high in BUCKETS}
-        own = read_json(folder, "all_results.json") or {}
+        own = read_json(folder, RESULTS) or {}
         trainer_score = own.get(f"{prefix}_ensemble_weighted_f1")
         if trainer_score is not None and abs(trainer_score - scores[split]["ensemble"]["all"]) > 1e-3:
             print(f"warning: {folder} {split}: the pipeline's ensemble {scores[split]['ensemble']['all']:.4f} differs "
@@ -104,7 +105,7 @@ def main(argv=None):
         for seed in args.seeds:
             folder = final_folder(args.output_dir, variant, seed, args.modalities)
             key = f"{variant}/seed{seed}"
-            if key in runs or not os.path.exists(os.path.join(folder, "hcam_stage.json")):
+            if key in runs or not StageFolder.is_finished(folder):
                 continue
             print(f"scoring {folder}", file=sys.stderr, flush=True)
             runs[key] = score(folder)

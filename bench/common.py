@@ -9,13 +9,9 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 
 import torch
-
-# the benchmarks run from a checkout without installing anything else
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 WAV2VEC2_BASE = dict(  # facebook/wav2vec2-base's architecture (random weights: nothing is downloaded)
     model_type="wav2vec2", hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
@@ -59,7 +55,7 @@ def hcam_config(size="tiny", stage=3, modalities=("audio", "text"), **overrides)
 
     audio, text = encoder_configs(size)
     kwargs = dict(
-        stage=stage, modalities=list(modalities), audio_encoder_config=audio, text_encoder_config=text,
+        num_stages=stage, modalities=list(modalities), audio_encoder_config=audio, text_encoder_config=text,
         id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
     )
     kwargs.update(HCAM_OVERRIDES)

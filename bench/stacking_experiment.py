@@ -25,6 +25,9 @@ import subprocess
 import sys
 import time
 
+from hcam.trainer.stage_folder import RESULTS, StageFolder, run_sequence
+from hcam.trainer.stages import Stage, stages_for
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_STAGE = os.path.join(REPO, "trainer", "run_stage.py")
 RECIPE = os.path.join(REPO, "trainer", "recipes", "demo.json")
@@ -59,7 +62,7 @@ CHOICE_HEADS = ["audio_context", "text_context", "fusion", "ensemble"]
 
 def last_stage_tag(modalities):
     """The folder name of the last stage for `modalities`: stage3 for audio + text, stage2-<m> for one modality."""
-    return "stage3" if len(modalities) == 2 else f"stage2-{modalities[0]}"
+    return stages_for(modalities)[-1].tag
 
 
 def heads_of(modalities):
@@ -76,19 +79,41 @@ def run(command, log):
     return time.time() - started
 
 
+# --save_strategy best: a checkpoint only when validation improves (the same model is chosen, fewer writes)
+QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "best"]
+
+
+def stage_flags(log, dataset_flags, recipe=RECIPE):
+    """The flags of every stage of an experiment: the recipe, the corpus, quiet."""
+    return [*(["--recipe", recipe] if recipe else []), *dataset_flags, *QUIET]
+
+
+def sequence(output_root, flags, log, dataset_flags, *, stages, done=None, recipe=RECIPE):
+    """`run_sequence` of `stages` into `output_root`, each stage a run_stage.py process (its output appended to
+    `log`) with the recipe and corpus, finished stages skipped. `flags`: a list for every stage or `{tag: list}`.
+    Returns ({tag: folder}, {tag: wall seconds} of the stages it trained)."""
+    seconds = {}
+
+    def run_one(stage, argv):
+        seconds[stage.tag] = run([sys.executable, RUN_STAGE, *argv], log)
+
+    per_stage = flags if isinstance(flags, dict) else {"*": list(flags)}
+    per_stage = {**per_stage, "*": [*stage_flags(log, dataset_flags, recipe), *per_stage.get("*", [])]}
+    return run_sequence(output_root, per_stage, stages=stages, done=done, run=run_one), seconds
+
+
 def stage(output_dir, name, flags, extra, log, dataset_flags, recipe=RECIPE):
-    """Train one stage folder with run_stage.py unless it is finished; (folder, seconds spent, 0 if skipped)."""
+    """One run_stage.py run outside the stage sequence (the joint ablation: no --init_from) into
+    `<output_dir>/<name>` unless it is finished; (folder, seconds spent, 0 if skipped)."""
     folder = os.path.join(output_dir, name)
-    # --save_strategy best: a checkpoint only when validation improves (the same model is chosen, fewer writes)
-    command = [sys.executable, RUN_STAGE, *flags, *(["--recipe", recipe] if recipe else []), *dataset_flags,
-               "--output_dir", folder,
-               "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "best", *extra]
-    seconds = run(command, log) if not os.path.exists(os.path.join(folder, "hcam_stage.json")) else 0.0
+    command = [sys.executable, RUN_STAGE, *flags, *stage_flags(log, dataset_flags, recipe), "--output_dir", folder,
+               *extra]
+    seconds = run(command, log) if not StageFolder.is_finished(folder) else 0.0
     return folder, seconds
 
 
 def results(folder):
-    with open(os.path.join(folder, "all_results.json"), encoding="utf-8") as f:
+    with open(os.path.join(folder, RESULTS), encoding="utf-8") as f:
         values = json.load(f)
     return {split: {head: values.get(f"{prefix}_{head}_weighted_f1") for head in HEADS}
             for split, prefix in (("validation", "eval"), ("test", "test"))}
@@ -114,7 +139,6 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
     log = os.path.join(args.output_dir, "runs.log")
     dataset_flags = ["--dataset_name", args.dataset_name] + (["--data_dir", args.data_dir] if args.data_dir else [])
-    bimodal = len(args.modalities) == 2
     heads = heads_of(args.modalities)
     choice_heads = [h for h in CHOICE_HEADS if h in heads]
     cache = ["--embedding_cache_dir", os.path.join(args.output_dir, ".embedding_cache")]
@@ -126,28 +150,19 @@ def main(argv=None):
 
     for candidate in [] if args.report_only else args.candidates:
         flags, setting = CANDIDATES[candidate]
-        stage1 = {}
-        for modality in args.modalities:
-            folder, seconds = stage(os.path.join(args.output_dir, f"stage1-{setting}"), f"stage1-{modality}",
-                                    ["--stage", "1", "--modality", modality], STAGE1_SETTINGS[setting].get(modality, []),
-                                    log, dataset_flags, recipe=args.recipe)
-            stage1[modality] = folder
-            if seconds:
-                summary["seconds"][f"stage1-{setting}-{modality}"] = round(seconds, 1)
-                print(f"stage 1 {modality} ({setting}): {seconds:.0f} s", flush=True)
+        stage1, seconds = sequence(
+            os.path.join(args.output_dir, f"stage1-{setting}"),
+            {Stage(1, m).tag: STAGE1_SETTINGS[setting].get(m, []) for m in args.modalities}, log, dataset_flags,
+            stages=[Stage(1, m) for m in args.modalities], recipe=args.recipe)
+        for tag, spent in seconds.items():
+            summary["seconds"][f"stage1-{setting}-{tag.split('-')[1]}"] = round(spent, 1)
+            print(f"{tag} ({setting}): {spent:.0f} s", flush=True)
         for seed in args.seeds:
             out = os.path.join(args.output_dir, candidate, f"seed{seed}")
             extra = [*flags, *cache, "--seed", str(seed)]
-            timing = {}
-            stage2 = {}
-            for m in args.modalities:
-                stage2[m], timing[f"stage2-{m}"] = stage(
-                    out, f"stage2-{m}", ["--stage", "2", "--modality", m, "--init_from", stage1[m]], extra, log,
-                    dataset_flags, recipe=args.recipe)
-            last = stage2[args.modalities[0]]
-            if bimodal:
-                last, timing["stage3"] = stage(out, "stage3", ["--stage", "3", "--init_from", stage2["audio"],
-                                                               stage2["text"]], extra, log, dataset_flags, recipe=args.recipe)
+            later = [s for s in stages_for(args.modalities) if s.number > 1]
+            folders, timing = sequence(out, extra, log, dataset_flags, stages=later, done=stage1, recipe=args.recipe)
+            last = folders[later[-1].tag]
             if any(timing.values()):
                 summary["seconds"][f"{candidate}-seed{seed}"] = {k: round(v, 1) for k, v in timing.items()}
             r = results(last)
@@ -159,7 +174,7 @@ def main(argv=None):
     for candidate in CANDIDATES:
         for seed in args.seeds:
             folder = os.path.join(args.output_dir, candidate, f"seed{seed}", last_stage_tag(args.modalities))
-            if os.path.exists(os.path.join(folder, "hcam_stage.json")):
+            if StageFolder.is_finished(folder):
                 summary["runs"].setdefault(candidate, {})[str(seed)] = results(folder)
     table = {}
     for candidate, by_seed in summary["runs"].items():

@@ -1,5 +1,5 @@
 """Hub side of hcam: model cards filled from a run's results and per-stage safetensors pushes.
-(The local Hub-protocol server the tests and `make demo` push to is a test fixture: tests/local_hub.py.)"""
+(`local_hub`: the Hub-protocol server on 127.0.0.1 that `make demo` and the tests push to.)"""
 from .card import HCAMCardData, build_model_card, render_confusion_matrix_png
 from .push import PickleRefusedError, push_stage
 

@@ -35,6 +35,13 @@ _LOCAL_PATH = re.compile(r"^(/|\.{1,2}/|~|[A-Za-z]:\\)")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+def num_stages(config):
+    """How many stages a model of `config` (an HCAMConfig or its dict) has; configurations saved before the name
+    num_stages say `stage`."""
+    cfg = _config_dict(config)
+    return cfg.get("num_stages", cfg.get("stage", 1))
+
+
 def _config_dict(config) -> dict:
     if config is None:
         return {}
@@ -269,7 +276,7 @@ def _headline(reported, head, data) -> str:
                 headline += f", accuracy: {_fmt(reported[f'{prefix}_accuracy'])}"
             headline += f" ({data.setting})."
             own = data.results.get(f"{prefix}_weighted_f1")
-            several_heads = _config_dict(data.config).get("stage", 1) > 1  # stage I: the ensemble is its one head
+            several_heads = num_stages(data.config) > 1  # stage I: the ensemble is its one head
             if head == "ensemble" and several_heads and isinstance(own, (int, float)):
                 headline += f" {data.selected_head} alone, the head the checkpoint was selected on: {_fmt(own)}."
             return headline
@@ -296,7 +303,7 @@ def _encoder_lines(data: HCAMCardData) -> list[str]:
 def _context_line(config) -> str:
     """Which turns the model's prediction for a turn uses (HCAMConfig.context), in words, with how to run it."""
     cfg = _config_dict(config)
-    if cfg.get("stage", 1) == 1:
+    if num_stages(cfg) == 1:
         return "none: a stage-I model reads each turn alone (it runs live too: `model.start_conversation(processor)`)."
     if cfg.get("context") == "causal":
         return ("**causal**: a turn's prediction uses that turn and the earlier ones only, so it is final the moment the "
@@ -364,7 +371,7 @@ def build_model_card(data: HCAMCardData) -> ModelCard:
         labels=labels,
         modalities=data.modalities,
         modality_phrase=modality_phrase,
-        stage=_config_dict(data.config).get("stage", "?"),
+        stage=num_stages(data.config),
         context_line=_context_line(data.config),
         base_model_lines=[public_paths(line) for line in _encoder_lines(data)],
         results_rows=[{"split": r.dataset_split, "metric": r.metric_name, "value": _fmt(r.metric_value)}
@@ -450,3 +457,46 @@ def render_confusion_matrix_png(matrix: Sequence[Sequence[float]], labels: Seque
                     line[3 * x:3 * x + 3] = frame if edge else colour
     _write_png(path, pixels, side, side)
     return str(path)
+
+
+def card_metadata_problems(content: str) -> list[str]:
+    """What is wrong with a card's (README.md's) YAML metadata by the Hub's rules (a subset: the ones the local Hub
+    server, hcam.hub_cards.local_hub, checks on /api/validate-yaml as the Hub does)."""
+    import yaml
+
+    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, re.DOTALL)
+    if match is None:
+        return []
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as err:
+        return [f"YAML front matter does not parse: {err}"]
+    if meta is None:
+        return []
+    if not isinstance(meta, dict):
+        return ["YAML front matter must be a mapping"]
+    errors = [f'"{key}" must be a string or a list of strings' for key in ("tags", "datasets", "base_model", "language")
+              if meta.get(key) is not None and not isinstance(meta[key], (str, list))]
+    if "license" in meta and not isinstance(meta["license"], str):
+        errors.append('"license" must be a string')
+    index = meta.get("model-index")
+    if index is not None and not isinstance(index, list):
+        return errors + ['"model-index" must be an array']
+    for i, model in enumerate(index or []):
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+            errors.append(f'"model-index[{i}].name" is required and must be a string')
+            continue
+        for j, result in enumerate(model.get("results") or []):
+            where = f"model-index[{i}].results[{j}]"
+            if not isinstance((result.get("task") or {}).get("type"), str):
+                errors.append(f'"{where}.task.type" is required')
+            dataset = result.get("dataset") or {}
+            if not isinstance(dataset.get("name"), str) or not isinstance(dataset.get("type"), str):
+                errors.append(f'"{where}.dataset" needs "name" and "type"')
+            metrics = result.get("metrics")
+            if not isinstance(metrics, list) or not metrics:
+                errors.append(f'"{where}.metrics" must be a non-empty array')
+                continue
+            errors += [f'"{where}.metrics[{k}]" needs "type" and "value"' for k, metric in enumerate(metrics)
+                       if not isinstance(metric, dict) or not isinstance(metric.get("type"), str) or "value" not in metric]
+    return errors

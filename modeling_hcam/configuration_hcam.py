@@ -1,6 +1,7 @@
 """HCAM model configuration."""
 
 import os
+import warnings
 
 from transformers import PretrainedConfig
 
@@ -36,6 +37,7 @@ TINY_AUDIO_ENCODER_CONFIG = {
 
 DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
+ENSEMBLE = "ensemble"  # the name of the test-time ensemble among the heads (HCAMOutput.logits)
 MODALITIES = ("audio", "text")
 
 FUSION_TYPES = ("co-attention", "concat")
@@ -72,8 +74,10 @@ class HCAMConfig(PretrainedConfig):
     Args:
         modalities (`list[str]`, *optional*, defaults to `["audio", "text"]`):
             Which modalities the model has. Stage 3 needs both.
-        stage (`int`, *optional*, defaults to 1):
-            The highest stage built: 1 = utterance encoders, 2 = + dialogue context, 3 = + co-attention fusion.
+        num_stages (`int`, *optional*, defaults to 1):
+            How many of HCAM's stages the model has: 1 = utterance encoders, 2 = + dialogue context, 3 = + co-attention
+            fusion. (Configurations saved before this name have `stage`, read as `num_stages` with a FutureWarning;
+            `config.stage` still reads it. A *stage* being trained is `hcam.trainer.stages.Stage`.)
         audio_encoder_name_or_path (`str`, *optional*):
             Hub name or local path of a pretrained speech encoder that `AutoModel` builds (wav2vec2, HuBERT, WavLM,
             data2vec-audio, wav2vec2-conformer; e.g. `facebook/wav2vec2-base`); `None` = the random tiny encoder
@@ -150,11 +154,12 @@ class HCAMConfig(PretrainedConfig):
 
     model_type = "hcam"
     sub_configs = {}
+    attribute_map = {"stage": "num_stages"}  # the name before num_stages: `config.stage` still reads and sets it
 
     def __init__(
         self,
         modalities=("audio", "text"),
-        stage=1,
+        num_stages=1,
         audio_encoder_name_or_path=None,
         audio_encoder_config=None,
         text_encoder_name_or_path=DEFAULT_TEXT_ENCODER,
@@ -182,13 +187,18 @@ class HCAMConfig(PretrainedConfig):
         ensemble_stages=None,
         **kwargs,
     ):
+        if "stage" in kwargs:  # the name before num_stages (a configuration saved before it, or old code)
+            warnings.warn("HCAMConfig(stage=...) is deprecated and will be removed in the next release: the value is "
+                          "num_stages (how many stages the model has). Save the configuration again to update it.",
+                          FutureWarning, stacklevel=2)
+            num_stages = kwargs.pop("stage")
         modalities = list(modalities)
         unknown = [m for m in modalities if m not in MODALITIES]
         if not modalities or unknown:
             raise ValueError(f"`modalities` must be a non-empty subset of {list(MODALITIES)}, got {modalities}.")
-        if stage not in (1, 2, 3):
-            raise ValueError(f"`stage` must be 1, 2 or 3, got {stage}.")
-        if stage == 3 and len(modalities) != 2:
+        if num_stages not in (1, 2, 3):
+            raise ValueError(f"`num_stages` must be 1, 2 or 3, got {num_stages}.")
+        if num_stages == 3 and len(modalities) != 2:
             raise ValueError("Stage 3 fuses audio and text: `modalities` must be ['audio', 'text'].")
         if fusion_type not in FUSION_TYPES:
             raise ValueError(f"`fusion_type` must be one of {list(FUSION_TYPES)}, got {fusion_type!r}.")
@@ -197,7 +207,7 @@ class HCAMConfig(PretrainedConfig):
         if "audio" in modalities and audio_encoder_config is None:
             audio_encoder_config = dict(TINY_AUDIO_ENCODER_CONFIG)
         self.modalities = modalities
-        self.stage = stage
+        self.num_stages = num_stages
         self.audio_encoder_name_or_path = audio_encoder_name_or_path
         self.audio_encoder_config = audio_encoder_config
         self.text_encoder_name_or_path = text_encoder_name_or_path
@@ -253,7 +263,7 @@ class HCAMConfig(PretrainedConfig):
     @property
     def is_causal(self):
         """Whether a turn's prediction depends only on the turns up to it (`context="causal"`, or stage I alone)."""
-        return self.context == "causal" or self.stage == 1
+        return self.context == "causal" or self.num_stages == 1
 
     @property
     def utterance_embedding_size(self):
@@ -266,17 +276,22 @@ class HCAMConfig(PretrainedConfig):
         return bool(self.use_weighted_layer_sum)
 
     def trained_heads(self):
-        """The heads this configuration's stage trains (its loss): utterance, context or fusion."""
-        return trained_heads(self.stage, self.modalities)
+        """The heads this configuration's last stage trains (its loss): utterance, context or fusion."""
+        return trained_heads(self.num_stages, self.modalities)
 
     def stage_heads(self):
         """Names of the classification heads this configuration builds, in stage order."""
         heads = [f"{m}_utterance" for m in self.modalities]
-        if self.stage >= 2:
+        if self.num_stages >= 2:
             heads += [f"{m}_context" for m in self.modalities]
-        if self.stage >= 3:
+        if self.num_stages >= 3:
             heads.append("fusion")
         return heads
+
+    def output_heads(self):
+        """Every prediction the model gives: the ensemble (its `logits`, what the pipeline returns) first, then each
+        stage head (`HCAMOutput.head_logits(name)` reads any of them)."""
+        return [ENSEMBLE, *self.stage_heads()]
 
 
 def trained_heads(stage, modalities):

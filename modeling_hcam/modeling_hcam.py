@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_hcam import HCAMConfig, check_local_folder
+from .configuration_hcam import ENSEMBLE, HCAMConfig, check_local_folder
 
 # Log-probabilities of the ensemble are clamped here so that a head that is certain gives finite logits.
 _MIN_PROBABILITY = 1e-8
@@ -74,6 +74,11 @@ class HCAMOutput(ModelOutput):
     audio_context_attentions: torch.FloatTensor | None = None
     text_context_attentions: torch.FloatTensor | None = None
     past_turns: "HCAMTurnCache | None" = None
+
+    def head_logits(self, head):
+        """The logits of one of `config.output_heads()`: "ensemble" (the model's prediction, `logits`) or a stage head
+        ("audio_utterance", "text_context", "fusion", ...)."""
+        return self.logits if head == ENSEMBLE else self[f"{head}_logits"]
 
 
 @dataclass
@@ -573,16 +578,16 @@ class HCAMPreTrainedModel(PreTrainedModel):
 
 class HCAMForEmotionRecognition(HCAMPreTrainedModel):
     r"""
-    HCAM with every stage the configuration enables: `config.stage` 1 has the utterance encoders, 2 adds the
+    HCAM with every stage the configuration enables: `config.num_stages` 1 has the utterance encoders, 2 adds the
     dialogue context encoders, 3 adds the co-attention fusion. `logits` is the test-time ensemble.
     """
 
     def __init__(self, config: HCAMConfig):
         super().__init__(config)
         self.utterance_encoders = nn.ModuleDict({m: HCAMUtteranceEncoder(config, m) for m in config.modalities})
-        if config.stage >= 2:
+        if config.num_stages >= 2:
             self.context_encoders = nn.ModuleDict({m: HCAMContextEncoder(config) for m in config.modalities})
-        if config.stage >= 3:
+        if config.num_stages >= 3:
             self.fusion = HCAMFusion(config)
         self.supcon = SupervisedContrastiveLoss(config.supcon_temperature)
         self._frozen_below_stage = 1
@@ -596,8 +601,8 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         if stage == 1:
             return list(self.utterance_encoders.values())
         if stage == 2:
-            return list(self.context_encoders.values()) if self.config.stage >= 2 else []
-        return [self.fusion] if self.config.stage >= 3 else []
+            return list(self.context_encoders.values()) if self.config.num_stages >= 2 else []
+        return [self.fusion] if self.config.num_stages >= 3 else []
 
     def freeze_stages_below(self, stage: int):
         """Freeze every stage below `stage`: no gradients, and eval mode (no dropout) even under `model.train()`."""
@@ -635,11 +640,11 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
 
         Two stage-1 models give their utterance encoders only (context encoders and fusion new): the start of
         non-hierarchical training (`joint_training`). `config_overrides` are set on the new config."""
-        stages = {model.config.stage for model in (audio_model, text_model)}
+        stages = {model.config.num_stages for model in (audio_model, text_model)}
         for name, model, modality in (("audio", audio_model, "audio"), ("text", text_model, "text")):
-            if modality not in model.config.modalities or model.config.stage == 3 or len(stages) > 1:
+            if modality not in model.config.modalities or model.config.num_stages == 3 or len(stages) > 1:
                 raise ValueError(f"The {name} model must be a stage-2 {modality} model (or both stage-1 models); it "
-                                 f"has modalities {model.config.modalities} at stage {model.config.stage}.")
+                                 f"has modalities {model.config.modalities} and {model.config.num_stages} stage(s).")
         if audio_model.config.context != text_model.config.context:
             raise ValueError(f"The audio and text stage-2 models read their context differently (audio "
                              f"{audio_model.config.context!r}, text {text_model.config.context!r}): stage 3 fuses two "
@@ -650,14 +655,14 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         config_dict = audio_model.config.to_dict()
         for key in ("text_encoder_name_or_path", "text_encoder_config", "max_text_tokens", "freeze_text_encoder"):
             config_dict[key] = getattr(text_model.config, key)
-        config_dict.update(modalities=["audio", "text"], stage=3, use_weighted_layer_sum=[
+        config_dict.update(modalities=["audio", "text"], num_stages=3, use_weighted_layer_sum=[
             m for m, source in (("audio", audio_model), ("text", text_model)) if source.config.weighted_layer_sum(m)])
         for key in ("model_type", "transformers_version", "architectures", "auto_map"):
             config_dict.pop(key, None)
         model = cls(HCAMConfig(**{**config_dict, **config_overrides}))
         for modality, source in (("audio", audio_model), ("text", text_model)):
             model.utterance_encoders[modality].load_state_dict(source.utterance_encoders[modality].state_dict())
-            if source.config.stage == 2:
+            if source.config.num_stages == 2:
                 model.context_encoders[modality].load_state_dict(source.context_encoders[modality].state_dict())
         return model
 
@@ -836,7 +841,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             speaker_ids (`torch.LongTensor` of shape `(D, T)`, *optional*):
                 Speaker index per turn, used by the stage-II speaker masks.
             labels (`torch.LongTensor` of shape `(D, T)`, *optional*):
-                Label ids; -100 is ignored. When given, `loss` is the loss of `config.stage`.
+                Label ids; -100 is ignored. When given, `loss` is the loss of the model's last stage (`config.trained_heads()`).
             audio_embeddings, text_embeddings (`torch.FloatTensor` of shape `(D, T, E)`, *optional*):
                 Precomputed stage-I embeddings; the encoder of that modality is then not run.
             audio_hidden_states, text_hidden_states (`torch.FloatTensor` of shape `(D, T, frames, [layers,] width)`, *optional*):
@@ -886,7 +891,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             output[f"{modality}_embeddings"] = embeddings
             output[f"{modality}_utterance_logits"] = self.utterance_encoders[modality].forward_head(embeddings)
 
-        if self.config.stage >= 2:
+        if self.config.num_stages >= 2:
             if not use_cache:
                 context_mask, plain_mask = self._attention_masks(utterance_mask, speaker_ids)
             for modality in self.config.modalities:
@@ -900,7 +905,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
                     output[f"{modality}_context_attentions"] = weights
                 output[f"{modality}_context_embeddings"] = context
                 output[f"{modality}_context_logits"] = encoder.forward_head(context)
-        if self.config.stage >= 3:
+        if self.config.num_stages >= 3:
             fused, new_past = self.fusion.forward_features(
                 output["audio_context_embeddings"], output["text_context_embeddings"], plain_mask,
                 past=past.fusion if use_cache else None, use_cache=use_cache,
@@ -924,7 +929,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         return result if return_dict else result.to_tuple()
 
     def _loss(self, output, labels):
-        stage, joint = self.config.stage, self.config.joint_training
+        stage, joint = self.config.num_stages, self.config.joint_training
         heads = self.config.stage_heads() if joint else self.config.trained_heads()
         class_weights = None
         if self.config.class_weights is not None:

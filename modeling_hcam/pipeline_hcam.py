@@ -118,7 +118,7 @@ class HCAMEmotionPipeline(Pipeline):
         if progress is not None:
             forward_params["progress"] = progress
         if output_attentions:
-            if self.model.config.stage < 2:
+            if self.model.config.num_stages < 2:
                 raise ValueError("output_attentions needs a stage-2 or stage-3 model: a stage-1 model has no "
                                  "attention over turns")
             forward_params["output_attentions"] = True

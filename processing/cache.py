@@ -9,7 +9,9 @@ folder. One place per kind (:data:`CACHE_KINDS`):
   `hcam.trainer.cross_fit`; ``run_stage.py --embedding_cache_dir`` points a run elsewhere);
 - ``features/``: frozen-encoder hidden states (`hcam.trainer.feature_cache`);
 - ``audio_levels.json``: clip levels of the audio check (`hcam.processing.datasets`);
-- ``meld/``: MELD's audio extracted as wavs (`hcam.processing.meld`; ``--audio_cache_dir`` points it elsewhere).
+- ``meld/``: MELD's audio extracted as wavs (`hcam.processing.meld`; ``--audio_cache_dir`` points it elsewhere);
+- ``datasets_audio/``: the audio of 🤗 datasets (``datasets.Audio`` bytes, or decoded arrays) written as files, named
+  by their content (`hcam.processing.hf_datasets`).
 
 A cache is never a reason to fail: an entry that cannot be read, was written under another key or does not have the
 rows asked for is discarded with one warning naming it and computed again (:func:`discard_damaged`), and an entry that
@@ -35,6 +37,7 @@ CACHE_KINDS = {
     "features": ("features", "frozen-encoder hidden states (stage I with --freeze_*_encoder)"),
     "audio-levels": ("audio_levels.json", "clip levels of the audio check"),
     "meld-audio": ("meld", "MELD audio extracted as 16 kHz wavs"),
+    "dataset-audio": ("datasets_audio", "audio of 🤗 datasets (Hub or save_to_disk) written as files"),
 }
 
 

@@ -13,6 +13,7 @@ shows it).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -37,8 +38,22 @@ def _hyphenated(flag):
     return "--" + flag[2:].replace("_", "-")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults formatter, except that an option whose help already says its default (an option whose
+    unset value means "decided elsewhere") gets no "(default: None)" after it."""
+
+    def _get_help_string(self, action):
+        if action.default is None and "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class HCAMArgumentParser(HfArgumentParser):
     """`HfArgumentParser` with bare boolean flags and transformers' names first (module docstring)."""
+
+    def __init__(self, dataclass_types, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(dataclass_types, **kwargs)
 
     def _add_dataclass_arguments(self, dtype):
         super()._add_dataclass_arguments(dtype)

@@ -3,7 +3,15 @@
 A :class:`Corpus` holds the reader, the label settings (label names in id order, the first setting is the
 default), the split protocol, the reader's options, and the words the data report and the model card use.
 `run_stage.py`, `hcam-data-check`, the demo and the card read corpora only through :func:`get_corpus`, so
-nothing else spells a dataset's name. Adding a corpus = one reader file + one entry in :data:`CORPORA`.
+nothing else spells a dataset's name. Adding a corpus = one reader file + one entry in :data:`CORPORA`. The label
+settings themselves (names, label lists, the rules from raw annotations) are ``labels.py``'s; this module imports
+them, never the other way round.
+
+How `--dataset_name` is resolved (:func:`get_corpus`): a registry name first (iemocap, meld, mosi, demo, manifest,
+any case), then an existing local folder written by `datasets`' ``save_to_disk``, then a Hub dataset id
+(``namespace/name``, read with ``load_dataset``); anything else is an error naming the three. A 🤗 dataset is read
+by ``hf_datasets.read_hf_dataset``: its columns are mapped onto the schema by the same ``--*_column_name`` flags as
+manifests, ``--dataset_config_name`` is its config and ``--dataset_revision`` its branch, tag or commit.
 
 Reader options become command-line flags generically (:class:`CorpusArguments`, shared by `run_stage.py` and
 `hcam-data-check`): every option of every corpus is one flag, and a flag given to a corpus that does not take it
@@ -16,13 +24,13 @@ the report, the log and the card say so. Checkpoints are never selected on test.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .labels import (IEMOCAP_4_LABELS, IEMOCAP_6_LABELS, MELD_EMOTIONS, MELD_SENTIMENTS, MOSI_7_LABELS,
-                     MOSI_BINARY_LABELS)
+from .labels import DEMO_LABELS, DEMO_SETTINGS, IEMOCAP_SETTINGS, MELD_SETTINGS, MOSI_SETTINGS
 
 # Share of the training dialogues held out for validation when a release has no validation split: 10% is
 # what most IEMOCAP papers that report a validation split use, and leaves ~80 IEMOCAP dialogues for training.
@@ -53,9 +61,10 @@ class Corpus:
     Args:
         name: the `--dataset_name`.
         display_name: the corpus's name on the card and in reports (e.g. "CMU-MOSI").
-        reader: "module:function" of the reader in `hcam.processing`, imported when used. The reader takes
-            `data_dir`, `setting`, `audio`, `skip_bad` and the corpus's options, and returns (DatasetDict,
-            DataReport).
+        reader: "module:function" of the reader in `hcam.processing`, imported when used. The reader takes the
+            canonical `setting` and its `label_names` (worked out here by `load_hcam_dataset`: readers look nothing
+            up), `audio`, `skip_bad`, the corpus's options, and `data_dir` (a release), the manifests (`reads_files`)
+            or `source` (a 🤗 dataset); it returns (DatasetDict, DataReport).
         settings: setting name -> label names in id order; the first setting is the default.
         aliases: other spellings of the settings (e.g. "4-class" -> "4class").
         options: the reader's options (flags).
@@ -67,6 +76,8 @@ class Corpus:
         labels_note: where the labels come from, for the card's limitations (None: human annotators, the generic
             caution about their disagreement).
         default_data_dir: where the corpus lives when `--data_dir` is not given (None: `--data_dir` needed).
+        source: a 🤗 dataset (Hub id or ``save_to_disk`` folder) read whole, without `--data_dir` or manifests; its
+            setting is the dataset's config name (None: a release or manifests with the settings above).
         reads_files: the reader takes `--train_file/--validation_file/--test_file` manifests.
         fixed_labels: whether the label set is the corpus's own (False: taken from the training split).
         folds: the values of its `fold` option that make up its cross-validation (empty: no folds).
@@ -85,6 +96,7 @@ class Corpus:
     hub_dataset_id: str | None = None
     labels_note: str | None = None
     default_data_dir: Callable[[], Path | None] = lambda: None
+    source: str | None = None
     reads_files: bool = False
     fixed_labels: bool = True
     folds: tuple[int, ...] = ()
@@ -95,7 +107,10 @@ class Corpus:
         return next(iter(self.settings), None)
 
     def canonical_setting(self, setting: str | None) -> str | None:
-        """The setting's canonical name ("4-class" -> "4class"); None -> the default; unknown -> ValueError."""
+        """The setting's canonical name ("4-class" -> "4class"); None -> the default; unknown -> ValueError. A 🤗
+        dataset's setting is its config name, passed on as given."""
+        if self.source is not None:
+            return setting
         if not self.settings:
             if setting is not None:
                 raise ValueError(f"{self.name} has no label settings; drop --dataset_config_name {setting!r}")
@@ -125,7 +140,7 @@ class Corpus:
             if value is None:
                 continue
             if name not in own:
-                takers = [c.name for c in CORPORA.values() if any(o.name == name for o in c.options)]
+                takers = [c.name for c in (*CORPORA.values(), HF_DATASET) if any(o.name == name for o in c.options)]
                 raise ValueError(f"--{name} applies to {', '.join(takers) or 'no corpus'}, not to "
                                  f"--dataset_name {self.name}; drop it")
             kwargs[own[name].reader_key or name] = value
@@ -156,11 +171,10 @@ def _shipped_demo_dir() -> Path | None:
 
 
 MANIFEST_COLUMNS = tuple(
-    ReaderOption(f"{column}_column", str, f"manifest: the column holding the {column} (default {column!r})")
+    ReaderOption(f"{column}_column", str, f"manifests and 🤗 datasets: the column holding the {column} "
+                                          f"(default {column!r})")
     for column in ("dialogue_id", "turn", "speaker", "text", "audio", "label")
 )
-
-DEMO_LABELS = ["neutral", "happy", "sad", "angry"]
 
 CORPORA: dict[str, Corpus] = {}
 
@@ -174,7 +188,7 @@ register(Corpus(
     name="iemocap",
     display_name="IEMOCAP",
     reader=".iemocap:read_iemocap",
-    settings={"6class": IEMOCAP_6_LABELS, "4class": IEMOCAP_4_LABELS},
+    settings=IEMOCAP_SETTINGS,
     aliases={"6-class": "6class", "6": "6class", "4-class": "4class", "4": "4class"},
     options=(ReaderOption("fold", int, "IEMOCAP: leave-one-session-out fold, 1..5 = the session used as test "
                                        "(default: sessions 1-4 train, 5 test)"),),
@@ -190,7 +204,7 @@ register(Corpus(
     name="meld",
     display_name="MELD",
     reader=".meld:read_meld",
-    settings={"emotion": MELD_EMOTIONS, "sentiment": MELD_SENTIMENTS},
+    settings=MELD_SETTINGS,
     aliases={"7class": "emotion", "3class": "sentiment"},
     options=(
         ReaderOption("audio_cache_dir", str, "MELD: where the clips' audio is extracted once, as 16 kHz wavs "
@@ -209,7 +223,7 @@ register(Corpus(
     name="mosi",
     display_name="CMU-MOSI",
     reader=".mosi:read_mosi",
-    settings={"binary": MOSI_BINARY_LABELS, "binary_nonzero": MOSI_BINARY_LABELS, "7class": MOSI_7_LABELS},
+    settings=MOSI_SETTINGS,
     aliases={"2class": "binary", "7-class": "7class"},
     options=(
         ReaderOption("label_file", str, "CMU-MOSI: the label CSV (default: label.csv, labels.csv or "
@@ -229,7 +243,7 @@ register(Corpus(
     name="demo",
     display_name="hcam demo corpus",
     reader=".manifest:read_manifest_corpus",
-    settings={"emotion": DEMO_LABELS},
+    settings=DEMO_SETTINGS,
     options=(),
     protocol=lambda options: "the shipped train/validation/test split (90/60/60 dialogues)",
     literature="synthetic: no published numbers; it shows every stage working offline.",
@@ -252,18 +266,65 @@ register(Corpus(
 ))
 
 
+# A 🤗 dataset: what every one shares. `get_corpus` makes one entry per Hub id or folder from this template.
+DATASET_REVISION = ReaderOption("dataset_revision", str, "A Hub dataset (--dataset_name namespace/name): the "
+                                "branch, tag or commit to read (default: main)", reader_key="revision")
+HF_DATASET = Corpus(
+    name="<Hub dataset id or save_to_disk folder>",
+    display_name="a 🤗 dataset",
+    reader=".hf_datasets:read_hf_dataset",
+    options=(*MANIFEST_COLUMNS, DATASET_REVISION),
+    fixed_labels=False,
+)
+
+
 def get_corpus(name: str | None) -> Corpus:
-    """The registry entry of `--dataset_name` (None = "manifest")."""
-    name = (name or "manifest").lower()
-    if name not in CORPORA:
-        raise ValueError(f"Unknown dataset {name!r}; use one of {sorted(CORPORA)}")
-    return CORPORA[name]
+    """The corpus `--dataset_name` names (None = "manifest"): a registry entry first, then a local folder written by
+    `datasets`' ``save_to_disk``, then a Hub dataset id (namespace/name). ValueError when none matches."""
+    name = name or "manifest"
+    if name.lower() in CORPORA:
+        return CORPORA[name.lower()]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not any((path / marker).is_file() for marker in ("dataset_dict.json", "state.json")):
+            raise ValueError(
+                f"{name} is a folder, but not one written by datasets' save_to_disk (no dataset_dict.json or "
+                f"state.json). Manifests: --dataset_name manifest --data_dir {name}; a corpus release: --dataset_name "
+                f"{{{','.join(c for c in CORPORA if not CORPORA[c].reads_files)}}} --data_dir {name}")
+        # named by its absolute path: the stage marker records it, and a card written from another folder finds it
+        return _hf_dataset(str(path.resolve()), path.name, source=str(path.resolve()), where=f"the folder {name}")
+    if _is_hub_id(name):
+        return _hf_dataset(name, name, source=name, where=f"the Hub dataset {name}", hub_dataset_id=name)
+    close = difflib.get_close_matches(name.lower(), CORPORA, n=1)
+    raise ValueError(f"Unknown dataset {name!r}: not a built-in corpus ({', '.join(sorted(CORPORA))}), not an existing "
+                     "folder written by datasets' save_to_disk, and not a Hub dataset id (namespace/name)"
+                     + (f"; did you mean {close[0]}?" if close else ""))
+
+
+def _is_hub_id(name: str) -> bool:
+    """namespace/name, valid by huggingface_hub's own rule."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return name.count("/") == 1
+
+
+def _hf_dataset(name, display_name, *, source, where, hub_dataset_id=None) -> Corpus:
+    def protocol(options):
+        revision = options.get("dataset_revision")
+        return f"the splits of {where}" + (f" at revision {revision}" if revision else "")
+
+    return dataclasses.replace(HF_DATASET, name=name, display_name=display_name, source=source, protocol=protocol,
+                               hub_dataset_id=hub_dataset_id)
 
 
 def all_options() -> list[ReaderOption]:
     """Every corpus's options, each name once (corpora that share an option share its meaning)."""
     found: dict[str, ReaderOption] = {}
-    for corpus in CORPORA.values():
+    for corpus in (*CORPORA.values(), HF_DATASET):
         for option in corpus.options:
             found.setdefault(option.name, option)
     return list(found.values())
@@ -271,12 +332,15 @@ def all_options() -> list[ReaderOption]:
 
 def _corpus_arguments():
     base = [
-        ("dataset_name", str | None, field(default=None, metadata={"help": f"One of {', '.join(CORPORA)} "
-                                                                   "(hcam.processing.corpora); none = manifests."})),
+        ("dataset_name", str | None, field(default=None, metadata={"help": (
+            f"A built-in corpus ({', '.join(CORPORA)}; hcam.processing.corpora), else a folder written by "
+            "datasets' save_to_disk, else a Hub dataset id (namespace/name, read with load_dataset; its columns "
+            "mapped by the --*_column_name flags); none = manifests.")})),
         ("data_dir", str | None, field(default=None, metadata={"help": "Folder of the corpus release, or of "
                                                                "train/validation/test manifests."})),
         ("dataset_config", str | None, field(default=None, metadata={"help": "Label setting, e.g. IEMOCAP "
-                                             "6class/4class, MELD emotion/sentiment, MOSI binary/binary_nonzero/7class."})),
+                                             "6class/4class, MELD emotion/sentiment, MOSI binary/binary_nonzero/7class; "
+                                             "for a Hub dataset, its config name."})),
         ("train_file", str | None, field(default=None, metadata={"help": "Manifest (csv/tsv/jsonl) of the train split."})),
         ("validation_file", str | None, field(default=None, metadata={"help": "Manifest of the validation split."})),
         ("test_file", str | None, field(default=None, metadata={"help": "Manifest of the test split."})),
@@ -308,4 +372,4 @@ def corpus_kwargs(arguments) -> dict[str, Any]:
 CorpusArguments = _corpus_arguments()
 
 __all__ = ["Corpus", "ReaderOption", "CORPORA", "CorpusArguments", "get_corpus", "register", "all_options", "corpus_kwargs",
-           "DEFAULT_VALIDATION_FRACTION", "DEMO_LABELS"]
+           "DEFAULT_VALIDATION_FRACTION", "DEMO_LABELS", "HF_DATASET"]

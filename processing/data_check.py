@@ -13,6 +13,7 @@ Examples::
     hcam-data-check --dataset_name meld --data_dir /data/MELD.Raw
     hcam-data-check --dataset_name iemocap --data_dir /data/IEMOCAP_full_release --dataset_config_name 4class --fold 3
     python -m hcam.processing.data_check --dataset_name manifest --train_file train.csv --json_report report.json
+    hcam-data-check --dataset_name someone/conversations --text_column_name transcript --label_column_name emotion
 """
 from __future__ import annotations
 

@@ -38,11 +38,13 @@ def load_hcam_dataset(name: str | None = None, data_dir=None, train_file=None, v
 
     Args:
         name: a registry name (``hcam.processing.corpora.CORPORA``: "iemocap", "meld", "mosi", "demo",
-            "manifest"); None = "manifest".
+            "manifest"; None = "manifest"), else a folder written by ``save_to_disk``, else a Hub dataset id
+            (``hcam.processing.corpora.get_corpus`` resolves it; ``hcam.processing.hf_datasets`` reads it).
         data_dir: the release folder, or a folder of train/validation/test manifests; the demo's default is the
             shipped corpus.
         train_file, validation_file, test_file: manifests ("manifest" and "demo").
-        setting: label setting (e.g. "6class"/"4class" IEMOCAP); None = the corpus's default.
+        setting: label setting (e.g. "6class"/"4class" IEMOCAP); None = the corpus's default. For a Hub dataset:
+            its config name.
         audio: None = use audio when present; False = text only; True = audio required.
         skip_bad: leave bad items out and list them in the report (True), or raise one error.
         validation_fraction: share of training dialogues held out for validation when the corpus has none
@@ -54,25 +56,36 @@ def load_hcam_dataset(name: str | None = None, data_dir=None, train_file=None, v
     Returns:
         (DatasetDict, DataReport)
     """
-    corpus = get_corpus(name)
+    try:
+        corpus = get_corpus(name)
+    except ValueError as error:
+        raise HCAMDataError(f"--dataset_name: {error}") from None
     setting = corpus.canonical_setting(setting)
-    kwargs = corpus.reader_kwargs(options)
+    # The reader gets the canonical setting and its label names (None: labels from the data); it looks nothing up.
+    kwargs = dict(corpus.reader_kwargs(options), setting=setting, label_names=corpus.label_names(setting),
+                  audio=audio, skip_bad=skip_bad)
     files = {"train_file": train_file, "validation_file": validation_file, "test_file": test_file}
-    if corpus.reads_files:
-        kwargs.update(files, label_names=corpus.label_names(setting))
+    given = [f"--{k}" for k, v in files.items() if v]
+    if corpus.source is not None:  # a 🤗 dataset (Hub id or save_to_disk folder): read whole
+        if given or data_dir is not None:
+            raise HCAMDataError(f"--dataset_name {corpus.name} is a 🤗 dataset, read whole with its own splits: drop "
+                                f"{' '.join(given + (['--data_dir'] if data_dir is not None else []))} (manifests: "
+                                "--dataset_name manifest)")
+        kwargs.update(source=corpus.source, progress=progress)
+    elif corpus.reads_files:
         data_dir = data_dir or (None if any(files.values()) else corpus.default_data_dir())
         if data_dir is None and not any(files.values()):
             raise HCAMDataError(f"{corpus.name}: pass --train_file/--validation_file/--test_file or --data_dir "
                                 "with train/validation/test .csv/.tsv/.jsonl files" + (
                                     " (the demo corpus ships in the source tree, data/demo/: run from a clone, or "
                                     "set HCAM_DEMO_DIR)" if corpus.name == "demo" else ""))
+        kwargs.update(files, data_dir=data_dir)
     else:
-        given = [f"--{k}" for k, v in files.items() if v]
         if given:
             raise HCAMDataError(f"{' '.join(given)} read manifests; --dataset_name {corpus.name} reads its release "
                                 "from --data_dir")
-        data_dir = _need_dir(corpus, data_dir)
-    dataset, report = corpus.read(data_dir=data_dir, setting=setting, audio=audio, skip_bad=skip_bad, **kwargs)
+        kwargs.update(data_dir=_need_dir(corpus, data_dir))
+    dataset, report = corpus.read(**kwargs)
     if check_audio:  # before the validation split is carved: problems keep the release's split names
         dataset = check_audio_clips(dataset, report, skip_bad=skip_bad, progress=progress)
     protocol = corpus.protocol(options)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .labels import IEMOCAP_RAW_CODES, canonical_setting, get_label_names, iemocap_label
+from .labels import IEMOCAP_RAW_CODES, iemocap_label
 from .manifest import build_dataset_dict
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
@@ -65,13 +65,15 @@ def parse_transcription(path: Path) -> dict[str, str]:
     return out
 
 
-def read_iemocap(data_dir, *, setting: str | None = "6class", fold: int | None = None,
+def read_iemocap(data_dir, *, setting: str, label_names: list[str], fold: int | None = None,
                  skip_bad: bool = True, audio: bool | None = True):
     """Read IEMOCAP into a DatasetDict in the standard schema.
 
     Args:
         data_dir: the release folder holding Session1..Session5.
-        setting: "6class" (default) or "4class".
+        setting: "6class" or "4class", canonical (``load_hcam_dataset`` resolves aliases and the default through
+            the corpus registry).
+        label_names: the setting's label names in id order.
         fold: None = sessions 1-4 train / 5 test; 1..5 = leave that session out as test.
         skip_bad: skip bad utterances and list them in the report, or raise one error listing them.
         audio: False reads text only (audio == "", wavs not required); None or True: the wavs are required.
@@ -79,7 +81,6 @@ def read_iemocap(data_dir, *, setting: str | None = "6class", fold: int | None =
         (DatasetDict, DataReport)
     """
     data_dir = Path(data_dir).expanduser().resolve()
-    setting = canonical_setting("iemocap", setting)
     audio = audio is not False
     if fold is not None and fold not in (1, 2, 3, 4, 5):
         raise ValueError(f"fold must be None or 1..5 (the session left out for test), got {fold!r}")
@@ -137,6 +138,6 @@ def read_iemocap(data_dir, *, setting: str | None = "6class", fold: int | None =
     if not audio:
         report.note("text only (audio=False)")
     dataset_dict = build_dataset_dict(rows_by_split, report, skip_bad=skip_bad, what="IEMOCAP",
-                                      label_names=get_label_names("iemocap", setting), require_text=True,
+                                      label_names=label_names, require_text=True,
                                       require_audio=audio, read_durations=False)
     return dataset_dict, report

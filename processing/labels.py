@@ -1,6 +1,10 @@
 """Label sets and the rules that map a corpus's raw annotations to them.
 
-Which settings a corpus has, and their order, is the corpus registry's (``corpora.py``); the lists live here.
+This module is the leaf: it imports nothing from hcam. It owns each corpus's settings (canonical name -> label
+names in id order, the first being the default) and the rules from raw annotations to those labels. The corpus
+registry (``corpora.py``) imports the settings into its entries and owns what users type: corpus names and setting
+aliases. ``load_hcam_dataset`` resolves a user's setting there and hands the reader the canonical setting and its
+label names, so the rules below take canonical settings only and readers never look anything up.
 
 Label NAMES (strings) are what the readers put in the ``label`` column; the model config's
 ``label2id`` maps them to ids. The order of each list below is the id order we use for configs.
@@ -9,6 +13,7 @@ Label NAMES (strings) are what the readers put in the ``label`` column; the mode
   6-class = happy, sad, neutral, angry, excited, frustrated; 4-class = angry, happy (hap + exc),
   neutral, sad. Utterances with any other code are left out (reported as excluded, not problems).
 - MELD: 7 emotions (neutral, surprise, fear, sadness, joy, disgust, anger) or 3 sentiments.
+- demo: neutral, happy, sad, angry (given by construction: the corpus is synthesised for its labels).
 - CMU-MOSI: sentiment score in [-3, 3].
   * "binary" (default, the "Acc-2 non-negative" convention): negative if score < 0, else positive
     (a score of exactly 0 counts as positive).
@@ -37,29 +42,34 @@ MOSI_BINARY_LABELS = ["negative", "positive"]
 MOSI_7_LABELS = ["strongly negative", "negative", "weakly negative", "neutral", "weakly positive",
                  "positive", "strongly positive"]
 
-def canonical_setting(dataset: str, setting: str | None) -> str:
-    """Map a user's setting name (e.g. "4-class", "4") to the canonical one, or raise (the corpus registry's)."""
-    from .corpora import get_corpus
+DEMO_LABELS = ["neutral", "happy", "sad", "angry"]  # the synthetic demo corpus (data/demo)
 
-    return get_corpus(dataset).canonical_setting(setting)
+# Each corpus's settings: canonical name -> label names in id order; the first one is the default. The corpus
+# registry takes these as its entries' settings (and adds the aliases users may type).
+IEMOCAP_SETTINGS = {"6class": IEMOCAP_6_LABELS, "4class": IEMOCAP_4_LABELS}
+MELD_SETTINGS = {"emotion": MELD_EMOTIONS, "sentiment": MELD_SENTIMENTS}
+MOSI_SETTINGS = {"binary": MOSI_BINARY_LABELS, "binary_nonzero": MOSI_BINARY_LABELS, "7class": MOSI_7_LABELS}
+DEMO_SETTINGS = {"emotion": DEMO_LABELS}
+_IEMOCAP_MAPS = {"6class": IEMOCAP_6_MAP, "4class": IEMOCAP_4_MAP}
 
 
-def get_label_names(dataset: str, setting: str | None = None) -> list[str]:
-    """Label names, in id order, of a dataset setting (e.g. ``get_label_names("iemocap", "4class")``)."""
-    from .corpora import get_corpus
-
-    return get_corpus(dataset).label_names(setting)
+def _known(corpus: str, setting: str, settings) -> None:
+    if setting not in settings:
+        raise ValueError(f"{corpus} setting {setting!r} is not one of {list(settings)} (canonical names: the corpus "
+                         "registry resolves aliases such as '4-class')")
 
 
 def iemocap_label(raw_code: str, setting: str = "6class") -> str | None:
-    """Label name of a raw IEMOCAP code in a setting, or None when the setting leaves it out."""
-    mapping = IEMOCAP_6_MAP if canonical_setting("iemocap", setting) == "6class" else IEMOCAP_4_MAP
-    return mapping.get(raw_code)
+    """Label name of a raw IEMOCAP code in a canonical setting ("6class", "4class"), or None when the setting
+    leaves it out."""
+    _known("IEMOCAP", setting, IEMOCAP_SETTINGS)
+    return _IEMOCAP_MAPS[setting].get(raw_code)
 
 
 def mosi_label(score: float, setting: str = "binary") -> str | None:
-    """Label name of a MOSI sentiment score, or None when the setting excludes it (0 in binary_nonzero)."""
-    setting = canonical_setting("mosi", setting)
+    """Label name of a MOSI sentiment score in a canonical setting ("binary", "binary_nonzero", "7class"), or None
+    when the setting excludes it (0 in binary_nonzero)."""
+    _known("CMU-MOSI", setting, MOSI_SETTINGS)
     if math.isnan(score):
         raise ValueError("MOSI sentiment score is NaN")
     if setting == "binary":

@@ -37,6 +37,8 @@ SCHEMA_COLUMNS = ["dialogue_id", "turn", "speaker", "text", "audio", "label"]
 SCHEMA_FEATURES = {"dialogue_id": Value("string"), "turn": Value("int64"), "speaker": Value("string"),
                    "text": Value("string"), "audio": Value("string"), "label": Value("string")}
 SPLIT_ORDER = ("train", "validation", "test")
+# The names a split goes by in manifests' file names and 🤗 datasets' split names (lower case).
+SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
 # libsndfile reads these headers cheaply; other formats (mp4, m4a, ...) get duration NaN here.
 _SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au"}
 
@@ -91,7 +93,7 @@ def check_rows(split: str, rows: list[dict[str, Any]], *, label_names: Iterable[
         except (TypeError, ValueError):
             bad("bad_turn", f"turn {row.get('turn')!r} is not an integer; give 0, 1, 2, ... per dialogue")
             continue
-        label = str(row.get("label") or "").strip()
+        label = "" if row.get("label") is None else str(row["label"]).strip()  # 0 is a label (an id column)
         row["label"] = label
         if require_label and not label:
             bad("unknown_label", "empty label")
@@ -275,71 +277,92 @@ def read_table(path, split: str | None = None) -> tuple[list[str], list[tuple[in
         raise HCAMDataError(f"{path} is not UTF-8 text (byte {err.start}): save it as UTF-8") from err
 
 
+def map_columns(columns: list[str], where: str, report: DataReport, *, short: str | None = None,
+                dialogue_id_column: str = "dialogue_id",
+                turn_column: str | None = "turn", speaker_column: str | None = "speaker", text_column: str | None = "text",
+                audio_column: str | None = "audio", label_column: str | None = "label") -> dict[str, str | None]:
+    """Which of a table's `columns` holds each schema field: {field: column, or None when it has none}.
+
+    Shared by manifests and 🤗 datasets (the same ``--*_column_name`` flags). A missing dialogue id or label column,
+    or neither a text nor an audio column, or an optional one asked for by another name than the schema's, is an
+    error naming the flag to pass; a missing optional column under its schema name (turn, speaker, text or audio) is
+    a note in the report. `where` names the table in errors, `short` in notes (default
+    `where`). ``label_column=None``: unlabelled data."""
+
+    def need(column, option):
+        if column is None or column not in columns:
+            raise HCAMDataError(f"{where}: column {column!r} not found (columns: {columns}); rename it or pass "
+                                f"--{option}_name <your column> ({option}= in Python)")
+
+    need(dialogue_id_column, "dialogue_id_column")
+    if label_column is not None:
+        need(label_column, "label_column")
+    for field, column in (("turn", turn_column), ("speaker", speaker_column), ("text", text_column),
+                          ("audio", audio_column)):
+        if column is not None and column != field:  # a name asked for, not the default: a typo is an error
+            need(column, f"{field}_column")
+    found = {field: column if column is not None and column in columns else None for field, column in (
+        ("turn", turn_column), ("speaker", speaker_column), ("text", text_column), ("audio", audio_column))}
+    if found["text"] is None and found["audio"] is None:
+        raise HCAMDataError(f"{where}: neither a text column ({text_column!r}) nor an audio column "
+                            f"({audio_column!r}) found (columns: {columns}); pass --text_column_name or "
+                            "--audio_column_name")
+    for name, what in (("text", " (audio-only)"), ("audio", " (text-only)"), ("turn", " (turn = order of rows)"),
+                       ("speaker", " (speaker = \"\")")):
+        if found[name] is None:
+            report.note(f"{short or where}: no {name} column{what}")
+    return {"dialogue_id": dialogue_id_column, **found, "label": label_column}
+
+
+def schema_row(raw: dict, mapping: dict[str, str | None], turns: dict[str, int]) -> dict:
+    """One source row in the schema, not yet checked (`check_rows` does): each field from its column (`map_columns`),
+    ``turn`` = the order of rows in the dialogue when there is no turn column (`turns` counts them), ``audio`` the
+    column's raw value (None without one: the caller makes it a path), and every other column kept as an extra."""
+    dialogue_id = raw.get(mapping["dialogue_id"])
+    dialogue_id = "" if dialogue_id is None else str(dialogue_id).strip()
+    if mapping["turn"] is not None:
+        turn = raw.get(mapping["turn"])
+    else:
+        turn = turns.get(dialogue_id, 0)
+        turns[dialogue_id] = turn + 1
+    row = {"dialogue_id": dialogue_id, "turn": turn}
+    for field in ("speaker", "text", "label"):
+        row[field] = raw.get(mapping[field], "") if mapping[field] is not None else ""
+    row["audio"] = raw.get(mapping["audio"]) if mapping["audio"] is not None else None
+    mapped = set(mapping.values())
+    for key, value in raw.items():
+        if key not in mapped and key not in SCHEMA_FEATURES:
+            row[key] = _parse_extra(key, value)
+    return row
+
+
 def read_manifest_file(path, split: str, report: DataReport, **column_names) -> tuple[list[dict], list[Problem], dict]:
     """Rows of one manifest file in the standard schema (not yet checked) and the file's traits."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise HCAMDataError(f"Manifest for split {split!r} not found: {path}")
     columns, raw_rows, problems = read_table(path, split)
-    rows, traits = _schema_rows(path, split, report, columns, raw_rows, **column_names)
+    rows, traits = _manifest_rows(path, split, report, columns, raw_rows, **column_names)
     return rows, problems, traits
 
 
-def _schema_rows(path: Path, split: str, report: DataReport, columns: list[str], raw_rows: list[tuple[int, dict]], *,
-                 dialogue_id_column: str = "dialogue_id", turn_column: str | None = "turn",
-                 speaker_column: str | None = "speaker", text_column: str | None = "text",
-                 audio_column: str | None = "audio", label_column: str | None = "label") -> tuple[list[dict], dict]:
-    """A table's rows mapped to the standard schema (audio paths resolved against the table's folder)."""
-
-    def need(column, option):
-        if column is None or column not in columns:
-            raise HCAMDataError(f"{path}: column {column!r} not found (columns: {columns}); rename it or name "
-                                f"yours with --{option}_name (command line) or {option}= (Python)")
-
-    need(dialogue_id_column, "dialogue_id_column")
-    if label_column is not None:
-        need(label_column, "label_column")
-    has_text = text_column is not None and text_column in columns
-    has_audio = audio_column is not None and audio_column in columns
-    has_turn = turn_column is not None and turn_column in columns
-    has_speaker = speaker_column is not None and speaker_column in columns
-    if not has_text and not has_audio:
-        raise HCAMDataError(f"{path}: neither a text column ({text_column!r}) nor an audio column "
-                            f"({audio_column!r}) found (columns: {columns})")
-    for missing, name in ((has_text, "text"), (has_audio, "audio"), (has_turn, "turn"), (has_speaker, "speaker")):
-        if not missing:
-            report.note(f"{path.name}: no {name} column"
-                        + {"text": " (audio-only)", "audio": " (text-only)", "turn": " (turn = order of rows)",
-                           "speaker": " (speaker = \"\")"}[name])
-    mapped = {dialogue_id_column, turn_column, speaker_column, text_column, audio_column, label_column}
+def _manifest_rows(path: Path, split: str, report: DataReport, columns: list[str], raw_rows: list[tuple[int, dict]],
+                   **column_names) -> tuple[list[dict], dict]:
+    """A manifest's rows in the schema (`map_columns`, `schema_row`; audio paths resolved against its folder), not
+    yet checked, and its traits."""
+    mapping = map_columns(columns, str(path), report, short=path.name, **column_names)
     base = path.parent
-    rows, turn_counter = [], {}
+    rows, turns = [], {}
     for line_no, raw in raw_rows:
-        dialogue_id = raw.get(dialogue_id_column)
-        dialogue_id = "" if dialogue_id is None else str(dialogue_id).strip()
-        if has_turn:
-            turn = raw.get(turn_column)
+        row = schema_row(raw, mapping, turns)
+        audio = row["audio"]
+        if audio in (None, ""):
+            row["audio"] = ""
         else:
-            turn = turn_counter.get(dialogue_id, 0)
-            turn_counter[dialogue_id] = turn + 1
-        audio = ""
-        if has_audio and raw.get(audio_column) not in (None, ""):
-            audio_path = Path(str(raw[audio_column]).strip()).expanduser()
-            audio = str(audio_path if audio_path.is_absolute() else (base / audio_path).resolve())
-        row = {
-            "_item": f"{split}/{dialogue_id}#{turn} ({path.name}:{line_no})",
-            "dialogue_id": dialogue_id,
-            "turn": turn,
-            "speaker": raw.get(speaker_column, "") if has_speaker else "",
-            "text": raw.get(text_column, "") if has_text else "",
-            "audio": audio,
-            "label": raw.get(label_column, "") if label_column is not None else "",
-        }
-        for key, value in raw.items():
-            if key not in mapped and key not in SCHEMA_FEATURES:
-                row[key] = _parse_extra(key, value)
-        rows.append(row)
-    return rows, {"has_text": has_text, "has_audio": has_audio}
+            audio_path = Path(str(audio).strip()).expanduser()
+            row["audio"] = str(audio_path if audio_path.is_absolute() else (base / audio_path).resolve())
+        rows.append({"_item": f"{split}/{row['dialogue_id']}#{row['turn']} ({path.name}:{line_no})", **row})
+    return rows, {"has_text": mapping["text"] is not None, "has_audio": mapping["audio"] is not None}
 
 
 def read_conversations(path, *, split: str = "input", report: DataReport | None = None,
@@ -366,7 +389,7 @@ def read_conversations(path, *, split: str = "input", report: DataReport | None 
     column_names = {name: value for name, value in column_names.items() if value is not None}
     if "label_column" not in column_names and "label" not in columns:
         column_names["label_column"] = None  # unlabelled input
-    rows, _ = _schema_rows(path, split, report, columns, raw_rows, **column_names)
+    rows, _ = _manifest_rows(path, split, report, columns, raw_rows, **column_names)
     good, found = check_rows(split, rows, require_text=False, require_audio=False, require_label=False,
                              read_durations=False)
     return rows_to_conversations(good), problems + found
@@ -424,9 +447,8 @@ def manifest_files(folder) -> dict[str, Path]:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise HCAMDataError(f"--data_dir {folder} is not a folder")
-    stems = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
     found = {}
-    for split, names in stems.items():
+    for split, names in SPLIT_NAMES.items():
         path = next((folder / f"{stem}{ext}" for stem in names for ext in (".csv", ".tsv", ".jsonl")
                      if (folder / f"{stem}{ext}").is_file()), None)
         if path is not None:

@@ -32,7 +32,6 @@ import os
 import re
 from pathlib import Path
 
-from .labels import canonical_setting, get_label_names
 from .manifest import check_rows, read_table, rows_to_dataset, SPLIT_ORDER
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
@@ -123,14 +122,16 @@ def extract_audio(jobs: list[tuple[str, str]], num_workers: int = 2, sampling_ra
     return results
 
 
-def read_meld(data_dir, *, setting: str | None = None, cache_dir=None, audio: bool | None = None,
+def read_meld(data_dir, *, setting: str, label_names: list[str], cache_dir=None, audio: bool | None = None,
               skip_bad: bool = True, num_workers: int = 2, normalize_text: bool = True,
               progress: bool = True, splits=SPLIT_ORDER):
     """Read MELD into a DatasetDict in the standard schema.
 
     Args:
         data_dir: folder holding the CSVs (and clip folders), or their parent with ``MELD.Raw/``.
-        setting: ``"emotion"`` (7 classes, default) or ``"sentiment"`` (3 classes).
+        setting: ``"emotion"`` (7 classes) or ``"sentiment"`` (3 classes), canonical (the caller,
+            ``load_hcam_dataset``, resolves aliases and the default through the corpus registry).
+        label_names: the setting's label names; other labels are problems.
         cache_dir: where extracted wavs go (default ``<hcam cache>/meld``, hcam.processing.cache).
         audio: None = use clips when the clip folder exists; False = text only; True = clips required.
         skip_bad: skip bad rows/clips and list them in the report, or raise one error listing them.
@@ -141,8 +142,6 @@ def read_meld(data_dir, *, setting: str | None = None, cache_dir=None, audio: bo
         (DatasetDict, DataReport)
     """
     data_dir = Path(data_dir).expanduser().resolve()
-    setting = canonical_setting("meld", setting)
-    label_names = get_label_names("meld", setting)
     report = DataReport(dataset=f"meld ({setting})")
     cache_root = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir()
 

@@ -28,7 +28,7 @@ import math
 import re
 from pathlib import Path
 
-from .labels import canonical_setting, get_label_names, mosi_label
+from .labels import mosi_label
 from .manifest import build_dataset_dict, read_table
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
@@ -114,14 +114,16 @@ def _number_turns(rows_by_split):
                 row["turn"] = position
 
 
-def read_mosi(data_dir, *, setting: str | None = "binary", label_file=None, audio: bool | None = None,
+def read_mosi(data_dir, *, setting: str, label_names: list[str], label_file=None, audio: bool | None = None,
               split_column: str | None = None, skip_bad: bool = True, video_id_column: str = "video_id",
               clip_id_column: str = "clip_id", text_column: str = "text", label_column: str = "label"):
     """Read CMU-MOSI into a DatasetDict in the standard schema.
 
     Args:
         data_dir: folder with the label file and the wav folder (see the module doc).
-        setting: "binary" (default), "binary_nonzero" or "7class".
+        setting: "binary", "binary_nonzero" or "7class", canonical (``load_hcam_dataset`` resolves aliases and the
+            default through the corpus registry).
+        label_names: the setting's label names in id order.
         label_file: path of the label CSV (default: the first of label.csv, labels.csv, mosi_labels.csv).
         audio: None = use wavs when a wav folder exists; False = text only; True = wavs required.
         split_column: None = the standard folds; else the label file's column holding the split.
@@ -130,7 +132,6 @@ def read_mosi(data_dir, *, setting: str | None = "binary", label_file=None, audi
         (DatasetDict, DataReport)
     """
     data_dir = Path(data_dir).expanduser().resolve()
-    setting = canonical_setting("mosi", setting)
     report = DataReport(dataset=f"mosi ({setting})")
     if label_file is None:
         label_file = next((data_dir / n for n in LABEL_FILE_NAMES if (data_dir / n).is_file()), None)
@@ -185,6 +186,6 @@ def read_mosi(data_dir, *, setting: str | None = "binary", label_file=None, audi
     if not rows_by_split:
         raise HCAMDataError(f"No usable MOSI rows in {label_file}")
     dataset_dict = build_dataset_dict(rows_by_split, report, skip_bad=skip_bad, what="CMU-MOSI",
-                                      label_names=get_label_names("mosi", setting), require_text=True,
+                                      label_names=label_names, require_text=True,
                                       require_audio=use_audio)
     return dataset_dict, report

@@ -292,3 +292,90 @@ def test_model_revision_and_token_choose_the_hub_encoder(tmp_path, monkeypatch):
     assert AutoConfig.from_pretrained(wide).intermediate_size == 41
     recorded = command_line(["--text_encoder", "org/tiny-bert", "--token", "hf_secret", "--model_revision", "wide"])
     assert "hf_secret" not in recorded and "--token '<HUB_TOKEN>'" in recorded
+
+
+# ----- the defaults --help prints are the ones that apply ----------------------------------------------------------
+SHOWN = ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "early_stopping_patience",
+         "cross_fit_folds", "embedding_noise", "report_to", "warmup_steps", "encoder_learning_rate", "seed")
+
+
+def _help_defaults(argv):
+    """{option: the default --help prints for it} for the SHOWN options."""
+    from hcam.trainer.run_stage import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as stopped:
+        main([*argv, "--help"])
+    assert stopped.value.code == 0
+    entries = re.split(r"\n  (?=--)", out.getvalue())
+    shown = {}
+    for entry in entries:
+        name = entry.split()[0].lstrip("-")
+        if name in SHOWN:
+            found = re.search(r"\(default: (.*)\)\s*$", " ".join(entry.split()))
+            shown[name] = found.group(1) if found else None
+    return shown
+
+
+@pytest.mark.parametrize("recipe", [None, "trainer/recipes/demo.json"])
+def test_help_prints_the_defaults_that_apply_for_every_stage(recipe, tmp_path):
+    from hcam.trainer.arguments import parse_args
+    from hcam.trainer.stages import SEQUENCE
+
+    for stage in SEQUENCE:
+        argv = stage.argv(str(tmp_path)) + (["--recipe", os.path.join(REPO, recipe)] if recipe else
+                                            ["--dataset_name", "demo"])
+        shown = _help_defaults(argv)
+        _, _, training_args = parse_args(argv)
+        assert set(shown) == set(SHOWN), (stage.tag, shown)
+        applied = {name: str(getattr(getattr(training_args, name), "value", getattr(training_args, name)))
+                   for name in SHOWN}
+        assert shown == applied, (stage.tag, recipe)
+        if stage.number > 1:  # the stage's own defaults, not the dataclass's (--cross_fit_folds 0 would be wrong)
+            assert shown["cross_fit_folds"] == str(training_args.cross_fit_folds) != "0" or recipe
+
+
+def test_help_says_what_an_unset_model_option_means():
+    from hcam.trainer.run_stage import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--stage", "1", "--modality", "audio", "--help"])
+    text = " ".join(out.getvalue().split())
+    assert "Longer utterances are cut (seconds). (default: 15.0, HCAMConfig's)" in text
+    assert "(default: None)" not in text.split("--max_audio_seconds")[1].split("--max_text_tokens")[0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--stage", "2", "--modality", "text", "--help"])
+    text = " ".join(out.getvalue().split())
+    assert "Dropout of the GRU outputs and classifiers. (default: what the --init_from stage was trained with)" in text
+
+
+def test_each_value_says_which_layer_set_it(tmp_path):
+    from hcam.trainer.arguments import parse_args
+
+    argv = ["--recipe", os.path.join(REPO, "trainer/recipes/demo.json"), "--stage", "2", "--modality", "text",
+            "--init_from", str(tmp_path / "s1"), "--output_dir", str(tmp_path / "s2"), "--learning_rate", "0.01"]
+    _, _, training_args = parse_args(argv)
+    sources = training_args.hcam_value_sources
+    assert sources["learning_rate"] == {"value": 0.01, "from": "flag"}
+    assert sources["report_to"]["from"] == "stage default"
+    recipe_keys = [k for k, v in sources.items() if v["from"].startswith("recipe ")]
+    assert "dataset_name" in recipe_keys and sources["dataset_name"]["value"] == "demo"
+
+
+def test_readme_is_a_guide_that_names_every_environment_variable():
+    """README stays a guide (at most 250 lines; results live in RESULTS.md) and names every environment variable the
+    code reads."""
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    assert text.count("\n") <= 250, "README is over 250 lines: move results and history to RESULTS.md"
+    read = set()
+    for folder in ("modeling_hcam", "processing", "trainer", "hub_cards", "bench"):
+        for root, _, files in os.walk(os.path.join(REPO, folder)):
+            for name in files:
+                if name.endswith(".py"):
+                    code = open(os.path.join(root, name), encoding="utf-8").read()
+                    read |= set(re.findall(r"environ(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']", code))
+    assert read, "no environment variable found: the pattern is wrong"
+    missing = sorted(name for name in read if f"`{name}`" not in text)
+    assert not missing, f"README does not name these environment variables: {missing}"

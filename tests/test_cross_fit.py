@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load_file
 from test_trainer import stage_argv, write_corpus, write_tiny_text_encoder
 
-from hcam.trainer.cross_fit import dialogue_folds, fit_alignment, perturb_embeddings
+from hcam.trainer.cross_fit import dialogue_folds, fit_alignment
+from hcam.trainer.trainer import perturb_embeddings
 
 
 def test_folds_hold_whole_dialogues_and_are_reproducible():

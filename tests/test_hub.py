@@ -165,7 +165,7 @@ for revision in ("main", "stage2-text", "stage1-audio"):
     results = json.load(open(hf_hub_download("org/hcam-demo", "all_results.json", revision=revision)))
     name, evals = model_index_to_eval_results(card.data.to_dict()["model-index"])
     report[revision] = dict(
-        model_class=type(model).__name__, processor_class=type(processor).__name__, stage=model.config.stage,
+        model_class=type(model).__name__, processor_class=type(processor).__name__, stage=model.config.num_stages,
         results=results, card_metrics=[[r.dataset_split, r.metric_type, (r.metric_args or {}).get("average"),
                                         r.metric_value, r.dataset_name] for r in evals],
         library_name=card.data.library_name, pipeline_tag=card.data.pipeline_tag, base_model=card.data.base_model,
@@ -212,7 +212,7 @@ def test_push_every_stage_and_load_in_a_fresh_process(hub, stages, tmp_path):
         torch.testing.assert_close(loaded[revision], stages[name]["logits"])
         entry = report[revision]
         assert entry["model_class"] == "HCAMForEmotionRecognition" and entry["processor_class"] == "HCAMProcessor"
-        assert entry["stage"] == stages[name]["model"].config.stage
+        assert entry["stage"] == stages[name]["model"].config.num_stages
         # The card's model-index holds exactly the run's numbers.
         results = stages[name]["results"]
         assert entry["results"] == results
@@ -330,7 +330,7 @@ def test_card_content_and_metadata(stages):
 
 
 def make_card_with_matrix(matrix):
-    return build_model_card(HCAMCardData({"modalities": ["text"], "stage": 1}, {}, stage_table=[], per_class={},
+    return build_model_card(HCAMCardData({"modalities": ["text"], "num_stages": 1}, {}, stage_table=[], per_class={},
                                          confusion_matrix=matrix, labels=TINY_LABELS, setting="s", command="c",
                                          hyperparameters={}, dataset_name="MELD", repo_id="org/x", base_models=None))
 
@@ -411,7 +411,7 @@ def test_server_checks_lfs_uploads_and_commits(hub, stages):
 
 
 def test_command_line_server_prints_its_url(tmp_path):
-    process = subprocess.Popen([sys.executable, os.path.join(HERE, "local_hub.py"), "--port", "0", "--root",
+    process = subprocess.Popen([sys.executable, "-m", "hcam.hub_cards.local_hub", "--port", "0", "--root",
                                 str(tmp_path / "root")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = process.stdout.readline().strip()
@@ -478,18 +478,19 @@ def test_server_refuses_repo_ids_and_revisions_that_leave_its_root(tmp_path):
         LocalHubServer(root, host="0.0.0.0")  # no way to listen beyond 127.0.0.1
 
 
-def test_demo_finds_the_hub_fixture_in_a_clone_and_says_what_to_do_without_one(tmp_path, monkeypatch):
+def test_demo_serves_its_hub_from_the_installed_package(tmp_path):
+    """The demo's Hub server is product code (hcam.hub_cards.local_hub), not a test fixture: it needs no clone."""
+    from hcam.hub_cards.local_hub import LocalHubServer as ProductServer
     from hcam.trainer import run_demo
 
-    hub = run_demo.local_hub_server(tmp_path / "hub").start()  # from the repository's tests/local_hub.py
+    hub = run_demo.local_hub_server(tmp_path / "hub").start()
     try:
+        assert type(hub) is ProductServer and not hasattr(hub, "fail_next")  # the tests' failing writes stay in tests/
         assert hub.url.startswith("http://127.0.0.1:")
         HfApi(endpoint=hub.url).create_repo("org/hcam-demo")
+        assert HfApi(endpoint=hub.url).list_repo_files("org/hcam-demo") == [".gitattributes"]
     finally:
         hub.stop()
-    monkeypatch.setattr(run_demo, "LOCAL_HUB", str(tmp_path / "site-packages" / "tests" / "local_hub.py"))  # a wheel
-    with pytest.raises(SystemExit, match="run the demo from a clone .* or pass --no_push"):
-        run_demo.local_hub_server(tmp_path / "hub")
 
 
 def test_the_card_carries_no_home_directory(monkeypatch, tmp_path):
@@ -498,7 +499,7 @@ def test_the_card_carries_no_home_directory(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(work)
     card = build_model_card(HCAMCardData(
-        {"modalities": ["text"], "stage": 1, "text_encoder_name_or_path": f"{home}/models/minilm"}, {},
+        {"modalities": ["text"], "num_stages": 1, "text_encoder_name_or_path": f"{home}/models/minilm"}, {},
         stage_table=[], per_class={}, confusion_matrix=[[1] * 4] * 4, labels=TINY_LABELS, setting="s",
         command=f"python trainer/run_stage.py --data_dir {home}/data/IEMOCAP --output_dir {work}/runs/stage1-text",
         hyperparameters={"cache": f"{home}/.cache/x"}, dataset_name="IEMOCAP", repo_id="org/x",
@@ -518,7 +519,7 @@ def test_card_leads_with_what_the_model_outputs(tmp_path):
                "test_ensemble_accuracy": 0.86, "eval_weighted_f1": 0.8, "eval_ensemble_weighted_f1": 0.81}
     demo = get_corpus("demo")
     card = build_model_card(HCAMCardData(
-        {"modalities": ["audio", "text"], "stage": 3}, results, stage_table=[], per_class={}, confusion_matrix=[[1]],
+        {"modalities": ["audio", "text"], "num_stages": 3}, results, stage_table=[], per_class={}, confusion_matrix=[[1]],
         labels=["happy"], setting="emotion, 1 label", command="python trainer/run_stage.py", hyperparameters={},
         dataset_name=demo.display_name, repo_id="org/hcam-demo", selected_head="Stage III (fusion)",
         dataset_nature=demo.nature, labels_note=demo.labels_note))
@@ -536,15 +537,27 @@ def test_card_leads_with_what_the_model_outputs(tmp_path):
     assert "hcam-predict --model org/hcam-demo" in text
     assert "Labels are given by construction" in text and "Annotators disagree" not in text
     stage = build_model_card(HCAMCardData(
-        {"modalities": ["text"], "stage": 2}, {"test_weighted_f1": 0.5}, stage_table=[], per_class={},
+        {"modalities": ["text"], "num_stages": 2}, {"test_weighted_f1": 0.5}, stage_table=[], per_class={},
         confusion_matrix=[[1]], labels=["happy"], setting="s", command="c", hyperparameters={}, dataset_name="IEMOCAP",
         repo_id="org/x", revision="stage2-text", selected_head="Stage II text (dialogue context)"))
     assert stage.data.pipeline_tag == "text-classification"
     assert "Test weighted F1 of Stage II text (dialogue context): 50.00" in stage.text  # no ensemble keys: says whose
     assert "Annotators disagree" in stage.text and "this stage is the `stage2-text` revision" in stage.text
     one_head = build_model_card(HCAMCardData(
-        {"modalities": ["text"], "stage": 1}, {"test_weighted_f1": 0.5, "test_ensemble_weighted_f1": 0.5},
+        {"modalities": ["text"], "num_stages": 1}, {"test_weighted_f1": 0.5, "test_ensemble_weighted_f1": 0.5},
         stage_table=[], per_class={}, confusion_matrix=[[1]], labels=["happy"], setting="s", command="c",
         hyperparameters={}, dataset_name="IEMOCAP", repo_id="org/x", selected_head="Stage I text (utterance)"))
     assert "Test weighted F1 of the model's output" in one_head.text and "the head the checkpoint was selected on:" \
         not in one_head.text  # stage I: its ensemble is its one head
+
+
+def test_card_of_a_stage_trained_on_a_moved_datasets_folder_still_describes_its_data():
+    """A stage trained on a save_to_disk folder records the folder's path; the card (rebuilt at a later push) still
+    describes the data when that folder has moved since."""
+    from hcam.trainer.hub import describe_data
+
+    marker = {"data": {"corpus": "/nowhere/any/more/my_calls", "protocol": "the splits of the folder my_calls",
+                       "splits": {"train": {"dialogues": 3, "utterances": 9}}}}
+    corpus, phrase, lines = describe_data(marker, ["a", "b"])
+    assert corpus.display_name == "my_calls" and phrase == "2 labels"
+    assert any("the splits of the folder my_calls" in line for line in lines)

@@ -1,5 +1,6 @@
 """The built wheel holds product code only, and no product file grows past what one reader can hold."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCE_FOLDERS = ("modeling_hcam", "processing", "trainer", "hub_cards")  # setup.py's, installed under hcam.
 MAX_LINES = 700
 LONGER_ALLOWED = {"hcam/modeling_hcam/modeling_hcam.py"}  # the Hub bundle's model: one file, as in transformers
-NOT_PRODUCT = ("local_hub", "demo_corpus", "generate.py", "conftest", "tiny.py", "test_", "bench", "data/demo")
+NOT_PRODUCT = ("tests/", "demo_corpus", "generate.py", "conftest", "tiny.py", "test_", "bench", "data/demo")
 
 
 def tracked_files():
@@ -59,6 +60,19 @@ def test_no_product_file_is_over_700_lines(wheel):
 def test_repository_layout_keeps_fixtures_out_of_the_source_folders():
     for folder in SOURCE_FOLDERS:
         for path in (REPO / folder).rglob("*.py"):
-            assert not any(word in path.name for word in ("local_hub", "test_", "conftest")), path
+            assert not any(word in path.name for word in ("test_", "conftest", "tiny.py")), path
     assert (REPO / "tests" / "local_hub.py").is_file()
     assert os.path.isfile(REPO / "constraints.txt")
+
+
+def test_nothing_outside_tests_imports_from_tests():
+    """bench/, the product folders and the demo use nothing of tests/ (no sys.path into it, no fixture module)."""
+    fixtures = {path.stem for path in (REPO / "tests").glob("*.py")}
+    pattern = re.compile(r"^\s*(?:from|import)\s+(" + "|".join(map(re.escape, sorted(fixtures))) + r")\b"
+                         r"|[\"']tests[\"']", re.M)
+    offenders = []
+    for folder in (*SOURCE_FOLDERS, "bench", "data"):
+        for path in (REPO / folder).rglob("*.py"):
+            for match in pattern.finditer(path.read_text(encoding="utf-8")):
+                offenders.append(f"{path.relative_to(REPO)}: {match.group(0).strip()}")
+    assert not offenders, "code outside tests/ reaching into it:\n" + "\n".join(offenders)

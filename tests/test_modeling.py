@@ -206,7 +206,7 @@ def test_focal_loss_reduces_to_cross_entropy():
 def test_from_unimodal_copies_both_modalities():
     audio, text = make_model(2, ("audio",), seed=1), make_model(2, ("text",), seed=2)
     fused = HCAMForEmotionRecognition.from_unimodal(audio, text).eval()
-    assert fused.config.stage == 3 and fused.config.modalities == ["audio", "text"]
+    assert fused.config.num_stages == 3 and fused.config.modalities == ["audio", "text"]
     inputs = random_inputs()
     out, a, t = fused(**inputs), audio(**inputs), text(**inputs)
     torch.testing.assert_close(out.audio_context_logits, a.audio_context_logits)
@@ -287,3 +287,36 @@ def test_in_process_round_trip_keeps_config(tmp_path):
     inputs = random_inputs()
     torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
     assert HCAMConfig.from_pretrained(tmp_path).text_encoder_config["hidden_size"] == 16
+
+
+def test_configurations_saved_with_stage_load_as_num_stages(tmp_path):
+    """HCAMConfig.stage was renamed num_stages (how many stages the model has; a stage being trained is
+    hcam.trainer.stages.Stage): a config.json saved with "stage" still loads, with a FutureWarning, and saves the new
+    name."""
+    import json
+    import warnings
+
+    from hcam.modeling_hcam import HCAMConfig
+
+    config = tiny_hcam_config(2, ("text",))
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["num_stages"] == 2 and "stage" not in saved
+    saved["stage"] = saved.pop("num_stages")  # as a checkpoint saved before the rename
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.warns(FutureWarning, match="num_stages"):
+        old = HCAMConfig.from_pretrained(tmp_path)
+    assert old.num_stages == 2 and old.stage == 2  # the old attribute still reads it
+    old.stage = 3
+    assert old.num_stages == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert HCAMConfig(num_stages=2).num_stages == 2
+
+
+def test_the_ensemble_is_one_of_the_models_heads():
+    model = make_model(3)
+    assert model.config.output_heads() == ["ensemble", *model.config.stage_heads()]
+    output = model(**random_inputs((3, 2)))
+    assert output.head_logits("ensemble") is output.logits
+    assert output.head_logits("fusion") is output.fusion_logits

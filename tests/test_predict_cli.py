@@ -396,10 +396,7 @@ def test_threads_default_and_flag(monkeypatch):
 def test_hub_model_at_a_revision_with_a_token(checkpoints, absolute_rows, tmp_path, monkeypatch):
     """--revision picks a stage's branch of a Hub repo (pushed as run_stage.py pushes), --token is sent with every
     request: against the local Hub server, hcam-predict in a fresh process."""
-    import local_hub
-    from local_hub import LocalHubServer
-
-    from hcam.hub_cards import push_stage
+    from hcam.hub_cards import local_hub, push_stage
 
     seen = []
     dispatch = local_hub._Handler._dispatch
@@ -410,7 +407,7 @@ def test_hub_model_at_a_revision_with_a_token(checkpoints, absolute_rows, tmp_pa
 
     monkeypatch.setattr(local_hub._Handler, "_dispatch", recording)
     manifest = write_manifest(tmp_path / "m.csv", absolute_rows)
-    with LocalHubServer(tmp_path / "hub") as hub:
+    with local_hub.LocalHubServer(tmp_path / "hub") as hub:
         push_stage(checkpoints["text"], "org/hcam-x", "stage2-text", card=None, endpoint=hub.url, token="hf_push")
         push_stage(checkpoints["bimodal"], "org/hcam-x", "stage3", card=None, endpoint=hub.url, also_main=True,
                    token="hf_push")

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from hcam.processing.corpora import get_corpus
 from hcam.processing.datasets import load_hcam_dataset
-from hcam.processing.labels import MOSI_7_LABELS, get_label_names, mosi_label
+from hcam.processing.labels import MOSI_7_LABELS, mosi_label
 from hcam.processing.manifest import read_manifest
 from hcam.processing.meld import fix_meld_text
 from hcam.processing.mosi import MOSI_TEST_VIDEOS, MOSI_TRAIN_VIDEOS, MOSI_VALID_VIDEOS
@@ -264,7 +264,7 @@ def test_real_meld_csvs_text_only():
         assert len(dd[split]) == len(df)
         assert report.counts[split] == df["Emotion"].value_counts().sort_index().to_dict()
         assert report.dialogues[split] == df["Dialogue_ID"].nunique()
-        assert set(dd[split]["label"]) <= set(get_label_names("meld"))
+        assert set(dd[split]["label"]) <= set(get_corpus("meld").label_names())
     assert report.ok and "test" not in dd
 
 

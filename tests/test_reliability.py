@@ -422,7 +422,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(tmp
 def _finished_stage(folder, stage, modality, labels=TINY_LABELS, text_encoder="tiny-bert"):
     config = tiny_hcam_config(1, (modality,), text_encoder_name_or_path=text_encoder,
                               id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
-    config.stage = stage
+    config.num_stages = stage
     config.save_pretrained(folder)
     (folder / "hcam_stage.json").write_text(json.dumps({"stage": stage, "modality": modality}), encoding="utf-8")
     return str(folder)

@@ -56,7 +56,7 @@ def padding_efficiency(batches, lengths):
 
 @pytest.mark.parametrize("modality", ["audio", "text"])
 def test_stage1_training_batches_group_similar_lengths(tmp_path, modality):
-    from hcam.trainer.run_stage import with_lengths
+    from hcam.trainer.data import with_lengths
 
     raw = utterances(duration=[None] + utterances()["duration"][1:])  # one unknown duration: sorts as typical
     split = with_lengths(DatasetDict(train=raw), modality)["train"]

@@ -111,7 +111,7 @@ def test_every_stage_writes_a_loadable_best_model_and_results(trained):
         model = AutoModel.from_pretrained(folder, trust_remote_code=True)
         processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
         assert type(model).__name__ == "HCAMForEmotionRecognition" and type(processor).__name__ == "HCAMProcessor"
-        assert model.config.stage == int(name[5])
+        assert model.config.num_stages == int(name[5])
 
 
 def test_stage3_reports_each_stage_and_the_ensemble(trained):
@@ -250,3 +250,47 @@ def test_causal_stages_two_and_three_start_from_the_same_stage_one(trained, tmp_
     for a, b in zip(live, offline):
         assert a["stages"] == b["stages"] and a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
     assert isinstance(pipe, HCAMEmotionPipeline)
+
+
+def test_stage2_reads_its_stage1_folder_once_and_reaches_forward_in_few_calls(trained, tmp_path, monkeypatch):
+    """`run_stage.py --stage 2 --modality text --init_from S1` (with the default cross-fitting) reads the stage-1
+    folder's marker, configuration and processor once each (the StageFolder is opened once and passed down to the
+    model, the embeddings and the fold models), and the model's forward is reached within 30 calls of run_stage.main."""
+    import inspect
+
+    from transformers import AutoProcessor
+
+    from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition
+    from hcam.trainer import stage_folder
+    from hcam.trainer.run_stage import main
+
+    stage1 = os.path.realpath(os.path.join(trained["out"], "stage1-text"))
+    loads = []
+
+    def counted(kind, real):
+        def load(path, *args, **kwargs):
+            if os.path.realpath(os.fspath(path)) == stage1:
+                loads.append(kind if kind != "json" else args[0])
+            return real(path, *args, **kwargs)
+        return load
+
+    monkeypatch.setattr(HCAMConfig, "from_pretrained", counted("config", HCAMConfig.from_pretrained))
+    monkeypatch.setattr(AutoProcessor, "from_pretrained", counted("processor", AutoProcessor.from_pretrained))
+    monkeypatch.setattr(stage_folder, "read_json", counted("json", stage_folder.read_json))
+    depths = []
+    real_forward = HCAMForEmotionRecognition.forward
+
+    def forward(self, *args, **kwargs):
+        if not depths:
+            names = [f.function for f in inspect.stack()]
+            depths.append(names.index("main") if "main" in names else None)
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(HCAMForEmotionRecognition, "forward", forward)
+    monkeypatch.setenv("HCAM_CACHE", str(tmp_path / "cache"))  # nothing cached: the embeddings and the fold models run
+    argv = stage_argv(str(tmp_path), "stage2-text", trained["corpus"], trained["encoder"], epochs=1,
+                      extra=["--cross_fit_folds", "2"])
+    argv[argv.index("--init_from") + 1] = stage1
+    main(argv)
+    assert sorted(loads) == ["config", "hcam_stage.json", "processor"], loads
+    assert depths[0] is not None and depths[0] <= 30, depths

@@ -19,7 +19,7 @@ TINY_LABELS = ["neutral", "happy", "sad", "angry"]
 
 def tiny_hcam_config(stage=1, modalities=("audio", "text"), **overrides):
     kwargs = dict(
-        stage=stage, modalities=list(modalities), audio_encoder_config=dict(TINY_AUDIO_ENCODER_CONFIG),
+        num_stages=stage, modalities=list(modalities), audio_encoder_config=dict(TINY_AUDIO_ENCODER_CONFIG),
         text_encoder_config=dict(TINY_TEXT_ENCODER_CONFIG), gru_hidden_size=6, fusion_hidden_size=6,
         id2label=dict(enumerate(TINY_LABELS)), label2id={l: i for i, l in enumerate(TINY_LABELS)},
     )

@@ -46,27 +46,27 @@ class ModelArguments:
         metadata={"help": "Stage 1: the Hub token for private or gated encoders (default: HF_TOKEN or the one saved by "
                   "`hf auth login`). Not recorded anywhere."},
     )
-    gru_hidden_size: int | None = field(default=None, metadata={"help": "Bi-GRU width per direction (stage 1; default 200)."})
-    num_attention_heads: int | None = field(default=None, metadata={"help": "Attention heads (stage 1; default 3)."})
-    fusion_hidden_size: int | None = field(default=None, metadata={"help": "Co-attention width of stage 3 (default 60)."})
-    dropout: float | None = field(default=None, metadata={"help": "Dropout of the GRU outputs and classifiers (default 0.2)."})
-    max_audio_seconds: float | None = field(default=None, metadata={"help": "Longer utterances are cut (default 15)."})
-    max_text_tokens: int | None = field(default=None, metadata={"help": "Longer transcripts are truncated (default 128)."})
+    gru_hidden_size: int | None = field(default=None, metadata={"help": "Bi-GRU width per direction (stage 1)."})
+    num_attention_heads: int | None = field(default=None, metadata={"help": "Attention heads (stage 1)."})
+    fusion_hidden_size: int | None = field(default=None, metadata={"help": "Co-attention width of stage 3."})
+    dropout: float | None = field(default=None, metadata={"help": "Dropout of the GRU outputs and classifiers."})
+    max_audio_seconds: float | None = field(default=None, metadata={"help": "Longer utterances are cut (seconds)."})
+    max_text_tokens: int | None = field(default=None, metadata={"help": "Longer transcripts are truncated (tokens)."})
     use_speaker_masks: bool | None = field(default=None, metadata={"help": "Speaker-aware attention masks in stage 2."})
     context_self_attention: bool | None = field(
-        default=None, metadata={"help": "Stage 2: self-attention over turns after the bi-GRU (default true; false = the "
-                                "bi-GRU alone, an ablation)."}
+        default=None, metadata={"help": "Stage 2: self-attention over turns after the bi-GRU (false = the bi-GRU alone, "
+                                "an ablation)."}
     )
     context: str | None = field(
         default=None,
-        metadata={"help": "Stages 2-3: which turns the context and fusion see: bidirectional (default; the paper: the "
+        metadata={"help": "Stages 2-3: which turns the context and fusion see: bidirectional (the paper: the "
                   "whole conversation) or causal (past and current turns only: each turn's prediction is final when "
                   "it arrives, for live conversations; hcam-predict --live). Stage 3 takes its stage-2 folders' "
                   "direction; a causal stage 2 starts from the same stage-1 folder as a bidirectional one.",
                   "choices": ["bidirectional", "causal"]},
     )
     fusion_type: str | None = field(
-        default=None, metadata={"help": "Stage 3: co-attention (default) or concat (projected context embeddings "
+        default=None, metadata={"help": "Stage 3: co-attention (the paper) or concat (projected context embeddings "
                                 "concatenated, no attention; an ablation).", "choices": ["co-attention", "concat"]}
     )
     use_weighted_layer_sum: bool | None = field(
@@ -124,7 +124,7 @@ class HCAMTrainingArguments(TrainingArguments):
                   "the same for one modality's stages I and II (a text-only corpus)."},
     )
     supcon_weight: float | None = field(default=None, metadata={"help": "Stage 1: weight of the supervised contrastive loss."})
-    supcon_temperature: float | None = field(default=None, metadata={"help": "Stage 1: SupCon temperature (default 0.07)."})
+    supcon_temperature: float | None = field(default=None, metadata={"help": "Stage 1: SupCon temperature."})
     focal_gamma: float | None = field(default=None, metadata={"help": "Focal-loss gamma; 0 = cross-entropy."})
     class_weighting: bool = field(
         default=False, metadata={"help": "Weight the classification loss by inverse class frequency of the train split."}
@@ -134,7 +134,7 @@ class HCAMTrainingArguments(TrainingArguments):
     )
     cross_fit_folds: int = field(
         default=0,
-        metadata={"help": "Stages 2-3 (default there: 2): train on out-of-fold stage-1 embeddings of the train split "
+        metadata={"help": "Stages 2-3: train on out-of-fold stage-1 embeddings of the train split "
                   "(k >= 2: k stage-1 models, each trained with the stage-1 folder's recipe on the other folds, embed "
                   "the dialogues they did not see, mapped into the shipped model's coordinates). Cost: k extra stage-1 "
                   "trainings on (k-1)/k of train, once per stage-1 model (cached; stage 3 reuses stage 2's). 0 = the "
@@ -144,7 +144,7 @@ class HCAMTrainingArguments(TrainingArguments):
     cross_fit_seed: int = field(default=0, metadata={"help": "Seed of the dialogue-to-fold assignment (--cross_fit_folds)."})
     embedding_noise: float = field(
         default=0.0,
-        metadata={"help": "Stages 2-3 (default there: 0.5): Gaussian noise on the cached stage-1 embeddings while "
+        metadata={"help": "Stages 2-3: Gaussian noise on the cached stage-1 embeddings while "
                   "training, as a fraction of each embedding's RMS."},
     )
     embedding_dropout: float = field(
@@ -226,6 +226,8 @@ def parse_args(argv=None):
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    wants_help = any(word in ("-h", "--help") for word in argv)
+    argv = [word for word in argv if word not in ("-h", "--help")]  # --help prints the defaults of the stage asked for
     if len(argv) == 1 and argv[0].endswith(".json"):
         with open(argv[0], encoding="utf-8") as f:
             flat = json.load(f)
@@ -246,13 +248,67 @@ def parse_args(argv=None):
     else:
         stage, modality = given.stage, given.modality
     stage_obj = _stage_of(stage, modality) if (modality or int(stage) == 3) else None
-    parser.set_defaults(**(stage_obj.defaults if stage_obj else COMMON_DEFAULTS))
+    stage_defaults = stage_obj.defaults if stage_obj else COMMON_DEFAULTS
+    parser.set_defaults(**stage_defaults)
     parser.set_defaults(**recipe)
+    if wants_help:
+        describe_defaults(parser, stage_obj, given.recipe)
+        parser.print_help()
+        raise SystemExit(0)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if training_args.output_dir is None:
         raise SystemExit("--output_dir is required.")
-    check_args(model_args, data_args, training_args, given=given_flags(parser, argv) | set(recipe))
+    flags = given_flags(parser, argv)
+    check_args(model_args, data_args, training_args, given=flags | set(recipe))
+    training_args.hcam_value_sources = value_sources(  # written to the log and the stage marker by run_stage.py
+        (model_args, data_args, training_args), stage_defaults, recipe, flags, given.recipe)
     return model_args, data_args, training_args
+
+
+# ModelArguments (and loss settings) whose unset value means "the configuration's": HCAMConfig's defaults in stage 1,
+# what the --init_from folder was trained with in stages 2-3.
+CONFIG_OPTIONS = ("gru_hidden_size", "num_attention_heads", "fusion_hidden_size", "dropout", "max_audio_seconds",
+                  "max_text_tokens", "use_speaker_masks", "context_self_attention", "context", "fusion_type",
+                  "use_weighted_layer_sum", "freeze_audio_encoder", "freeze_text_encoder", "supcon_weight",
+                  "supcon_temperature", "focal_gamma")
+# What stages 2 and 3 may set on the configuration they start from (the rest is fixed by stage 1).
+LATER_STAGE_SETTINGS = ("focal_gamma", "dropout", "use_speaker_masks", "fusion_hidden_size", "num_attention_heads",
+                        "context_self_attention", "fusion_type", "context")
+
+
+def describe_defaults(parser, stage, recipe=None):
+    """Make --help say the value each option will have for `stage` (a Stage, or None when --stage/--modality are not
+    given): the parser's defaults are already the stage's and the recipe's; an option whose unset value means the
+    model configuration's says which value that is."""
+    from hcam.modeling_hcam import HCAMConfig
+
+    config = HCAMConfig()
+    for action in parser._actions:
+        if action.dest not in CONFIG_OPTIONS or action.default is not None:
+            continue
+        if stage is None or stage.number == 1:
+            action.help += f" (default: {getattr(config, action.dest)}, HCAMConfig's)"
+        elif action.dest in LATER_STAGE_SETTINGS:
+            action.help += " (default: what the --init_from stage was trained with)"
+        else:
+            action.help += f" (default: what the --init_from stage was trained with; stage {stage.number} cannot change it)"
+    parser.description = (
+        f"Defaults shown: {stage.tag}'s" if stage else "Defaults shown: those common to every stage (give --stage and "
+        "--modality with --help to see one stage's)") + (f", with the recipe {recipe}" if recipe else "") + ". " + (
+        "Precedence: flags > --recipe > the stage's defaults (hcam.trainer.stages) > TrainingArguments'.")
+
+
+def value_sources(argument_objects, stage_defaults, recipe, flags, recipe_path=None):
+    """{name: {"value", "from"}} of every value set by a layer above the dataclasses' own defaults: "flag",
+    "recipe <path>" or "stage default"."""
+    values = {}
+    for name in [*stage_defaults, *recipe, *sorted(flags)]:
+        layer = "flag" if name in flags else f"recipe {recipe_path}" if name in recipe else "stage default"
+        value = next((getattr(obj, name) for obj in argument_objects if hasattr(obj, name)), None)
+        if name in ("token", "hub_token"):
+            value = "<redacted>" if value else value
+        values[name] = {"value": getattr(value, "value", value), "from": layer}
+    return values
 
 
 def given_flags(parser, argv):
@@ -324,8 +380,8 @@ def check_args(model_args, data_args, training_args, given=()):
 def check_corpus_args(data_args):
     manifest = data_args.train_file or data_args.validation_file or data_args.test_file
     if not data_args.dataset_name and not manifest and not data_args.data_dir:
-        raise SystemExit(f"Pass --dataset_name {{{','.join(CORPORA)}}} (with --data_dir) or "
-                         "--train_file/--validation_file/--test_file.")
+        raise SystemExit(f"Pass --dataset_name {{{','.join(CORPORA)}}} (with --data_dir), a save_to_disk folder or a "
+                         "Hub dataset id, or --train_file/--validation_file/--test_file.")
     try:
         get_corpus(data_args.dataset_name)
     except ValueError as error:

@@ -26,40 +26,17 @@ import shutil
 
 import torch
 
+from hcam.trainer.data import utterance_datasets
 from hcam.trainer.embedding_cache import cache_key, cached_embeddings, compute_embeddings, read_cached, write_cached
+from hcam.trainer.stage_folder import MARKER, StageFolder
+from hcam.trainer.trainer import build_stage_trainer
 
 logger = logging.getLogger(__name__)
 
-STAGE_MARKER = "hcam_stage.json"
 # TrainingArguments of the stage-I run that its fold models do not inherit (they train out of sight, in a scratch
 # folder, and never push or log).
 _NOT_INHERITED = ("output_dir", "logging_dir", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo",
                   "resume_from_checkpoint", "report_to", "run_name", "init_from")
-
-
-# ----- noise on cached embeddings ---------------------------------------------------------------------------------
-def perturb_embeddings(inputs, noise=0.0, dropout=0.0):
-    """Training-time noise on the cached stage-I embeddings of a stage II/III batch (`*_embeddings` keys).
-
-    Args:
-        inputs (`dict`): the batch; returned with perturbed copies of the embeddings (padded turns stay zero).
-        noise (`float`): standard deviation of Gaussian noise, relative to each embedding's RMS.
-        dropout (`float`): dropout rate on the embedding features.
-    """
-    if not noise and not dropout:
-        return inputs
-    inputs = dict(inputs)
-    for key in ("audio_embeddings", "text_embeddings"):
-        embeddings = inputs.get(key)
-        if embeddings is None:
-            continue
-        if noise:
-            rms = embeddings.pow(2).mean(-1, keepdim=True).sqrt()
-            embeddings = embeddings + noise * rms * torch.randn_like(embeddings)
-        if dropout:
-            embeddings = torch.nn.functional.dropout(embeddings, p=dropout, training=True)
-        inputs[key] = embeddings
-    return inputs
 
 
 # ----- cross-fitting ----------------------------------------------------------------------------------------------
@@ -76,70 +53,53 @@ def dialogue_folds(dialogue_ids, num_folds, seed=0):
 
 def stage1_folder_of(training_args, modality):
     """The finished stage-I folder whose recipe the fold models reuse: --init_from itself in stage II, the
-    --init_from of the stage-II folder of that modality in stage III."""
-    if training_args.stage == 2:
-        return training_args.init_from[0]
-    stage2 = training_args.init_from[0 if modality == "audio" else 1]
-    marker = _read_marker(stage2)
-    return marker["init_from"][0]
+    stage-I folder under the stage-II folder of that modality in stage III."""
+    init_from = training_args.init_from
+    folder = init_from[0] if training_args.stage == 2 else init_from[0 if modality == "audio" else 1]
+    return StageFolder.open(folder, missing=(
+        f"Cross-fitting reads the stage-I recipe that the fold models are trained with from the finished stage "
+        f"folders, and {folder} holds no finished stage ({MARKER} missing). Point --init_from at local stage folders "
+        f"whose stage-I folders are still where they were trained, or pass --cross_fit_folds 0 to train on the "
+        f"shipped stage-I model's own embeddings of train.")).stage1_folder(modality)
 
 
-def _read_marker(folder):
-    path = os.path.join(folder, STAGE_MARKER)
-    if not os.path.exists(path):
-        raise SystemExit(
-            f"Cross-fitting reads the stage-I recipe that the fold models are trained with from the finished stage "
-            f"folders, and {os.path.join(folder, STAGE_MARKER)} is missing. Point --init_from at local stage folders "
-            f"whose stage-I folders are still where they were trained, or pass "
-            f"--cross_fit_folds 0 to train on the shipped stage-I model's own embeddings of train."
-        )
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def fold_training_arguments(marker, output_dir, seed):
+def fold_training_arguments(stage1, output_dir, seed):
     """The stage-I run's TrainingArguments (from its marker), in a scratch folder, with no logging or push."""
     from dataclasses import fields
 
     from hcam.trainer.arguments import HCAMTrainingArguments
 
     known = {f.name for f in fields(HCAMTrainingArguments) if f.init}
-    values = {k: v for k, v in marker["training_arguments"].items() if k in known and k not in _NOT_INHERITED}
+    values = {k: v for k, v in stage1.training_arguments.items() if k in known and k not in _NOT_INHERITED}
     values.update(output_dir=output_dir, report_to=[], seed=seed, save_total_limit=1, disable_tqdm=True)
     return HCAMTrainingArguments(**values)
 
 
-def train_fold_model(stage1_folder, marker, train_rows, validation_rows, modality, scratch_dir, seed):
-    """A stage-I model of `stage1_folder`'s configuration and recipe, trained from its starting encoders on
-    `train_rows` and chosen on `validation_rows` (weighted F1), as run_stage.py trains stage I."""
-    from transformers import AutoProcessor, EarlyStoppingCallback, set_seed
+def train_fold_model(stage1, train_rows, validation_rows, modality, scratch_dir, seed):
+    """A stage-I model of the `stage1` folder's configuration and recipe, trained from its starting encoders on
+    `train_rows` and chosen on `validation_rows` (weighted F1) with run_stage.py's stage-I data and Trainer
+    (`utterance_datasets`, `build_stage_trainer`: a frozen encoder's features come from the same cache)."""
+    from datasets import DatasetDict
+    from transformers import set_seed
 
-    from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition
+    from hcam.modeling_hcam import HCAMForEmotionRecognition
     from hcam.processing.encoders import resolve_encoder_path
-    from hcam.trainer.data import UtteranceCollator
-    from hcam.trainer.run_stage import with_lengths
-    from hcam.trainer.trainer import HCAMStageTrainer
 
-    args = fold_training_arguments(marker, scratch_dir, seed)
+    args = fold_training_arguments(stage1, scratch_dir, seed)
     set_seed(seed)
-    config = HCAMConfig.from_pretrained(stage1_folder)
+    config = stage1.config
     model = HCAMForEmotionRecognition(config)
-    revision = marker.get("model_revision")  # the stage-1 run's --model_revision (its token: HF_TOKEN or the login)
+    revision = stage1.marker.get("model_revision")  # the stage-1 run's --model_revision (token: HF_TOKEN or login)
     if modality == "text":
         model.load_pretrained_encoders(text_encoder_path=resolve_encoder_path(config.text_encoder_name_or_path,
                                                                               revision=revision))
     elif config.audio_encoder_name_or_path:
         model.load_pretrained_encoders(audio_encoder_path=resolve_encoder_path(config.audio_encoder_name_or_path,
                                                                                revision=revision))
-    processor = AutoProcessor.from_pretrained(stage1_folder, trust_remote_code=True)
-    splits = with_lengths({"train": train_rows, "validation": validation_rows}, modality)
-    patience = marker["training_arguments"].get("early_stopping_patience")
-    trainer = HCAMStageTrainer(
-        model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"],
-        data_collator=UtteranceCollator(processor, modality, config.label2id), processing_class=processor,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)] if patience else [],
-        label_names=marker["labels"],
-    )
+    processor = stage1.processor
+    splits, collator = utterance_datasets(model, processor, DatasetDict(train=train_rows, validation=validation_rows),
+                                          args)
+    trainer = build_stage_trainer(model, processor, splits, collator, args, stage1.labels)
     trainer.train()
     best = trainer.state.best_metric
     shutil.rmtree(scratch_dir, ignore_errors=True)
@@ -173,8 +133,10 @@ def fit_alignment(source, target, penalties=(1e-3, 1e-2, 1e-1, 1.0), seed=0):
     return solve(torch.arange(len(x)), best).float(), scores[best]
 
 
-def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, training_args, device="cpu", batch_size=32):
-    """Out-of-fold stage-I embeddings `(rows, E)` of `dataset["train"]`, read from `cache_dir` or computed.
+def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, training_args, device="cpu", batch_size=32,
+                            stage1=None):
+    """Out-of-fold stage-I embeddings `(rows, E)` of `dataset["train"]`, read from `cache_dir` or computed; the fold
+    models are trained with the recipe of the `stage1` folder (a `StageFolder`; default: found from --init_from).
 
     The cache file is keyed like the shipped model's own (stage-I weights, settings, data) plus the number of folds
     and the fold seed, so another stage-I run, another `k` or other data never read it.
@@ -193,8 +155,7 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
             f"The cross-fitted {modality} embeddings of train are not cached yet ({path}), and the fold models are "
             f"trained in one process: run this stage once without torchrun/accelerate (or with --cross_fit_folds 0)."
         )
-    stage1_folder = stage1_folder_of(training_args, modality)
-    marker = _read_marker(stage1_folder)
+    stage1 = stage1 or stage1_folder_of(training_args, modality)
     folds = dialogue_folds(rows["dialogue_id"], num_folds, fold_seed)
     # the shipped model's own embeddings of train: the coordinates the fold models' embeddings are mapped into
     own = cached_embeddings(model, processor, rows, modality, cache_dir, "train", batch_size=batch_size, device=device)
@@ -207,8 +168,8 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
                     modality, fold + 1, num_folds, len(kept), len(held_out))
         scratch = os.path.join(cache_dir, f".fold-{modality}-{fold}-{os.getpid()}")
         fold_model, fold_processor, score = train_fold_model(  # same seed, so the same start as the shipped model
-            stage1_folder, marker, rows.select(kept), dataset["validation"], modality, scratch,
-            seed=marker["training_arguments"].get("seed", 42),
+            stage1, rows.select(kept), dataset["validation"], modality, scratch,
+            seed=stage1.training_arguments.get("seed", 42),
         )
         fold_model.to(device)
         fold_embeddings = compute_embeddings(fold_model, fold_processor, rows, modality, batch_size, device,
@@ -223,14 +184,17 @@ def cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, trai
                     score if score is not None else float("nan"), fit)
     write_cached(path, embeddings, key, {"split": "train", "modality": modality, "cross_fit_folds": str(num_folds),
                                          "fold_validation_weighted_f1": json.dumps(scores),
-                                         "alignment_r2": json.dumps(fits), "stage1_folder": os.path.abspath(stage1_folder)},
+                                         "alignment_r2": json.dumps(fits), "stage1_folder": os.path.abspath(stage1.path)},
                  what)
     return embeddings
 
 
-def stage_embeddings(model, processor, dataset, split, modality, cache_dir, training_args, batch_size=32, device="cpu"):
-    """What stages II/III train and evaluate on: out-of-fold embeddings for train when `cross_fit_folds` >= 2,
-    the model's own (cached) stage-I embeddings otherwise and for every other split."""
+def stage_embeddings(model, processor, dataset, split, modality, cache_dir, training_args, stage1=None, batch_size=32,
+                     device="cpu"):
+    """What stages II/III train and evaluate on: out-of-fold embeddings for train when `cross_fit_folds` >= 2 (fold
+    models trained with the `stage1` folder's recipe), the model's own (cached) stage-I embeddings otherwise and for
+    every other split."""
     if split == "train" and (training_args.cross_fit_folds or 0) >= 2:
-        return cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, training_args, device, batch_size)
+        return cross_fitted_embeddings(model, processor, dataset, modality, cache_dir, training_args, device, batch_size,
+                                       stage1)
     return cached_embeddings(model, processor, dataset[split], modality, cache_dir, split, batch_size=batch_size, device=device)

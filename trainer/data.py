@@ -145,3 +145,30 @@ def collate_dialogues(items):
     for row, item in enumerate(items):
         batch["utterance_mask"][row, : len(item["labels"])] = 1
     return batch
+
+
+def with_lengths(dataset, modality):
+    """Stage I batches utterances of similar length together (--train_sampling_strategy group_by_length): the
+    `length` column is the duration for audio and the character count for text, which is what padding costs."""
+    from datasets import DatasetDict
+
+    from hcam.processing.sampling import utterance_lengths
+
+    with_length = {}
+    for name, split in dataset.items():
+        lengths = [float(len(t)) for t in split["text"]] if modality == "text" else utterance_lengths(split)
+        known = sorted(x for x in lengths if x == x)
+        fill = known[len(known) // 2] if known else 0.0  # unknown durations (NaN) sort as a typical utterance
+        with_length[name] = split.add_column("length", [x if x == x else fill for x in lengths])
+    return DatasetDict(with_length)
+
+
+def utterance_datasets(model, processor, dataset, training_args):
+    """Stage I's `(splits, collator)` for `training_args.modality`: the utterance rows with their lengths (batches of
+    similar length, `with_lengths`), or with a frozen encoder (--freeze_*_encoder) its cached hidden states
+    (`hcam.trainer.feature_cache`). run_stage.py and the cross-fitting fold models train on these alike."""
+    from hcam.trainer.feature_cache import frozen_encoder_datasets
+
+    modality = training_args.modality
+    return frozen_encoder_datasets(model, processor, dataset, training_args) or (
+        with_lengths(dataset, modality), UtteranceCollator(processor, modality, model.config.label2id))

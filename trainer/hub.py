@@ -8,7 +8,7 @@ too). Everything the card says is read back from the folder (all_results.json, t
 and the stage marker, so a push retried by rerunning the command builds the same card from the same numbers.
 """
 
-import json
+import dataclasses
 import logging
 import os
 import shlex
@@ -17,12 +17,22 @@ import sys
 from hcam.hub_cards.card import HCAMCardData, build_model_card, render_confusion_matrix_png
 from hcam.modeling_hcam.pipeline_hcam import add_pipeline_to_folder
 from hcam.processing.corpora import get_corpus
+from hcam.trainer.stage_folder import (
+    CARD,
+    CONFIG,
+    DATA_REPORT,
+    CONFUSION_PNG,
+    PUSH_RECORD,
+    RESULTS,
+    StageFolder,
+    read_json,
+    report_file,
+    write_atomic,
+)
 from hcam.trainer.stages import Stage
 
 logger = logging.getLogger("hcam.trainer.hub")
 
-PUSH_RECORD = "hub_push.json"  # written after a successful push (never uploaded: not in push_stage's allow-list)
-CONFUSION_PNG = "confusion_matrix.png"
 
 HEAD_TITLES = {
     "audio_utterance": "Stage I audio (utterance)",
@@ -109,7 +119,10 @@ def describe_data(marker, labels):
 
     Returns (corpus, setting phrase, bullet lines: protocol, split sizes, data problems, comparable numbers)."""
     data = marker.get("data") or {}
-    corpus = get_corpus(data.get("corpus") or None)
+    try:
+        corpus = get_corpus(data.get("corpus") or None)
+    except ValueError:  # a save_to_disk folder moved or deleted since the stage trained: named as it was recorded
+        corpus = dataclasses.replace(get_corpus(None), display_name=os.path.basename(str(data["corpus"]).rstrip("/")))
     setting = data.get("setting")
     phrase = ", ".join(([setting] if setting else []) + [f"{len(labels)} labels"])
     lines = []
@@ -124,7 +137,7 @@ def describe_data(marker, labels):
     if "problems" in data:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in (data.get("problem_kinds") or {}).items())
         lines.append(f"**Data problems:** {data['problems']} found, {data.get('skipped', 0)} items skipped"
-                     + (f" ({kinds})" if kinds else "") + f"; listed in `{data.get('report_file', 'data_report.json')}`")
+                     + (f" ({kinds})" if kinds else "") + f"; listed in `{data.get('report_file', DATA_REPORT)}`")
     if corpus.literature:
         lines.append(f"**Comparable numbers:** {corpus.literature}")
     return corpus, phrase, lines
@@ -180,19 +193,13 @@ def hyperparameters(marker, config):
     return values
 
 
-def _read_json(folder, name):
-    with open(os.path.join(folder, name), encoding="utf-8") as f:
-        return json.load(f)
-
-
 def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
     """The model card of a stage folder (README.md content), from its files and its stage marker.
 
     Returns (card, confusion matrix, labels)."""
-    config = _read_json(folder, "config.json")
-    results = _read_json(folder, "all_results.json")
-    split_prefix = "test" if os.path.isfile(os.path.join(folder, "test_report.json")) else "eval"
-    report = _read_json(folder, f"{split_prefix}_report.json")
+    config, results = read_json(folder, CONFIG), read_json(folder, RESULTS)
+    split_prefix = "test" if os.path.isfile(os.path.join(folder, report_file("test"))) else "eval"
+    report = read_json(folder, report_file(split_prefix))
     labels = report["labels"]
     selected = stage_of(marker).primary_head
     head = "ensemble" if "ensemble" in report["heads"] else selected  # what the model outputs leads the card
@@ -232,18 +239,11 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
     return card, matrix, labels
 
 
-def _write_atomic(path, text):
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(partial, path)
-
-
 def write_stage_card(folder, marker, repo_id, revision=None, revisions=None):
     """Write README.md (our card, replacing anything else's) and confusion_matrix.png into `folder`."""
     card, matrix, labels = build_stage_card(folder, marker, repo_id, revision=revision, revisions=revisions)
     render_confusion_matrix_png(matrix, labels, os.path.join(folder, CONFUSION_PNG))
-    _write_atomic(os.path.join(folder, "README.md"), str(card))
+    write_atomic(os.path.join(folder, CARD), str(card))
     return card
 
 
@@ -257,15 +257,6 @@ def finalize_stage_folder(folder, marker, hub_model_id=None):
 
 
 # ----- the push -----------------------------------------------------------------------------------------------------
-def read_json(folder, name):
-    """The JSON file `name` in `folder`, or None when there is none."""
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def read_push_record(folder):
     return read_json(folder, PUSH_RECORD)
 
@@ -274,11 +265,10 @@ def earlier_revisions(marker, repo_id):
     """stage tag -> revision of the earlier stages of this run that were pushed to `repo_id` (oldest first)."""
     found = {}
     for folder in marker.get("init_from") or []:
-        try:
-            earlier = _read_json(folder, "hcam_stage.json")
-        except OSError:
+        earlier = StageFolder.find(folder)
+        if earlier is None:  # moved or deleted since: its revision is not listed
             continue
-        found.update(earlier_revisions(earlier, repo_id))
+        found.update(earlier_revisions(earlier.marker, repo_id))
         record = read_push_record(folder)
         if record and record.get("repo_id") == repo_id:
             found[record["revision"]] = record["revision"]
@@ -319,6 +309,6 @@ def push_finished_stage(folder, marker, hub_model_id, *, token=None, private=Fal
                      private=private)
     record = {"repo_id": hub_model_id, "revision": tag, "also_main": also_main, "commit_url": url,
               "endpoint": endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"}
-    _write_atomic(os.path.join(folder, PUSH_RECORD), json.dumps(record, indent=2))
+    write_atomic(os.path.join(folder, PUSH_RECORD), record)
     logger.info("Pushed %s to %s@%s%s: %s", folder, hub_model_id, tag, " and main" if also_main else "", url)
     return record

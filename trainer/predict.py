@@ -780,7 +780,7 @@ def resolve_threads(threads: int | None, device=None) -> int | None:
 def build_parser():
     from hcam.processing.cli import HCAMArgumentParser
 
-    parser = HCAMArgumentParser(prog="hcam-predict", description=__doc__.split("\n\n")[0],
+    parser = HCAMArgumentParser([], prog="hcam-predict", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--model", required=True, help="trained HCAM checkpoint: folder or Hub repo id")

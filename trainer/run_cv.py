@@ -25,20 +25,20 @@ import sys
 
 from hcam.processing.corpora import get_corpus
 from hcam.trainer.arguments import build_parser, read_recipe
-from hcam.trainer.hub import read_json
+from hcam.trainer.stage_folder import RESULTS, read_json, run_sequence
 from hcam.trainer.stages import SEQUENCE
 
 RUN_STAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_stage.py")
-RESULTS = "cv_results.json"
+CV_RESULTS = "cv_results.json"
 
 
 def fold_heads(fold_dir):
     """Test weighted F1 of each stage's own head and of the stage-3 model's ensemble, for one finished fold."""
     scores = {}
     for stage in SEQUENCE:
-        results = read_json(os.path.join(fold_dir, stage.tag), "all_results.json") or {}
+        results = read_json(os.path.join(fold_dir, stage.tag), RESULTS) or {}
         scores[stage.primary_head] = results.get(f"test_{stage.primary_head}_weighted_f1")
-    final = read_json(os.path.join(fold_dir, SEQUENCE[-1].tag), "all_results.json") or {}
+    final = read_json(os.path.join(fold_dir, SEQUENCE[-1].tag), RESULTS) or {}
     scores["ensemble"] = final.get("test_ensemble_weighted_f1")
     return scores
 
@@ -92,18 +92,19 @@ def main(argv=None):
     per_fold = {}
     for fold in folds:
         fold_dir = os.path.join(args.output_dir, f"fold{fold}")
-        for stage in SEQUENCE:
-            if read_json(os.path.join(fold_dir, stage.tag), "hcam_stage.json") is not None:
-                continue  # finished: resuming the cross-validation
+
+        def run(stage, stage_argv, fold=fold):  # finished stages are skipped: resuming the cross-validation
             print(f"\n=== fold {fold}, {stage.tag}", flush=True)
-            run_stage([*stage.argv(fold_dir), "--fold", str(fold), *stage_flags], args.launcher)
+            run_stage(stage_argv, args.launcher)
+
+        run_sequence(fold_dir, ["--fold", str(fold), *stage_flags], run=run)
         per_fold[str(fold)] = fold_heads(fold_dir)
         summary = summarize(per_fold)
         print_table(per_fold, summary)
-        with open(os.path.join(args.output_dir, RESULTS), "w", encoding="utf-8") as f:
+        with open(os.path.join(args.output_dir, CV_RESULTS), "w", encoding="utf-8") as f:
             json.dump({"corpus": corpus.name, "folds": per_fold, "summary": summary,
                        "metric": "test weighted F1", "std": "sample standard deviation (n - 1) over folds"}, f, indent=2)
-    print(f"\nSaved to {os.path.join(args.output_dir, RESULTS)}")
+    print(f"\nSaved to {os.path.join(args.output_dir, CV_RESULTS)}")
     return summary
 
 

@@ -8,7 +8,7 @@ killed demo resumes where it stopped when rerun, and finished stages are skipped
 sectioned recipe trainer/recipes/demo.json (passed as --recipe to every stage; flags given here override it).
 
 By default every stage is pushed (run_stage.py --push_to_hub) to branch stage1-audio ... stage3 of `org/hcam-demo` on
-a local Hub-protocol server (the repository's tests/local_hub.py, 127.0.0.1, repos under <output_dir>/hub), stage 3 to
+a local Hub-protocol server (hcam.hub_cards.local_hub, 127.0.0.1, repos under <output_dir>/hub), stage 3 to
 main too; --no_push skips it. Prints the table of weighted F1 per stage, then the stage-3 model's test weighted F1
 with gold transcripts and with Whisper ASR transcripts (when faster-whisper is installed), and writes
 <output_dir>/summary.json.
@@ -25,40 +25,31 @@ import time
 from hcam.hub_cards.plots import CARD_TIMELINE_FILE, embed_timeline_in_card
 from hcam.processing.corpora import get_corpus
 from hcam.trainer.arguments import build_parser, read_recipe
+from hcam.trainer.stage_folder import CARD, RESULTS, run_sequence
 from hcam.trainer.stages import SEQUENCE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN_STAGE = os.path.join(HERE, "run_stage.py")
 RECIPE = os.path.join(HERE, "recipes", "demo.json")
 HUB_REPO = "org/hcam-demo"
-LOCAL_HUB = os.path.join(os.path.dirname(HERE), "tests", "local_hub.py")  # a test fixture: in a clone, not a wheel
 
 
 def local_hub_server(root):
-    """The local Hub-protocol server, a test fixture of the source repository (tests/local_hub.py, 127.0.0.1)."""
-    if not os.path.isfile(LOCAL_HUB):
-        raise SystemExit(f"The demo pushes to the local Hub server {LOCAL_HUB}, which lives in the hcam repository, "
-                         "not in the installed package: run the demo from a clone (make demo), or pass --no_push.")
-    spec = importlib.util.spec_from_file_location("hcam_local_hub", LOCAL_HUB)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.LocalHubServer(root)
+    """The local Hub-protocol server (hcam.hub_cards.local_hub, 127.0.0.1) with its repos under `root`."""
+    from hcam.hub_cards.local_hub import LocalHubServer
 
-
-def stage_commands(output_dir):
-    """(tag, run_stage.py flags) of every stage, in the order they run."""
-    return [(stage.tag, stage.argv(output_dir)) for stage in SEQUENCE]
+    return LocalHubServer(root)
 
 
 def table_rows(output_dir):
     """(row name, validation W-F1, test W-F1) for each stage alone, and the stage-3 model's heads and ensemble."""
     rows = []
     for stage in SEQUENCE[:-1]:
-        with open(os.path.join(output_dir, stage.tag, "all_results.json"), encoding="utf-8") as f:
+        with open(os.path.join(output_dir, stage.tag, RESULTS), encoding="utf-8") as f:
             results = json.load(f)
         head = stage.primary_head
         rows.append((f"{stage.tag} ({head})", results.get(f"eval_{head}_weighted_f1"), results.get(f"test_{head}_weighted_f1")))
-    with open(os.path.join(output_dir, SEQUENCE[-1].tag, "all_results.json"), encoding="utf-8") as f:
+    with open(os.path.join(output_dir, SEQUENCE[-1].tag, RESULTS), encoding="utf-8") as f:
         results = json.load(f)
     for head in (SEQUENCE[-1].primary_head, "ensemble"):
         label = "stage3 (fusion)" if head != "ensemble" else "ensemble of all stage heads (stage-3 model)"
@@ -134,7 +125,7 @@ def embed_timeline(folder, hub):
     if not os.path.isfile(os.path.join(folder, CARD_TIMELINE_FILE)):
         print("\nNo timeline picture for the card (matplotlib missing, or the gold run was skipped).")
         return
-    readme = os.path.join(folder, "README.md")
+    readme = os.path.join(folder, CARD)
     with open(readme, encoding="utf-8") as f:
         text = f.read()
     caption = ("The first test dialogue as this model sees it, from `hcam-predict --plot " + CARD_TIMELINE_FILE
@@ -150,7 +141,7 @@ def embed_timeline(folder, hub):
 
         with open(readme, encoding="utf-8") as f:
             card = ModelCard(f.read())
-        push_stage(folder, HUB_REPO, "stage3", card=card, endpoint=hub.url, also_main=True)
+        push_stage(folder, HUB_REPO, SEQUENCE[-1].tag, card=card, endpoint=hub.url, also_main=True)
     print(f"\nTimeline of a test conversation: {os.path.join(folder, CARD_TIMELINE_FILE)} (in the card)")
 
 
@@ -172,16 +163,17 @@ def main(argv=None):
         env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1")
         print(f"local Hub server: {hub.url} (repos stored in {hub.root})", flush=True)
     try:
-        for name, stage_args in stage_commands(args.output_dir):
-            command = [sys.executable, RUN_STAGE, *stage_args, "--recipe", args.recipe, *extra]
-            if args.data_dir:
-                command += ["--data_dir", args.data_dir]
-            if hub is not None:
-                command += ["--push_to_hub", "--hub_model_id", HUB_REPO]
-            print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
+        def run(stage, stage_argv):  # each stage its own process, as a user runs it
+            print(f"\n=== {stage.tag}: {' '.join([RUN_STAGE, *stage_argv])}", flush=True)
             stage_start = time.time()
-            subprocess.run(command, check=True, env=env)
-            timings[name] = round(time.time() - stage_start, 1)
+            subprocess.run([sys.executable, RUN_STAGE, *stage_argv], check=True, env=env)
+            timings[stage.tag] = round(time.time() - stage_start, 1)
+
+        flags = ["--recipe", args.recipe, *extra, *(["--data_dir", args.data_dir] if args.data_dir else []),
+                 *(["--push_to_hub", "--hub_model_id", HUB_REPO] if hub is not None else [])]
+        # finished stages run too: run_stage.py leaves them as they are and retries a push that did not happen
+        folders = run_sequence(args.output_dir, flags, run=run, skip_finished=False)
+        final = folders[SEQUENCE[-1].tag]
 
         rows = table_rows(args.output_dir)
         print("\nDemo corpus, weighted F1 (validation / test)")
@@ -192,19 +184,19 @@ def main(argv=None):
         corpus = get_corpus(read_recipe(args.recipe, None).get("dataset_name"))  # the recipe's corpus: the demo's
         test_manifest = os.path.join(args.data_dir or corpus.default_data_dir(), "test.csv")
         asr_start = time.time()
-        asr = gold_vs_asr(os.path.join(args.output_dir, "stage3"), test_manifest, args.output_dir,
+        asr = gold_vs_asr(final, test_manifest, args.output_dir,
                           progress=progress_bars_on(extra, args.recipe))
         timings["gold_vs_asr"] = round(time.time() - asr_start, 1)
-        embed_timeline(os.path.join(args.output_dir, "stage3"), hub)
+        embed_timeline(final, hub)
 
-        card_path = os.path.abspath(os.path.join(args.output_dir, "stage3", "README.md"))
+        card_path = os.path.abspath(os.path.join(final, CARD))
         hub_summary = None
         if hub is not None:
-            card_url = f"{hub.url}/{HUB_REPO}/resolve/main/README.md"
+            card_url = f"{hub.url}/{HUB_REPO}/resolve/main/{CARD}"
             hub_summary = {"repo_id": HUB_REPO, "card_url": card_url, "card_path": card_path, "hub_root": str(hub.root),
-                           "branches": [name for name, _ in stage_commands(args.output_dir)] + ["main"]}
+                           "branches": list(folders) + ["main"]}
             print(f"\nModel card of the final model ({HUB_REPO}, branch main): {card_url} (served while this demo "
-                  f"runs; serve it again with: python {LOCAL_HUB} --root {hub.root})")
+                  f"runs; serve it again with: python -m hcam.hub_cards.local_hub --root {hub.root})")
             print(f"Same card on disk: {card_path}")
         else:
             print(f"\nModel card (not pushed: --no_push): {card_path}")

@@ -12,7 +12,8 @@
 (the last: every stage at once, end to end from the encoders, without the hierarchy: an ablation, hcam.trainer.joint;
 `--stage 2 --modality text --joint_training` does the same for one modality's stages I and II)
 
-Every TrainingArguments flag works; with none, each stage uses its own defaults (trainer/arguments.py).
+Every TrainingArguments flag works; with none, each stage uses its own defaults (trainer/stages.py), which
+`--stage N --modality M --help` prints; the log and hcam_stage.json say which layer set each value.
 `--recipe trainer/recipes/<name>.json` reads a recipe, and flags override it. Boolean options work bare or with a
 value, and transformers' example names are the flags (hcam.processing.cli). `--do_predict` (test) and/or `--do_eval`
 (validation) without `--do_train` evaluate the finished stage in --output_dir on the data the flags name, into
@@ -38,6 +39,7 @@ any folder.
 """
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -48,36 +50,31 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import EarlyStoppingCallback, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from hcam.modeling_hcam import HCAMConfig, HCAMForEmotionRecognition, HCAMProcessor
 from hcam.processing.cache import cache_path, disk_full_message, is_disk_full
 from hcam.processing.cli import command_errors
-from hcam.trainer.arguments import parse_args
+from hcam.trainer.arguments import LATER_STAGE_SETTINGS, parse_args
 from hcam.trainer.data import (
     DialogueEmbeddingDataset,
-    UtteranceCollator,
     check_labels,
     check_modality_inputs,
     collate_dialogues,
     load_corpus,
+    utterance_datasets,
 )
 from hcam.trainer.cross_fit import stage_embeddings
 from hcam.trainer.evaluation import detailed_report
-from hcam.trainer.feature_cache import frozen_encoder_datasets
-from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage, read_json
+from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage
 from hcam.trainer.joint import joint_datasets
 from hcam.trainer.run_lock import output_folder_lock
+from hcam.trainer.stage_folder import DATA_REPORT, EVALUATION_DIR, FINAL_DIR, MARKER, RESULT_FILES, StageFolder
 from hcam.trainer.stages import Stage
-from hcam.trainer.trainer import HCAMStageTrainer, remove_folder, remove_leftovers
+from hcam.trainer.trainer import HCAMStageTrainer, build_stage_trainer, remove_folder, remove_leftovers
 
 logger = logging.getLogger("hcam.trainer.run_stage")
-
-STAGE_MARKER = "hcam_stage.json"
-DATA_REPORT = "data_report.json"  # what the reader found: protocol, counts, every problem and skipped item
-EVALUATION_DIR = "evaluation"  # --do_eval/--do_predict without --do_train: results of a finished stage go here
-RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json")  # save_metrics'
 
 
 class IncompatibleStageError(SystemExit):
@@ -85,21 +82,19 @@ class IncompatibleStageError(SystemExit):
 
 
 # ----- earlier stages ---------------------------------------------------------------------------------------------
-def read_marker(folder):
-    return read_json(folder, STAGE_MARKER)
-
-
 def check_init_from(training_args, model_args, label_names, protocol=None):
-    """Refuse to start from a folder that is not a finished, compatible earlier stage; say which part differs."""
+    """The --init_from folders as `StageFolder`s, opened once and passed on; refuse a folder that is not a finished,
+    compatible earlier stage, saying which part differs."""
     stage = Stage(training_args.stage, training_args.modality)
-    configs = []
+    folders = []
     for folder, want in zip(training_args.init_from, stage.starts_from):
-        marker = read_marker(folder)
-        if marker is None:
+        earlier = StageFolder.find(folder)
+        if earlier is None:
             raise IncompatibleStageError(
-                f"--init_from {folder}: not a finished HCAM stage ({STAGE_MARKER} missing). Finish "
+                f"--init_from {folder}: not a finished HCAM stage ({MARKER} missing). Finish "
                 f"{want.tag} there first (rerun its command to resume it)."
             )
+        marker = earlier.marker
         if marker["stage"] != want.number:
             raise IncompatibleStageError(
                 f"--init_from {folder}: it holds stage {marker['stage']}, stage {stage.number} starts from stage "
@@ -117,7 +112,7 @@ def check_init_from(training_args, model_args, label_names, protocol=None):
                 f"({protocol}); its training data may hold this run's test dialogues. Use the same --fold / "
                 "--validation_fraction / data flags as its stage."
             )
-        config = HCAMConfig.from_pretrained(folder)
+        config = earlier.config
         for given, field, flag in (
             (model_args.audio_encoder, "audio_encoder_name_or_path", "--audio_encoder"),
             (model_args.text_encoder, "text_encoder_name_or_path", "--text_encoder"),
@@ -133,8 +128,8 @@ def check_init_from(training_args, model_args, label_names, protocol=None):
                 f"--init_from {folder}: its labels {model_labels} differ from this dataset's {list(label_names)}. "
                 f"Use the same --dataset_name/--dataset_config_name as its stage 1."
             )
-        configs.append(config)
-    return configs
+        folders.append(earlier)
+    return folders
 
 
 # ----- models -----------------------------------------------------------------------------------------------------
@@ -164,7 +159,7 @@ def build_stage1(model_args, training_args, label_names, modality=None):
     # stage I is per utterance: --context (a stage-2/3 setting, e.g. from a recipe's common section) does not apply
     overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k != "context"}
     kwargs = dict(
-        modalities=[modality], stage=1,
+        modalities=[modality], num_stages=1,
         id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
         **overrides,
     )
@@ -195,7 +190,7 @@ def build_joint(model_args, training_args, label_names):
     overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k in LATER_STAGE_SETTINGS}
     if training_args.stage == 2:
         stage1, processor = build_stage1(model_args, training_args, label_names)
-        for key, value in {"stage": 2, "joint_training": True, **overrides}.items():
+        for key, value in {"num_stages": 2, "joint_training": True, **overrides}.items():
             setattr(stage1.config, key, value)
         model = HCAMForEmotionRecognition(stage1.config)  # context encoder new, utterance encoder as stage 1 built it
         model.utterance_encoders.load_state_dict(stage1.utterance_encoders.state_dict())
@@ -206,42 +201,33 @@ def build_joint(model_args, training_args, label_names):
     return model, combined_processor(audio_processor, text_processor)
 
 
-def load_processor(folder):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-
-
 def combined_processor(audio_processor, text_processor):
     """A stage-3 processor: the audio processor's feature extractor, the text processor's tokenizer."""
     return type(text_processor)(feature_extractor=audio_processor.feature_extractor,
                                 tokenizer=text_processor.tokenizer, max_text_tokens=text_processor.max_text_tokens)
 
 
-# What stages 2 and 3 may set on the configuration they start from (the rest is fixed by stage 1).
-LATER_STAGE_SETTINGS = ("focal_gamma", "dropout", "use_speaker_masks", "fusion_hidden_size", "num_attention_heads",
-                        "context_self_attention", "fusion_type", "context")
 
 
-def build_later_stage(model_args, training_args):
+def build_later_stage(model_args, training_args, earlier):
+    """A stage-2 or stage-3 model and processor from the `earlier` stage folders (`check_init_from`'s)."""
     stage = training_args.stage
     overrides = {k: v for k, v in config_overrides(model_args, training_args).items() if k in LATER_STAGE_SETTINGS}
     if stage == 3 and "context_self_attention" in overrides:
         raise SystemExit("--context_self_attention is a stage-2 setting: stage 3 keeps its stage-2 folders' choice "
                          "(pass it to both stage-2 runs instead).")
     if stage == 2:
-        folder = training_args.init_from[0]
-        config = HCAMConfig.from_pretrained(folder)
-        config.stage = 2
+        (folder,) = earlier
+        config = copy.deepcopy(folder.config)
+        config.num_stages = 2
         for key, value in overrides.items():
             setattr(config, key, value)
-        model = HCAMForEmotionRecognition.from_pretrained(folder, config=config)
-        processor = load_processor(folder)
+        model = folder.load_model(config)
+        processor = folder.processor
     else:
-        audio_folder, text_folder = training_args.init_from
-        audio_model = HCAMForEmotionRecognition.from_pretrained(audio_folder)
-        text_model = HCAMForEmotionRecognition.from_pretrained(text_folder)
-        directions = {audio_folder: audio_model.config.context, text_folder: text_model.config.context}
+        audio_folder, text_folder = earlier
+        audio_model, text_model = audio_folder.load_model(), text_folder.load_model()
+        directions = {audio_folder.path: audio_model.config.context, text_folder.path: text_model.config.context}
         if len(set(directions.values())) > 1 or overrides.get("context", audio_model.config.context) not in \
                 set(directions.values()):
             raise IncompatibleStageError(
@@ -252,15 +238,17 @@ def build_later_stage(model_args, training_args):
         for key, value in overrides.items():
             setattr(audio_model.config, key, value)
         model = HCAMForEmotionRecognition.from_unimodal(audio_model, text_model)
-        processor = combined_processor(load_processor(audio_folder), load_processor(text_folder))
+        processor = combined_processor(audio_folder.processor, text_folder.processor)
     model.freeze_stages_below(stage)
     return model, processor
 
 
 # ----- data -------------------------------------------------------------------------------------------------------
-def embedding_datasets(model, processor, dataset, training_args, data_args):
-    """Stages II/III: each split as dialogues of cached stage-I embeddings (computed once, by the main process)."""
+def embedding_datasets(model, processor, dataset, training_args, data_args, earlier=()):
+    """Stages II/III: each split as dialogues of cached stage-I embeddings (computed once, by the main process);
+    cross-fitting trains its fold models with the recipes of the stage-I folders under the `earlier` folders."""
     cache_dir = data_args.embedding_cache_dir or str(cache_path("embeddings"))
+    stage1 = {m: folder.stage1_folder(m) for folder in earlier for m in folder.stage.modalities}
     modalities = model.config.modalities
     device = training_args.device
     model.to(device)
@@ -268,7 +256,7 @@ def embedding_datasets(model, processor, dataset, training_args, data_args):
     with training_args.main_process_first(desc="stage-I embeddings"):
         for split, rows in dataset.items():
             embeddings = {
-                m: stage_embeddings(model, processor, dataset, split, m, cache_dir, training_args,
+                m: stage_embeddings(model, processor, dataset, split, m, cache_dir, training_args, stage1.get(m),
                                     batch_size=training_args.per_device_eval_batch_size * 2, device=device)
                 for m in modalities
             }
@@ -282,17 +270,14 @@ def finish_output(trainer, output_dir, marker, hub_model_id=None):
     the confusion-matrix picture, write the marker last, drop checkpoints."""
     if not trainer.is_world_process_zero():
         return
-    staging = os.path.join(output_dir, ".final")
+    staging = os.path.join(output_dir, FINAL_DIR)
     for name in os.listdir(staging):
         if name == "training_args.bin":  # a pickle; the arguments are in hcam_stage.json
             continue
         os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
     shutil.rmtree(staging, ignore_errors=True)
     finalize_stage_folder(output_dir, marker, hub_model_id)
-    partial = os.path.join(output_dir, STAGE_MARKER + ".partial")
-    with open(partial, "w", encoding="utf-8") as f:
-        json.dump(marker, f, indent=2)
-    os.replace(partial, os.path.join(output_dir, STAGE_MARKER))
+    StageFolder(output_dir, marker).write_marker()
     for name in os.listdir(output_dir):
         if name.startswith("checkpoint-"):
             remove_folder(os.path.join(output_dir, name))
@@ -311,22 +296,6 @@ def push(training_args, output_dir, marker):
             f"The push of {output_dir} to {training_args.hub_model_id} failed ({type(error).__name__}: {error}). "
             f"The stage itself is finished and intact; rerun the same command to retry the push only."
         ) from error
-
-
-def with_lengths(dataset, modality):
-    """Stage I batches utterances of similar length together (--train_sampling_strategy group_by_length): the
-    `length` column is the duration for audio and the character count for text, which is what padding costs."""
-    from datasets import DatasetDict
-
-    from hcam.processing.sampling import utterance_lengths
-
-    with_length = {}
-    for name, split in dataset.items():
-        lengths = [float(len(t)) for t in split["text"]] if modality == "text" else utterance_lengths(split)
-        known = sorted(x for x in lengths if x == x)
-        fill = known[len(known) // 2] if known else 0.0  # unknown durations (NaN) sort as a typical utterance
-        with_length[name] = split.add_column("length", [x if x == x else fill for x in lengths])
-    return DatasetDict(with_length)
 
 
 def setup_logging(training_args):
@@ -348,10 +317,10 @@ def setup_logging(training_args):
 
 def finished_stage(stage, output_dir):
     """The marker of an already finished stage in `output_dir` (None: train it); another stage there is an error."""
-    finished = read_marker(output_dir)
-    if finished is not None and (finished["stage"], finished["modality"]) != (stage.number, stage.modality):
+    finished = StageFolder.find(output_dir)
+    if finished is not None and finished.stage != stage:
         raise IncompatibleStageError(
-            f"--output_dir {output_dir} holds a finished {Stage(finished['stage'], finished['modality']).tag}; "
+            f"--output_dir {output_dir} holds a finished {finished.stage.tag}; "
             f"{stage.tag} never overwrites it. Choose another --output_dir."
         )
     return finished
@@ -377,6 +346,9 @@ def read_data(stage, data_args, training_args):
 
 
 def build_model(stage, model_args, training_args, dataset, label_names, protocol):
+    """(model, processor, earlier): the stage's model and processor, and the --init_from folders it was built from
+    (`StageFolder`s, opened once; empty for stage 1 and --joint_training)."""
+    earlier = []
     if stage.number == 1:
         check_modality_inputs(dataset, stage.modality)
         model, processor = build_stage1(model_args, training_args, label_names)
@@ -385,33 +357,22 @@ def build_model(stage, model_args, training_args, dataset, label_names, protocol
             check_modality_inputs(dataset, modality)
         model, processor = build_joint(model_args, training_args, label_names)
     else:
-        check_init_from(training_args, model_args, label_names, protocol)
-        model, processor = build_later_stage(model_args, training_args)
+        earlier = check_init_from(training_args, model_args, label_names, protocol)
+        model, processor = build_later_stage(model_args, training_args, earlier)
     check_labels(dataset, model.config.label2id, where=f"{stage.tag} ({training_args.output_dir})")
     if training_args.class_weighting:
         model.config.class_weights = class_weights(dataset["train"], label_names)
-    return model, processor
+    return model, processor, earlier
 
 
-def stage_datasets(stage, model, processor, dataset, training_args, data_args):
-    """(splits, collator): utterance rows for stage 1, dialogues of cached stage-1 embeddings for stages 2-3, raw
-    dialogues for --joint_training."""
+def stage_datasets(stage, model, processor, dataset, training_args, data_args, earlier=()):
+    """(splits, collator): utterance rows for stage 1, dialogues of cached stage-1 embeddings for stages 2-3 (from the
+    `earlier` stage folders), raw dialogues for --joint_training."""
     if training_args.joint_training:
         return joint_datasets(dataset, model.config.label2id, processor, model.config.modalities)
-    if stage.number == 1:  # a frozen encoder (--freeze_*_encoder): epochs read its cached hidden states instead
-        return frozen_encoder_datasets(model, processor, dataset, training_args) or (
-            with_lengths(dataset, stage.modality), UtteranceCollator(processor, stage.modality, model.config.label2id))
-    return embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
-
-
-def build_trainer(model, processor, splits, collator, training_args, label_names):
-    training_args.push_to_hub = False  # the Trainer's push drops the .py bundle and rewrites README: we push ourselves
-    callbacks = []
-    if training_args.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
-    return HCAMStageTrainer(model=model, args=training_args, train_dataset=splits["train"],
-                            eval_dataset=splits["validation"], data_collator=collator, processing_class=processor,
-                            callbacks=callbacks, label_names=label_names)
+    if stage.number == 1:
+        return utterance_datasets(model, processor, dataset, training_args)
+    return embedding_datasets(model, processor, dataset, training_args, data_args, earlier), collate_dialogues
 
 
 def train(trainer, stage, training_args):
@@ -486,6 +447,8 @@ def stage_marker(stage, trainer, model, results, report, dataset, model_args, da
         "training_arguments": training_args.to_dict(),
         "num_processes": training_args.world_size,
         "data_arguments": {k: v for k, v in vars(data_args).items() if v is not None},
+        # each value set above the dataclasses' defaults, and its layer: flag, recipe or stage default
+        "argument_sources": getattr(training_args, "hcam_value_sources", {}),
         "command": command_line(argv),
     }
 
@@ -536,8 +499,9 @@ def evaluate_finished(stage, data_args, training_args, split_names):
     from datasets import DatasetDict
 
     output_dir = training_args.output_dir
-    if finished_stage(stage, output_dir) is None:
-        raise SystemExit(f"--output_dir {output_dir} holds no finished {stage.tag} ({STAGE_MARKER} missing): without "
+    finished = finished_stage(stage, output_dir)
+    if finished is None:
+        raise SystemExit(f"--output_dir {output_dir} holds no finished {stage.tag} ({MARKER} missing): without "
                          "--do_train, --do_eval/--do_predict evaluate a finished stage. Add --do_train to train it.")
     dataset, report = load_corpus(data_args, stage.modalities, check_audio="audio" in stage.modalities,
                                   progress=not training_args.disable_tqdm)
@@ -545,16 +509,14 @@ def evaluate_finished(stage, data_args, training_args, split_names):
     if missing:
         raise SystemExit(f"The corpus has no {' or '.join(missing)} split to evaluate ({report.protocol}).")
     dataset = DatasetDict({split: dataset[split] for split in split_names})
-    model = HCAMForEmotionRecognition.from_pretrained(output_dir)
-    processor = load_processor(output_dir)
+    model, processor = finished.load_model(), finished.processor
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     check_labels(dataset, model.config.label2id, where=f"{stage.tag} ({output_dir})")
     if training_args.joint_training:
         splits, collator = joint_datasets(dataset, model.config.label2id, processor, model.config.modalities)
     elif stage.number == 1:
         check_modality_inputs(dataset, stage.modality)
-        splits, collator = with_lengths(dataset, stage.modality), UtteranceCollator(processor, stage.modality,
-                                                                                   model.config.label2id)
+        splits, collator = utterance_datasets(model, processor, dataset, training_args)
     else:
         splits, collator = embedding_datasets(model, processor, dataset, training_args, data_args), collate_dialogues
     training_args.output_dir = os.path.join(output_dir, EVALUATION_DIR)
@@ -588,22 +550,32 @@ def run(model_args, data_args, training_args, argv=None):
             remove_leftovers(output_dir)  # old checkpoints a kill interrupted the deletion of
         logger.info("%s in %s is already finished: not retraining (delete the folder to retrain).", stage.tag, output_dir)
         if push_to_hub:
-            push(training_args, output_dir, finished)
-        return finished
+            push(training_args, output_dir, finished.marker)
+        return finished.marker
 
+    log_value_sources(stage, training_args)
     dataset, report = read_data(stage, data_args, training_args)
     set_seed(training_args.seed)
-    model, processor = build_model(stage, model_args, training_args, dataset, report.labels, report.protocol)
-    splits, collator = stage_datasets(stage, model, processor, dataset, training_args, data_args)
-    trainer = build_trainer(model, processor, splits, collator, training_args, report.labels)
+    model, processor, earlier = build_model(stage, model_args, training_args, dataset, report.labels, report.protocol)
+    splits, collator = stage_datasets(stage, model, processor, dataset, training_args, data_args, earlier)
+    training_args.push_to_hub = False  # the Trainer's push drops the .py bundle and rewrites README: we push ourselves
+    trainer = build_stage_trainer(model, processor, splits, collator, training_args, report.labels)
     train(trainer, stage, training_args)
     results = evaluate(trainer, splits, report.labels)
-    trainer.save_model(os.path.join(output_dir, ".final"))
+    trainer.save_model(os.path.join(output_dir, FINAL_DIR))
     marker = stage_marker(stage, trainer, model, results, report, dataset, model_args, data_args, training_args, argv)
     finish_output(trainer, output_dir, marker, training_args.hub_model_id if push_to_hub else None)
     if release_processes(trainer) and push_to_hub:  # the other processes need not wait for the upload
         push(training_args, output_dir, marker)
     return marker
+
+
+def log_value_sources(stage, training_args):
+    """Each value a flag, the recipe or the stage's defaults set, and which of them set it (also in the marker)."""
+    sources = getattr(training_args, "hcam_value_sources", {})
+    if sources:
+        logger.info("%s settings (value <- layer): %s", stage.tag, "; ".join(
+            f"{name}={entry['value']!r} <- {entry['from']}" for name, entry in sources.items()))
 
 
 def cli(argv=None):

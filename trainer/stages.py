@@ -132,14 +132,21 @@ class Stage:
         own = STAGE1_DEFAULTS[self.modality] if self.number == 1 else CONTEXT_AND_FUSION_DEFAULTS
         return {**COMMON_DEFAULTS, **own}
 
-    def argv(self, output_root: str) -> list[str]:
-        """run_stage.py flags of this stage in a run whose stage folders are `<output_root>/<tag>`."""
+    def argv(self, output_root: str, done: dict | None = None) -> list[str]:
+        """run_stage.py flags of this stage in a run whose stage folders are `<output_root>/<tag>`; `done` maps the
+        tags of earlier stages trained elsewhere to their folders."""
+        done = done or {}
         words = ["--stage", str(self.number)] + (["--modality", self.modality] if self.modality else [])
         if self.starts_from:
-            words += ["--init_from", *(os.path.join(output_root, s.tag) for s in self.starts_from)]
+            words += ["--init_from", *(done.get(s.tag) or os.path.join(output_root, s.tag) for s in self.starts_from)]
         return words + ["--output_dir", os.path.join(output_root, self.tag)]
 
 
 # The whole sequence, in the order it must run.
 SEQUENCE = (Stage(1, "audio"), Stage(1, "text"), Stage(2, "audio"), Stage(2, "text"), Stage(3))
 BY_TAG = {stage.tag: stage for stage in SEQUENCE}
+
+
+def stages_for(modalities) -> tuple[Stage, ...]:
+    """The sequence for a corpus of `modalities`: every stage for audio + text, stages I-II of one modality alone."""
+    return tuple(stage for stage in SEQUENCE if set(stage.modalities) <= set(modalities))

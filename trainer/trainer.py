@@ -4,18 +4,18 @@ import os
 import shutil
 
 import torch
-from transformers import Trainer
+from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from hcam.trainer.cross_fit import perturb_embeddings
 from hcam.trainer.evaluation import build_compute_metrics
+from hcam.trainer.stage_folder import FINAL_DIR
 
 ENCODER_PREFIX = "utterance_encoders."
 TMP_CHECKPOINT_PREFIX = "tmp-" + PREFIX_CHECKPOINT_DIR
 
 
 class HCAMStageTrainer(Trainer):
-    """A `Trainer` for one HCAM stage (the stage is the model config's `stage`).
+    """A `Trainer` for one HCAM stage (the model's last stage, `config.num_stages`).
 
     - `compute_loss` adds `classification_loss` and, in stage I, `contrastive_loss` to the logs, separately.
     - Predictions are the argmax of every head the model has, stacked `[D, T, heads]`, so evaluation reports each
@@ -29,7 +29,7 @@ class HCAMStageTrainer(Trainer):
     def __init__(self, *args, label_names=None, **kwargs):
         super().__init__(*args, **kwargs)
         config = self.model.config
-        self.heads = ["ensemble"] + config.stage_heads()
+        self.heads = config.output_heads()  # the model's ensemble first, then each stage head
         self.primary_head = config.trained_heads()[0]  # what the stage is selected on
         if self.compute_metrics is None:
             self.compute_metrics = build_compute_metrics(self.heads, self.primary_head, label_names)
@@ -38,7 +38,7 @@ class HCAMStageTrainer(Trainer):
 
     # ----- loss -------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training:  # stages II/III: noise on the cached stage-I embeddings (hcam.trainer.cross_fit)
+        if model.training:  # stages II/III: noise on the cached stage-I embeddings (`perturb_embeddings`)
             inputs = perturb_embeddings(inputs, getattr(self.args, "embedding_noise", 0.0),
                                         getattr(self.args, "embedding_dropout", 0.0))
         outputs = model(**inputs)
@@ -67,7 +67,7 @@ class HCAMStageTrainer(Trainer):
         if prediction_loss_only:
             return loss, None, None
         predictions = torch.stack(
-            [(outputs.logits if head == "ensemble" else getattr(outputs, f"{head}_logits")).argmax(-1) for head in self.heads],
+            [outputs.head_logits(head).argmax(-1) for head in self.heads],
             dim=-1,
         )
         return loss, predictions, labels
@@ -170,6 +170,40 @@ def remove_leftovers(output_dir):
     if not os.path.isdir(output_dir):
         return
     for name in os.listdir(output_dir):
-        if name in (".staging", ".final") or name.startswith(DELETING_PREFIX):
+        if name in (".staging", FINAL_DIR) or name.startswith(DELETING_PREFIX):
             shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
+
+def build_stage_trainer(model, processor, splits, collator, training_args, label_names):
+    """The stage's Trainer on `splits` (train and validation), with early stopping when
+    `training_args.early_stopping_patience` is set: what run_stage.py and the cross-fitting fold models train with."""
+    callbacks = []
+    if training_args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
+    return HCAMStageTrainer(model=model, args=training_args, train_dataset=splits["train"],
+                            eval_dataset=splits["validation"], data_collator=collator, processing_class=processor,
+                            callbacks=callbacks, label_names=label_names)
+
+
+def perturb_embeddings(inputs, noise=0.0, dropout=0.0):
+    """Training-time noise on the cached stage-I embeddings of a stage II/III batch (`*_embeddings` keys).
+
+    Args:
+        inputs (`dict`): the batch; returned with perturbed copies of the embeddings (padded turns stay zero).
+        noise (`float`): standard deviation of Gaussian noise, relative to each embedding's RMS.
+        dropout (`float`): dropout rate on the embedding features.
+    """
+    if not noise and not dropout:
+        return inputs
+    inputs = dict(inputs)
+    for key in ("audio_embeddings", "text_embeddings"):
+        embeddings = inputs.get(key)
+        if embeddings is None:
+            continue
+        if noise:
+            rms = embeddings.pow(2).mean(-1, keepdim=True).sqrt()
+            embeddings = embeddings + noise * rms * torch.randn_like(embeddings)
+        if dropout:
+            embeddings = torch.nn.functional.dropout(embeddings, p=dropout, training=True)
+        inputs[key] = embeddings
+    return inputs
