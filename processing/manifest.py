@@ -15,6 +15,10 @@ scripts. Audio paths are relative to the manifest file (absolute paths are kept)
 ``turn`` (default: order of appearance in the dialogue), ``speaker`` (default ""), ``audio``
 (default "", text-only), ``text`` (absent = audio-only dataset: text "" everywhere), ``label``
 (``label_column=None``: unlabelled data, label ""). Any other column is kept as an extra column.
+
+`read_table` is the one reader of CSV/TSV/JSON-lines tables (the corpus readers and hcam-predict's transcripts and
+segments tables use it too); `read_conversations` reads one manifest as conversations for inference (what
+``hcam-predict --manifest`` runs).
 """
 from __future__ import annotations
 
@@ -61,7 +65,8 @@ def audio_duration(path: str) -> float:
 def check_rows(split: str, rows: list[dict[str, Any]], *, label_names: Iterable[str] | None = None,
                require_text: bool = True, require_audio: bool = False, require_label: bool = True,
                read_durations: bool = True) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """Check rows of one split; return (good rows, problems). Rows may carry ``_item`` (a source id).
+    """Check rows of one split; return (good rows, problems). Rows may carry ``_item`` (a source id; it stays in the
+    row, and `rows_to_dataset` leaves it out like every ``_`` key).
 
     Checks: empty dialogue id, non-integer turn, empty/unknown label, empty text (when required),
     missing/empty/corrupt audio file, duplicate (dialogue_id, turn). Fills ``duration`` from the
@@ -70,7 +75,7 @@ def check_rows(split: str, rows: list[dict[str, Any]], *, label_names: Iterable[
     allowed = set(label_names) if label_names is not None else None
     good, problems, seen = [], [], {}
     for row in rows:
-        item = row.pop("_item", None) or f"{split}/{row.get('dialogue_id')}#{row.get('turn')}"
+        item = row.get("_item") or f"{split}/{row.get('dialogue_id')}#{row.get('turn')}"
 
         def bad(kind: str, message: str) -> None:
             problems.append(Problem(item=item, kind=kind, message=message, split=split))
@@ -133,12 +138,26 @@ def check_rows(split: str, rows: list[dict[str, Any]], *, label_names: Iterable[
     return good, problems
 
 
-def rows_to_dataset(rows: list[dict[str, Any]]) -> Dataset:
-    """Sort rows by (dialogue first appearance, turn), renumber turns 0.., and build a Dataset."""
+def sort_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checked rows sorted by (order of their dialogue's first appearance, turn)."""
     order: dict[str, int] = {}
     for row in rows:
         order.setdefault(row["dialogue_id"], len(order))
-    rows = sorted(rows, key=lambda r: (order[r["dialogue_id"]], r["turn"]))
+    return sorted(rows, key=lambda r: (order[r["dialogue_id"]], r["turn"]))
+
+
+def rows_to_conversations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checked rows as conversations ``{"dialogue_id", "turns": [rows in turn order]}``, in order of first
+    appearance. The rows keep their source ``turn`` numbers (a conversation's position is its list index)."""
+    conversations: dict[str, list] = {}
+    for row in sort_rows(rows):
+        conversations.setdefault(row["dialogue_id"], []).append(row)
+    return [{"dialogue_id": dialogue_id, "turns": turns} for dialogue_id, turns in conversations.items()]
+
+
+def rows_to_dataset(rows: list[dict[str, Any]]) -> Dataset:
+    """Sort rows by (dialogue first appearance, turn), renumber turns 0.., and build a Dataset."""
+    rows = sort_rows(rows)
     position: dict[str, int] = {}
     for row in rows:
         row["turn"] = position.get(row["dialogue_id"], 0)
@@ -193,8 +212,20 @@ def build_dataset_dict(rows_by_split: dict[str, list[dict[str, Any]]], report: D
 # --------------------------------------------------------------------------------------------
 # Manifest files
 # --------------------------------------------------------------------------------------------
-def _read_table(path: Path, report: DataReport, split: str) -> tuple[list[str], list[tuple[int, dict]], list[Problem]]:
-    """Rows of a CSV/TSV/JSONL file as (line number, dict); malformed rows become problems."""
+def read_table(path, split: str | None = None) -> tuple[list[str], list[tuple[int, dict]], list[Problem]]:
+    """The one reader of CSV (``.csv``, ``.txt``), TSV (``.tsv``) and JSON-lines (``.jsonl``, ``.json``) tables.
+
+    Args:
+        path: the file.
+        split: the split its rows belong to, for the problems (None: not part of a split).
+    Returns:
+        (column names in file order, rows as (line number, {column: value}), problems): a malformed row (wrong field
+        count, a line that is not a JSON object) is a `Problem` named ``<file>:<line>``, left to the caller
+        (`raise_or_skip`). A missing, empty, non-UTF-8 or unparsable file raises `HCAMDataError` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HCAMDataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     problems: list[Problem] = []
     rows: list[tuple[int, dict]] = []
@@ -213,18 +244,18 @@ def _read_table(path: Path, report: DataReport, split: str) -> tuple[list[str], 
                         continue
                     if not isinstance(record, dict):
                         problems.append(Problem(f"{path.name}:{line_no}", "bad_row",
-                                                "a JSON-lines manifest needs one object per line", split))
+                                                "a JSON-lines table needs one object per line", split))
                         continue
                     columns.extend(k for k in record if k not in columns)
                     rows.append((line_no, record))
                 return columns, rows, problems
             if suffix not in (".csv", ".tsv", ".txt"):
-                raise HCAMDataError(f"{path}: unknown manifest format {suffix!r}; use .csv, .tsv or .jsonl")
+                raise HCAMDataError(f"{path}: unknown table format {suffix!r}; use .csv, .tsv or .jsonl")
             reader = csv.reader(f, delimiter="\t" if suffix == ".tsv" else ",", strict=True)
             try:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
-                raise HCAMDataError(f"{path} is empty; a manifest needs a header row and one row per utterance")
+                raise HCAMDataError(f"{path} is empty; a table needs a header row and one row per utterance")
             while True:
                 try:
                     fields = next(reader)
@@ -305,18 +336,21 @@ def schema_row(raw: dict, mapping: dict[str, str | None], turns: dict[str, int])
     return row
 
 
-def read_manifest_file(path, split: str, report: DataReport, *, dialogue_id_column: str = "dialogue_id",
-                       turn_column: str | None = "turn", speaker_column: str | None = "speaker",
-                       text_column: str | None = "text", audio_column: str | None = "audio",
-                       label_column: str | None = "label") -> tuple[list[dict], list[Problem], dict]:
+def read_manifest_file(path, split: str, report: DataReport, **column_names) -> tuple[list[dict], list[Problem], dict]:
     """Rows of one manifest file in the standard schema (not yet checked) and the file's traits."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise HCAMDataError(f"Manifest for split {split!r} not found: {path}")
-    columns, raw_rows, problems = _read_table(path, report, split)
-    mapping = map_columns(columns, str(path), report, short=path.name, dialogue_id_column=dialogue_id_column, turn_column=turn_column,
-                          speaker_column=speaker_column, text_column=text_column, audio_column=audio_column,
-                          label_column=label_column)
+    columns, raw_rows, problems = read_table(path, split)
+    rows, traits = _manifest_rows(path, split, report, columns, raw_rows, **column_names)
+    return rows, problems, traits
+
+
+def _manifest_rows(path: Path, split: str, report: DataReport, columns: list[str], raw_rows: list[tuple[int, dict]],
+                   **column_names) -> tuple[list[dict], dict]:
+    """A manifest's rows in the schema (`map_columns`, `schema_row`; audio paths resolved against its folder), not
+    yet checked, and its traits."""
+    mapping = map_columns(columns, str(path), report, short=path.name, **column_names)
     base = path.parent
     rows, turns = [], {}
     for line_no, raw in raw_rows:
@@ -328,7 +362,37 @@ def read_manifest_file(path, split: str, report: DataReport, *, dialogue_id_colu
             audio_path = Path(str(audio).strip()).expanduser()
             row["audio"] = str(audio_path if audio_path.is_absolute() else (base / audio_path).resolve())
         rows.append({"_item": f"{split}/{row['dialogue_id']}#{row['turn']} ({path.name}:{line_no})", **row})
-    return rows, problems, {"has_text": mapping["text"] is not None, "has_audio": mapping["audio"] is not None}
+    return rows, {"has_text": mapping["text"] is not None, "has_audio": mapping["audio"] is not None}
+
+
+def read_conversations(path, *, split: str = "input", report: DataReport | None = None,
+                       **column_names) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """The conversations of one manifest, for inference (what ``hcam-predict --manifest`` reads).
+
+    Args:
+        path: a CSV/TSV/JSONL manifest (audio paths relative to it).
+        split: the name its rows' problems carry.
+        report: receives the notes (a column the file lacks); a new one when None.
+        **column_names: as `read_manifest` (``text_column=...``; None = the default name). The label column is
+            read when the file has it; one named explicitly must exist.
+    Returns:
+        (conversations ``[{"dialogue_id", "turns": [rows in the standard schema, in turn order]}]`` in order of
+        first appearance, problems of the rows left out). Rows are checked for what any use needs: a dialogue id,
+        an integer turn, an audio file that exists and is not empty when one is named, no duplicate turn; text,
+        audio and labels may be missing (an audio-only or text-only model, unlabelled input). Each row keeps its
+        source id in ``_item`` (``input/<dialogue>#<turn> (<file>:<line>)``). The problems are not raised: the
+        caller decides with `raise_or_skip`, together with any it finds itself.
+    """
+    path = Path(path).expanduser().resolve()
+    report = report if report is not None else DataReport(dataset=path.name)
+    columns, raw_rows, problems = read_table(path, split)
+    column_names = {name: value for name, value in column_names.items() if value is not None}
+    if "label_column" not in column_names and "label" not in columns:
+        column_names["label_column"] = None  # unlabelled input
+    rows, _ = _manifest_rows(path, split, report, columns, raw_rows, **column_names)
+    good, found = check_rows(split, rows, require_text=False, require_audio=False, require_label=False,
+                             read_durations=False)
+    return rows_to_conversations(good), problems + found
 
 
 def _parse_extra(key: str, value: Any) -> Any:

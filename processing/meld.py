@@ -32,7 +32,7 @@ import os
 import re
 from pathlib import Path
 
-from .manifest import _read_table, check_rows, rows_to_dataset, SPLIT_ORDER
+from .manifest import check_rows, read_table, rows_to_dataset, SPLIT_ORDER
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
 # split -> (csv file, clip folder, dialogue id prefix)
@@ -152,7 +152,7 @@ def read_meld(data_dir, *, setting: str, label_names: list[str], cache_dir=None,
         if csv_path is None:
             report.note(f"{split}: {csv_name} not found in {data_dir}; split left out")
             continue
-        columns, raw_rows, found = _read_table(csv_path, report, split)
+        columns, raw_rows, found = read_table(csv_path, split)
         problems.extend(found)
         missing = [c for c in MELD_COLUMNS if c not in columns]
         if missing:

@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 
 from .labels import mosi_label
-from .manifest import _read_table, build_dataset_dict
+from .manifest import build_dataset_dict, read_table
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
 # Source: CMU-MultimodalSDK cmu_mosi_std_folds.py (standard_train_fold / _valid_fold / _test_fold).
@@ -139,7 +139,7 @@ def read_mosi(data_dir, *, setting: str, label_names: list[str], label_file=None
             raise HCAMDataError(f"No MOSI label file in {data_dir} (looked for {list(LABEL_FILE_NAMES)}); "
                                 "pass label_file=<path of the CSV with video_id, clip_id, text, label>")
     label_file = Path(label_file).expanduser().resolve()
-    columns, raw_rows, problems = _read_table(label_file, report, "?")
+    columns, raw_rows, problems = read_table(label_file, "?")
     needed = [video_id_column, clip_id_column, text_column, label_column] + ([split_column] if split_column else [])
     missing = [c for c in needed if c not in columns]
     if missing:

@@ -182,6 +182,6 @@ def raise_or_skip(problems: list[Problem], report: DataReport, skip_bad: bool, w
     more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
     raise HCAMDataError(
         f"{len(problems)} bad item(s){' in ' + what if what else ''}:\n{shown}{more}\n"
-        "Fix these items, or pass skip_bad=True (data check: the default) to leave them out and "
-        "list them in the DataReport."
+        "Fix these items, or leave them out and have them listed in the data report: --skip_bad on the command "
+        "line (skip_bad=True in Python; the default of both)."
     )

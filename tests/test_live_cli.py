@@ -144,3 +144,18 @@ def test_turns_without_text_are_transcribed_live(folders, dialogue, tmp_path, mo
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["text_source"] for r in rows] == ["asr:whisper", "asr:whisper"]
     assert all(r["text"] and r["text"] != "[inaudible]" for r in rows)
+
+
+def test_skip_bad_false_stops_a_live_run_at_the_first_bad_turn(folders, dialogue, monkeypatch, capsys):
+    import io
+
+    good = json.dumps({"audio": dialogue[0]["audio"], "text": dialogue[0]["text"], "speaker": "A"})
+    lines = [good, json.dumps({"text": "no audio here", "speaker": "B"}), good]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["--model", str(folders["causal"]), "--live", "--skip_bad", "false"]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1  # the turn before it was answered; none after
+    assert "stdin line 2" in captured.err and "has no audio" in captured.err and "--skip_bad" in captured.err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["--model", str(folders["causal"]), "--live"]) == 0  # the default: reported, left out, goes on
+    assert len([json.loads(line) for line in capsys.readouterr().out.splitlines()]) == 3  # 2 turns + 1 error line

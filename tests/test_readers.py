@@ -135,6 +135,36 @@ def test_manifest_structural_errors(tmp_path):
         read_manifest(train_file=tmp_path / "absent.csv")
 
 
+def test_read_conversations_for_inference(tmp_path):
+    """manifest.read_conversations: conversations in order of first appearance, turns sorted, labels optional, the
+    problems returned for the caller to decide; read_table is the one table reader (CSV and JSON lines)."""
+    from hcam.processing.manifest import read_conversations, read_table
+
+    write_wav(tmp_path / "clips" / "a.wav")
+    rows = [["d2", "1", "B", "second", "clips/a.wav"], ["d1", "0", "A", "hello", ""], ["d2", "0", "A", "first", ""],
+            ["d2", "x", "A", "bad turn", ""], ["d1", "1", "B", "", "clips/missing.wav"]]
+    write_csv(tmp_path / "m.csv", ["dialogue_id", "turn", "speaker", "text", "audio"], rows)
+    conversations, problems = read_conversations(tmp_path / "m.csv")
+    assert [c["dialogue_id"] for c in conversations] == ["d2", "d1"]
+    assert [t["text"] for t in conversations[0]["turns"]] == ["first", "second"]
+    assert conversations[0]["turns"][1]["audio"] == str((tmp_path / "clips" / "a.wav").resolve())
+    assert conversations[0]["turns"][1]["_item"] == "input/d2#1 (m.csv:2)"
+    assert all(t["label"] == "" for c in conversations for t in c["turns"])  # no label column: unlabelled
+    assert sorted(p.kind for p in problems) == ["bad_turn", "missing_audio"] and not any(p.skipped for p in problems)
+    # other column names, as run_stage.py's --*_column_name flags give them; a label column named must exist
+    (tmp_path / "own.jsonl").write_text(json.dumps({"conv": "c", "words": "hi", "mood": "sad"}) + "\n")
+    conversations, _ = read_conversations(tmp_path / "own.jsonl", dialogue_id_column="conv", text_column="words",
+                                          label_column="mood", turn_column=None)
+    assert conversations[0]["turns"][0]["label"] == "sad" and conversations[0]["turns"][0]["turn"] == 0
+    with pytest.raises(HCAMDataError, match="--label_column_name"):
+        read_conversations(tmp_path / "own.jsonl", dialogue_id_column="conv", text_column="words",
+                           label_column="emotion")
+    columns, table, problems = read_table(tmp_path / "m.csv")
+    assert columns[:2] == ["dialogue_id", "turn"] and len(table) == 5 and table[0] == (2, dict(zip(columns, rows[0])))
+    with pytest.raises(HCAMDataError, match="no such file"):
+        read_table(tmp_path / "absent.csv")
+
+
 def test_demo_corpus_reads_in_schema():
     if get_corpus("demo").default_data_dir() is None:
         pytest.skip("demo corpus not generated in this checkout")

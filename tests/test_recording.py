@@ -210,7 +210,7 @@ def test_a_failure_midway_leaves_no_half_written_file(dialogue, checkpoint, tmp_
     conversations = read_recording(path) * 2  # two conversations: the second one fails
 
     class Failing:
-        model = pipe.model
+        model, processor = pipe.model, pipe.processor
 
         def __call__(self, inputs, **kwargs):
             results = pipe(inputs, **kwargs)

@@ -103,8 +103,9 @@ def analyse_conversation(model, clips, transcripts, asr="whisper"):
         shutil.copy(transcripts, table)
     conversations = read_audio_dir(audio_dir, table)
     rows, plot = [], os.path.join(folder, "timeline.png")
+    # skip_bad=False: a page shows no stderr, so a bad turn is an error on the page rather than a missing row
     predict(conversations, _pipeline(model), os.path.join(folder, "all.jsonl"), asr=asr, progress=False, plot=plot,
-            rows=rows)
+            rows=rows, skip_bad=False)
     return (*_outputs(rows, folder, plot), f"{len(rows)} turns")
 
 

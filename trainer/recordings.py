@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from hcam.trainer.predict import PredictError, _group, _turn, load_pipeline, predict, read_recording
+from hcam.trainer.predict import PredictError, load_pipeline, predict, read_recording
+from hcam.trainer.predict_inputs import _group, _turn
 
 
 def find_recording_turns(recording, sampling_rate=None, progress=False, **options) -> list[dict]:
