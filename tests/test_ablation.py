@@ -155,7 +155,7 @@ def test_joint_training_of_one_modality_is_a_stage2_model_trained_end_to_end(cor
     marker = main([*argv, "--joint_training"])
     assert marker["stage"] == 2 and marker["init_from"] == []
     config = read(out, "config.json")
-    assert config["joint_training"] is True and config["modalities"] == ["text"] and config["stage"] == 2
+    assert config["joint_training"] is True and config["modalities"] == ["text"] and config["num_stages"] == 2
     results = read(out, "all_results.json")
     assert {"eval_text_utterance_weighted_f1", "eval_text_context_weighted_f1",
             "test_ensemble_weighted_f1"} <= set(results) and not [k for k in results if "audio" in k]

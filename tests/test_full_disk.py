@@ -77,7 +77,7 @@ def test_a_full_disk_while_finishing_the_stage_folder_is_resumable(reference, mo
 
     argv = reference["argv"]("finish")
     folder = reference["root"] / "finish" / "stage1-audio"
-    monkeypatch.setattr(hub, "_write_atomic", write)
+    monkeypatch.setattr(hub, "write_atomic", write)  # the card: hub writes it with stage_folder.write_atomic
     with pytest.raises(SystemExit, match="The disk is full"):
         main(argv)
     assert not (folder / "hcam_stage.json").exists()  # unfinished, and seen so: the rerun finishes it

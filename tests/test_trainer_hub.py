@@ -105,7 +105,7 @@ def test_stage2_branch_holds_the_model_code_pipeline_and_our_card(hub, setup, mo
     assert not [f for f in remote for p in PICKLE_PATTERNS if fnmatch.fnmatch(f, p)], remote
     assert "stage3" not in {b.name for b in api.list_repo_refs(REPO).branches}
     remote_config = json.loads(remote_text(hub, "stage2-text", "config.json"))
-    assert remote_config["stage"] == 2
+    assert remote_config["num_stages"] == 2
     assert "emotion-recognition-in-conversation" in remote_config["custom_pipelines"]
 
     # the folder's README.md is our card (Trainer wrote none over it), identical to the pushed one
