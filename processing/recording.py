@@ -15,8 +15,8 @@ Speech of one speaker is one turn as long as its pauses are shorter than `min_pa
 `max_turn_seconds` is cut at its longest pause. A change of speaker always starts a new turn.
 
 The recording is read `window_seconds` at a time (voice activity and embeddings per window, only the times and the
-embeddings kept), so an hour of audio never sits in memory at once; `turn_audio` reads the turns' audio back one at a
-time.
+embeddings kept), so an hour of audio never sits in memory at once; `turn_audio` gives each turn as a span of the
+file that the HCAM pipeline reads only when it needs that turn.
 
     from hcam.processing.recording import find_turns
     turns = find_turns("call.wav", num_speakers=2)   # [{"start": 0.41, "end": 3.2, "speaker": "S1"}, ...]
@@ -538,13 +538,30 @@ def find_turns(recording, sampling_rate: int | None = None, *, min_pause: float 
     return _turns_from_pieces(pieces, min_pause, max_turn_seconds)
 
 
-def turn_audio(recording, turns, sampling_rate: int | None = None, channels_are_speakers: bool = False):
-    """Each turn's 16 kHz mono audio, one at a time (a generator; the recording is not read whole). With
-    `channels_are_speakers`, a turn of speaker "S<k>" is read from channel k alone."""
+def turn_audio(recording, turns, sampling_rate: int | None = None, channels_are_speakers: bool = False,
+               lazy: bool = True):
+    """Each turn's audio, one at a time (a generator; the recording is not read whole). With
+    `channels_are_speakers`, a turn of speaker "S<k>" is channel k alone.
+
+    With `lazy` and a file soundfile reads (wav, flac, ogg, mp3), a turn is the span `{"path", "start", "end"[,
+    "channel"]}` that the HCAM pipeline reads only when it encodes or transcribes that turn (so the turns of an hour
+    never sit in memory together); otherwise (an array, a format decoded by ffmpeg, or `lazy=False`) it is the turn's
+    16 kHz mono audio, read with the same reader (`load_audio_span`) when the recording is a readable file.
+    """
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio_span
+
     source = _Source(recording, sampling_rate)
     try:
+        readable = source.path is not None and os.path.abspath(source.path) == os.path.abspath(os.fspath(recording))
         for turn in turns:
             channel = int(turn["speaker"][1:]) - 1 if channels_are_speakers else None
-            yield source.read(turn["start"], turn["end"], channel)
+            if not readable:
+                yield source.read(turn["start"], turn["end"], channel)
+                continue
+            span = {"path": os.path.abspath(source.path), "start": turn["start"], "end": turn["end"]}
+            if channel is not None:
+                span["channel"] = channel
+            yield span if lazy else load_audio_span(span["path"], span["start"], span["end"],
+                                                    SAMPLING_RATE, channel)
     finally:
         source.close()
