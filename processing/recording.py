@@ -446,16 +446,17 @@ def _turns_from_pieces(pieces, min_pause, max_turn_seconds):
     return turns
 
 
-def _speaker_pieces(regions, centres, partials, num_speakers):
-    """Speech regions -> (start, end, speaker) pieces: each region's mean embedding is clustered (a region is mostly
-    one speaker: the voice-activity detector cuts at pauses), then a region long enough for 3 or more embeddings is
-    cut where its own embeddings' nearest speaker changes (two speakers without a pause between them)."""
+def _speaker_pieces(regions, centres, partials, num_speakers, region_vectors=None):
+    """Speech regions -> (start, end, speaker) pieces: each region's mean embedding (or its row of `region_vectors`,
+    unit-norm) is clustered (a region is mostly one speaker: the voice-activity detector cuts at pauses), then a region
+    long enough for 3 or more embeddings is cut where its own embeddings' nearest speaker changes (two speakers
+    without a pause between them)."""
     partials = np.asarray(partials)
     bounds = np.cumsum([0] + [len(c) for c in centres])
     means = np.stack([partials[bounds[i]: bounds[i + 1]].mean(axis=0) for i in range(len(regions))])
     means /= np.linalg.norm(means, axis=1, keepdims=True) + 1e-9
     durations = np.array([end - start for _, start, end in regions])
-    labels = cluster_speakers(means, durations, num_speakers)
+    labels = cluster_speakers(means if region_vectors is None else region_vectors, durations, num_speakers)
     centroids = _centroids(means, labels, durations)
     keys = list(centroids)
     matrix = np.stack([centroids[k] for k in keys])

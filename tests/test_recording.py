@@ -235,17 +235,18 @@ def test_live_recording_without_segments(dialogue, checkpoint, tmp_path):
     assert len(live) == len(gold)
 
 
-def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp_path):
-    """bench/bench_recordings.py on one recording whose gold turns are known: the diarization error rate and the
-    boundary F1 come from pyannote.metrics; a found turn set that is wrong on purpose scores worse."""
-    pytest.importorskip("pyannote.metrics", reason='the benchmark needs pip install "hcam[bench]" (make setup)')
+def bench_module(name):
     import importlib
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    bench = importlib.import_module("bench_recordings")
-    path, waveform, gold = dialogue
-    folder = tmp_path / "recordings"
+    return importlib.import_module(name)
+
+
+def recordings_folder(dialogue, folder):
+    """The test call laid out as bench/make_recordings.py writes a folder: <name>.wav, <name>.turns.csv and
+    recordings.json. Returns the gold rows."""
+    _, waveform, gold = dialogue
     folder.mkdir()
     soundfile.write(folder / "call.wav", waveform, SR, subtype="PCM_16")
     rows = [{"start": round(a, 3), "end": round(b, 3), "speaker": s, "text": "", "label": "happy"} for a, b, s in gold]
@@ -255,6 +256,16 @@ def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp
         writer.writerows(rows)
     (folder / "recordings.json").write_text(json.dumps([{"name": "call", "speakers": 2, "turns": len(gold),
                                                          "seconds": len(waveform) / SR}]))
+    return rows
+
+
+def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp_path):
+    """bench/bench_recordings.py on one recording whose gold turns are known: the diarization error rate and the
+    boundary F1 come from pyannote.metrics; a found turn set that is wrong on purpose scores worse."""
+    pytest.importorskip("pyannote.metrics", reason='the benchmark needs pip install "hcam[bench]" (make setup)')
+    bench = bench_module("bench_recordings")
+    folder = tmp_path / "recordings"
+    rows = recordings_folder(dialogue, folder)
     bench.main(["--recordings", str(folder), "--model", str(checkpoint["audio"]), "--json", str(tmp_path / "r.json")])
     result = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
     assert result["der"] < 0.1 and result["found_speakers"] == 2
@@ -374,10 +385,41 @@ def test_lazy_turn_audio_gives_the_same_predictions_as_arrays(dialogue, checkpoi
             conversation = {"turns": [{"audio": t["audio"], "speaker": t["speaker"], "text": ""} for t in turns]}
             if kind == "audio":
                 assert isinstance(pipe.preprocess(conversation)["waveforms"][0], dict) == (name == "lazy")
-            kwargs = {"transcriber": ProgressTranscriber(transcriber, chunk=3, progress=False)} if kind == "bimodal" else {}
+            kwargs = {} if kind == "audio" else {
+                "transcriber": ProgressTranscriber(transcriber, chunk=3, progress=False)}
             results[name] = (pipe([conversation], batch_size=1, **kwargs)[0], heard.get("calls"))
         (lazy_rows, lazy_heard), (eager_rows, eager_heard) = results["lazy"], results["eager"]
         assert lazy_rows == eager_rows  # labels, probabilities, stages and transcripts, exactly
         if kind == "bimodal":
             assert len(lazy_heard) == int(np.ceil(len(gold) / 3)) and all(
                 np.array_equal(a, b) for x, y in zip(lazy_heard, eager_heard) for a, b in zip(x, y))
+
+
+def test_diarization_variants_benchmark(dialogue, tmp_path, monkeypatch):
+    """bench/bench_diarization.py: the default speaker step scores as find_turns does; every variant runs on the
+    cached embeddings; the one-voice check scores each voice alone; a variant told one speaker scores badly."""
+    pytest.importorskip("pyannote.metrics", reason='the benchmark needs pip install "hcam[bench]" (make setup)')
+    bench = bench_module("bench_diarization")
+    monkeypatch.setattr(bench, "MIN_REGIONS_ALONE", 3)  # the test call is short: 4 turns a voice
+    folder = tmp_path / "recordings"
+    recordings_folder(dialogue, folder)
+    out = tmp_path / "d.json"
+    bench.main(["--recordings", str(folder), "--cache", str(tmp_path / "cache"), "--json", str(out)])
+    report = json.loads(out.read_text())
+    call = report["recordings"][0]["variants"]
+    default = "default (silhouette count, agglomerative)"
+    assert call[default]["speakers"] == 2 and call[default]["der"] < 0.1
+    assert set(call) == set(bench.variants())
+    # cached: the same figures from the cache alone
+    bench.main(["--recordings", str(folder), "--cache", str(tmp_path / "cache"), "--json", str(out), "--only", default])
+    assert json.loads(out.read_text())["recordings"][0]["variants"][default] == call[default]
+    alone = [r for r in report["recordings"] if r["speakers"] == 1]
+    assert alone and all(r["variants"][default]["speakers"] == 1 for r in alone)
+    one = bench.variants()["true count given (a bound, not a default)"]
+    regions, centres, embeddings, spectra = bench.embeddings_of(folder / "call.wav", tmp_path / "cache")
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    with open(folder / "call.turns.csv", encoding="utf-8") as f:
+        gold = list(csv.DictReader(f))
+    annotation = bench_module("bench_recordings").annotation
+    assert DiarizationErrorRate()(annotation(gold), annotation(one(regions, centres, embeddings, 1))) > 0.3
