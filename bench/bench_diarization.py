@@ -156,10 +156,7 @@ def variants():
                 if (moved == labels).all() or len(np.unique(moved)) < len(keys):
                     break
                 labels = moved
-            order = {}
-            for label in labels:
-                order.setdefault(int(label), len(order))
-            return np.array([order[int(label)] for label in labels], dtype=int)
+            return rec._by_first_appearance(labels)
         return run
 
     def spectral(estimate):
@@ -170,10 +167,7 @@ def variants():
                 return np.zeros(n, dtype=int) if k <= 1 else original_cluster(embeddings, weights, k)
             affinity = np.clip(embeddings @ embeddings.T, 0, 1)
             labels = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=0).fit_predict(affinity)
-            order = {}
-            for label in labels:
-                order.setdefault(int(label), len(order))
-            return np.array([order[int(label)] for label in labels], dtype=int)
+            return rec._by_first_appearance(labels)
         return run
 
     def windowed_count(estimate):

@@ -321,7 +321,12 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
         fitted = AgglomerativeClustering(n_clusters=min(target, len(fit)), metric="cosine",
                                          linkage="average").fit_predict(embeddings[fit])
         labels = _nearest_centroid(embeddings, fitted, fit)
-    order = {}  # number speakers by first appearance
+    return _by_first_appearance(labels)
+
+
+def _by_first_appearance(labels) -> np.ndarray:
+    """Labels renumbered 0, 1, ... in the order they first appear."""
+    order = {}
     for label in labels:
         order.setdefault(int(label), len(order))
     return np.array([order[int(label)] for label in labels], dtype=int)
