@@ -325,9 +325,9 @@ def main(argv=None):
                           "count_right": sum(r["variants"][name]["speakers"] == r["speakers"] for r in rows
                                              if group(r) == g),
                           "recordings": sum(group(r) == g for r in rows)} for g in groups} for name in names}
-    print(f"\n{'variant':<48}" + "".join(f"{g:>22}" for g in groups))
+    print(f"\n{'variant':<56}" + "".join(f"{g:>22}" for g in groups))
     for name in names:
-        print(f"{name[:47]:<48}" + "".join(f"{summary[name][g]['der']:>14.3f} ({summary[name][g]['count_right']:>2}/"
+        print(f"{name[:55]:<56}" + "".join(f"{summary[name][g]['der']:>14.3f} ({summary[name][g]['count_right']:>2}/"
                                            f"{summary[name][g]['recordings']:>2})" for g in groups))
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent).stdout.strip()
