@@ -68,8 +68,16 @@ def run(recording, model, asr, threads, pythonpath=None):
 
 
 def same_rows(a, b):
-    return len(a) == len(b) and all(x[:5] == y[:5] and max(abs(p - q) for p, q in zip(x[5], y[5])) <= 1e-6
-                                    for x, y in zip(a, b))
+    """Whether two runs predicted the same rows (turns, speakers, labels, transcripts; probabilities to 1e-6), and
+    how many rows differ in turn, label, transcript, and the largest probability difference."""
+    if len(a) != len(b):
+        return False, {"rows": [len(a), len(b)]}
+    differences = {"turn or speaker": sum(x[:3] != y[:3] for x, y in zip(a, b)),
+                   "label": sum(x[3] != y[3] for x, y in zip(a, b)), "text": sum(x[4] != y[4] for x, y in zip(a, b)),
+                   "max probability difference": max(abs(p - q) for x, y in zip(a, b) for p, q in zip(x[5], y[5]))}
+    same = not any(differences[k] for k in ("turn or speaker", "label", "text")) and \
+        differences["max probability difference"] <= 1e-6 + 1e-12
+    return same, differences
 
 
 def main(argv=None):
@@ -81,6 +89,7 @@ def main(argv=None):
     parser.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx", "none"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--rows", help="also write each run's predicted rows to this folder (JSON)")
     args = parser.parse_args(argv)
     import soundfile
 
@@ -99,7 +108,10 @@ def main(argv=None):
                        "turns": len(out["rows"]), "seconds": round(out["seconds"], 1),
                        "peak_rss_mb": round(out["peak_rss_mb"]), "load_before": load, "module": out["code"]}
                 first = first or out["rows"]
-                row["same_rows_as_first"] = same_rows(first, out["rows"])
+                row["same_rows_as_first"], row["differences_from_first"] = same_rows(first, out["rows"])
+                if args.rows:
+                    Path(args.rows).mkdir(parents=True, exist_ok=True)
+                    Path(args.rows, f"{Path(recording).stem}.{len(results)}.json").write_text(json.dumps(out["rows"]))
                 results.append(row)
                 print(json.dumps(row), flush=True)
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
