@@ -97,6 +97,55 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
+def is_audio_span(audio) -> bool:
+    """Whether `audio` is a span of a file, `{"path": ..., "start": seconds, "end": seconds[, "channel": k]}`, read
+    only when needed (`load_audio_span`)."""
+    return isinstance(audio, dict) and "path" in audio and "start" in audio and "end" in audio
+
+
+def load_audio_span(path: str | os.PathLike, start: float, end: float, sampling_rate: int = 16000,
+                    channel: int | None = None) -> np.ndarray:
+    """Read `[start, end]` seconds of an audio file as float32 at `sampling_rate`, without reading the rest: a turn
+    of a long recording, read when it is needed.
+
+    Args:
+        path: an audio file soundfile reads (wav, flac, ogg, mp3).
+        start, end: the span in seconds; `end` past the file's end stops there.
+        sampling_rate: target rate in Hz; each channel is resampled (`torchaudio.functional.resample`), then mixed.
+        channel: read this channel (0-based) alone instead of the mix of all channels.
+
+    Raises:
+        HCAMAudioError: the file is missing or not readable by soundfile, the channel does not exist, or the span
+            holds no samples.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise HCAMAudioError(f"audio file not found: {path!r}")
+    try:
+        import soundfile
+
+        with soundfile.SoundFile(path) as f:
+            rate, frames, channels = f.samplerate, f.frames, f.channels
+            first, last = int(round(float(start) * rate)), min(frames, int(round(float(end) * rate)))
+            if not 0 <= first < last:
+                raise HCAMAudioError(f"audio span {start}-{end} s of {path!r} holds no samples (the file is "
+                                     f"{frames / rate:.2f} s long)")
+            f.seek(first)
+            data = f.read(last - first, dtype="float32", always_2d=True)
+    except ImportError as error:
+        raise HCAMAudioError(f"reading a span of {path!r} needs soundfile: `pip install soundfile`") from error
+    except (RuntimeError, getattr(soundfile, "SoundFileError", RuntimeError)) as error:  # not a libsndfile format
+        raise HCAMAudioError(f"cannot read a span of {path!r} ({error}): give a wav/flac/ogg/mp3 file, or read "
+                             "the whole file with load_audio") from error
+    if channel is not None and not 0 <= int(channel) < channels:
+        raise HCAMAudioError(f"{path!r} has {channels} channel(s), no channel {channel}")
+    waveforms = [data[:, int(channel)]] if channel is not None else list(data.T)
+    if rate != sampling_rate:
+        waveforms = [_resample(w, int(rate), int(sampling_rate)) for w in waveforms]
+    waveform = waveforms[0] if len(waveforms) == 1 else np.stack(waveforms).mean(axis=0)
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
 def load_audio_bytes(data: bytes, sampling_rate: int = 16000) -> np.ndarray:
     """`load_audio` of an encoded file's bytes (wav/flac/ogg/mp3 through soundfile, anything else through ffmpeg)."""
     import tempfile
@@ -229,9 +278,15 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
         """One utterance as float32 mono at this extractor's rate: a file path (decoded with `load_audio`), an encoded
         file's bytes, a 1-D array or tensor at `sampling_rate` (integer PCM is scaled, 2-D stereo averaged), or a dict
         `{"array" or "raw": ..., "sampling_rate": ...}` (transformers' pipelines) or `{"bytes": ..., "path": ...}`
-        (🤗 datasets' undecoded Audio); resampled when its rate differs. A bare array without `sampling_rate` is read
+        (🤗 datasets' undecoded Audio), or a span of a file `{"path": ..., "start": s, "end": s[, "channel": k]}`
+        (`load_audio_span`: only that span is read); resampled when its rate differs. A bare array without `sampling_rate` is read
         at this extractor's rate, with a warning (once). `where` names it in errors."""
         rate = int(self.sampling_rate)
+        if is_audio_span(audio):
+            try:
+                return load_audio_span(audio["path"], audio["start"], audio["end"], rate, audio.get("channel"))
+            except ValueError as error:
+                raise type(error)(f"{where}: {error}") from error
         if isinstance(audio, dict) and ("bytes" in audio or "path" in audio) and not ({"array", "raw"} & set(audio)):
             audio = audio.get("bytes") or audio.get("path")
         if isinstance(audio, (bytes, bytearray)):

@@ -18,11 +18,13 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 
 import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .feature_extraction_hcam import is_audio_span
 from .modeling_hcam import HCAMConversationStream, transcript_and_source, turn_prediction
 from .processing_hcam import speaker_ids_of
 
@@ -38,8 +40,10 @@ class HCAMEmotionPipeline(Pipeline):
     - `"audio"`: a file path, an encoded file's bytes, a 1-D array at the feature extractor's rate (16 kHz; integer PCM
       is scaled, 2-D stereo averaged; a warning says once that a bare array was read at that rate), or
       `{"array" or "raw": ..., "sampling_rate": ...}` (resampled when needed), or 🤗 datasets' undecoded
-      `{"bytes": ..., "path": ...}`; optional `"sampling_rate"` next to a bare array. Needed when the model has the
-      audio modality, ignored otherwise.
+      `{"bytes": ..., "path": ...}`; optional `"sampling_rate"` next to a bare array. Or a span of a file,
+      `{"path": ..., "start": seconds, "end": seconds[, "channel": k]}`: read when the turn is encoded or transcribed
+      and not kept, so that the turns of an hour-long recording never sit in memory together. Needed when the model
+      has the audio modality, ignored otherwise.
     - `"text"`: the transcript. Needed when the model has the text modality, unless a `transcriber` is given.
     - `"speaker"`: any hashable (optional); drives the speaker-aware attention of stage II.
 
@@ -54,7 +58,9 @@ class HCAMEmotionPipeline(Pipeline):
             stages run on the conversations padded by turns; results equal those of one conversation at a time.
         transcriber (`callable` or a transformers ASR pipeline, *optional*): used for turns that have no text when the
             model reads text. A callable takes the list of 16 kHz arrays of every such turn of the batch and returns
-            one transcript per array (a string, or a dict with "text"; e.g. `hcam.processing.asr.Transcriber(
+            one transcript per array (a string, or a dict with "text"; a sequence rather than a list when turns are
+            spans of a file: each item is read when taken, so a transcriber that takes them a slice at a time holds
+            only that slice; e.g. `hcam.processing.asr.Transcriber(
             "whisper")`); a `pipeline("automatic-speech-recognition", ...)` is called with
             `{"raw": array, "sampling_rate": rate}` inputs.
         top_k (`int` or `None`, *optional*): also return, per turn, `scores`: the `top_k` best labels of the
@@ -180,6 +186,11 @@ class HCAMEmotionPipeline(Pipeline):
         """A turn's audio as float32 mono at the feature extractor's rate (`HCAMFeatureExtractor.waveform`)."""
         return self.processor.feature_extractor.waveform(audio, where, turn.get("sampling_rate"))
 
+    def _audio(self, conv, index):
+        """Turn `index`'s waveform: kept in memory, or (a span of a file) read now."""
+        audio = conv["waveforms"][index]
+        return self._waveform(audio, self._where(conv["name"], index), {}) if is_audio_span(audio) else audio
+
     def preprocess(self, conversation, index=None):
         if isinstance(conversation, (list, tuple)):  # a conversation given as its list of turns
             conversation = {"turns": list(conversation)}
@@ -198,7 +209,7 @@ class HCAMEmotionPipeline(Pipeline):
         if not isinstance(turns, (list, tuple)) or len(turns) == 0:
             raise ValueError(f'{name + ": " if name else ""}conversation["turns"] must be a non-empty list of turns')
         uses_audio, uses_text = "audio" in self.modalities, "text" in self.modalities
-        waveforms, texts, speakers, missing_text = [], [], [], []
+        waveforms, lengths, texts, speakers, missing_text = [], [], [], [], []
         for turn_index, turn in enumerate(turns):
             where = self._where(name, turn_index)
             if not isinstance(turn, dict):
@@ -222,10 +233,14 @@ class HCAMEmotionPipeline(Pipeline):
                         f"{where} has empty text, but this model reads transcripts (modalities {self.modalities}): "
                         "give its transcript, or its audio and a transcriber=... (ASR) to transcribe it"
                     )
-                waveforms.append(self._waveform(audio, where, turn))
+                waveform = self._waveform(audio, where, turn)  # read now: a bad turn fails before any encoding
+                lengths.append(len(waveform))
+                # a span of a file is read again when needed rather than kept (bounded memory on long recordings)
+                waveforms.append(audio if is_audio_span(audio) else waveform)
             else:
                 waveforms.append(None)
-        return {"name": name, "waveforms": waveforms if uses_audio or missing_text else None,
+                lengths.append(0)
+        return {"name": name, "waveforms": waveforms if uses_audio or missing_text else None, "lengths": lengths,
                 "texts": texts if uses_text else None, "speakers": speakers, "missing_text": missing_text,
                 "text_sources": ["given"] * len(turns) if uses_text else None, "uses_audio": uses_audio}
 
@@ -241,7 +256,7 @@ class HCAMEmotionPipeline(Pipeline):
                 f"{self._where(conv['name'], i)} has empty text, but this model reads transcripts (modalities "
                 f"{self.modalities}): give its transcript, or pass transcriber=... (ASR) to transcribe it"
             )
-        transcripts = list(transcriber([conv["waveforms"][i] for conv, i in wanted]))
+        transcripts = list(transcriber(_Waveforms(self, wanted)))
         if len(transcripts) != len(wanted):
             raise ValueError(f"the transcriber returned {len(transcripts)} transcripts for {len(wanted)} turns")
         transcripts = [t["text"] if isinstance(t, dict) else t for t in transcripts]  # ASR pipelines: {"text": ...}
@@ -256,7 +271,7 @@ class HCAMEmotionPipeline(Pipeline):
 
         def size(item):  # longest first: each encoder chunk is padded to its own longest turn
             d, t = item
-            return len(batch[d]["waveforms"][t]) if uses_audio else len(batch[d]["texts"][t])
+            return batch[d]["lengths"][t] if uses_audio else len(batch[d]["texts"][t])
 
         items.sort(key=size, reverse=True)
         chunk = max(1, int(self.model.config.encoder_chunk_size))
@@ -273,7 +288,7 @@ class HCAMEmotionPipeline(Pipeline):
             try:
                 features = self.processor(
                     text=[batch[d]["texts"][t] for d, t in part] if batch[0]["texts"] is not None else None,
-                    audio=[batch[d]["waveforms"][t] for d, t in part] if uses_audio else None,
+                    audio=[self._audio(batch[d], t) for d, t in part] if uses_audio else None,
                     sampling_rate=self._sampling_rate(),
                     return_tensors="pt",
                 )
@@ -402,11 +417,28 @@ class HCAMEmotionPipeline(Pipeline):
                                         sampling_rate=turn.get("sampling_rate"))
 
 
+class _Waveforms(Sequence):
+    """The waveforms of (conversation, turn) pairs as a sequence that reads each one when it is taken (a span of a
+    file is not kept in memory): what the pipeline hands a transcriber."""
+
+    def __init__(self, pipe, items):
+        self.pipe, self.items = pipe, items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.pipe._audio(conv, i) for conv, i in self.items[index]]
+        conv, i = self.items[index]
+        return self.pipe._audio(conv, i)
+
+
 def add_pipeline_to_folder(folder):
     """Make a saved HCAM checkpoint usable with `pipeline(TASK, model=folder, trust_remote_code=True)`.
 
     Call after `model.save_pretrained(folder)` and `processor.save_pretrained(folder)`: it copies this file (and the
-    feature extractor file it imports, if missing) next to the model and records the pipeline in config.json under
+    feature extractor file it imports) next to the model and records the pipeline in config.json under
     `custom_pipelines`. Running it twice is harmless.
     """
     folder = os.fspath(folder)
@@ -414,11 +446,10 @@ def add_pipeline_to_folder(folder):
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"{config_path} not found: call model.save_pretrained({folder!r}) first")
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("pipeline_hcam.py", "feature_extraction_hcam.py"):
+    for name in ("pipeline_hcam.py", "feature_extraction_hcam.py"):  # the pipeline imports the extractor's helpers
         source, target = os.path.join(here, name), os.path.join(folder, name)
-        if name == "pipeline_hcam.py" or not os.path.isfile(target):
-            if os.path.abspath(source) != os.path.abspath(target):
-                shutil.copyfile(source, target)
+        if os.path.abspath(source) != os.path.abspath(target):
+            shutil.copyfile(source, target)
     with open(config_path, encoding="utf-8") as f:
         config = json.load(f)
     config.setdefault("custom_pipelines", {})[TASK] = {

@@ -15,8 +15,8 @@ Speech of one speaker is one turn as long as its pauses are shorter than `min_pa
 `max_turn_seconds` is cut at its longest pause. A change of speaker always starts a new turn.
 
 The recording is read `window_seconds` at a time (voice activity and embeddings per window, only the times and the
-embeddings kept), so an hour of audio never sits in memory at once; `turn_audio` reads the turns' audio back one at a
-time.
+embeddings kept), so an hour of audio never sits in memory at once; `turn_audio` gives each turn as a span of the
+file that the HCAM pipeline reads only when it needs that turn.
 
     from hcam.processing.recording import find_turns
     turns = find_turns("call.wav", num_speakers=2)   # [{"start": 0.41, "end": 3.2, "speaker": "S1"}, ...]
@@ -321,7 +321,12 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
         fitted = AgglomerativeClustering(n_clusters=min(target, len(fit)), metric="cosine",
                                          linkage="average").fit_predict(embeddings[fit])
         labels = _nearest_centroid(embeddings, fitted, fit)
-    order = {}  # number speakers by first appearance
+    return _by_first_appearance(labels)
+
+
+def _by_first_appearance(labels) -> np.ndarray:
+    """Labels renumbered 0, 1, ... in the order they first appear."""
+    order = {}
     for label in labels:
         order.setdefault(int(label), len(order))
     return np.array([order[int(label)] for label in labels], dtype=int)
@@ -446,16 +451,17 @@ def _turns_from_pieces(pieces, min_pause, max_turn_seconds):
     return turns
 
 
-def _speaker_pieces(regions, centres, partials, num_speakers):
-    """Speech regions -> (start, end, speaker) pieces: each region's mean embedding is clustered (a region is mostly
-    one speaker: the voice-activity detector cuts at pauses), then a region long enough for 3 or more embeddings is
-    cut where its own embeddings' nearest speaker changes (two speakers without a pause between them)."""
+def _speaker_pieces(regions, centres, partials, num_speakers, region_vectors=None):
+    """Speech regions -> (start, end, speaker) pieces: each region's mean embedding (or its row of `region_vectors`,
+    unit-norm) is clustered (a region is mostly one speaker: the voice-activity detector cuts at pauses), then a region
+    long enough for 3 or more embeddings is cut where its own embeddings' nearest speaker changes (two speakers
+    without a pause between them)."""
     partials = np.asarray(partials)
     bounds = np.cumsum([0] + [len(c) for c in centres])
     means = np.stack([partials[bounds[i]: bounds[i + 1]].mean(axis=0) for i in range(len(regions))])
     means /= np.linalg.norm(means, axis=1, keepdims=True) + 1e-9
     durations = np.array([end - start for _, start, end in regions])
-    labels = cluster_speakers(means, durations, num_speakers)
+    labels = cluster_speakers(means if region_vectors is None else region_vectors, durations, num_speakers)
     centroids = _centroids(means, labels, durations)
     keys = list(centroids)
     matrix = np.stack([centroids[k] for k in keys])
@@ -538,13 +544,30 @@ def find_turns(recording, sampling_rate: int | None = None, *, min_pause: float 
     return _turns_from_pieces(pieces, min_pause, max_turn_seconds)
 
 
-def turn_audio(recording, turns, sampling_rate: int | None = None, channels_are_speakers: bool = False):
-    """Each turn's 16 kHz mono audio, one at a time (a generator; the recording is not read whole). With
-    `channels_are_speakers`, a turn of speaker "S<k>" is read from channel k alone."""
+def turn_audio(recording, turns, sampling_rate: int | None = None, channels_are_speakers: bool = False,
+               lazy: bool = True):
+    """Each turn's audio, one at a time (a generator; the recording is not read whole). With
+    `channels_are_speakers`, a turn of speaker "S<k>" is channel k alone.
+
+    With `lazy` and a file soundfile reads (wav, flac, ogg, mp3), a turn is the span `{"path", "start", "end"[,
+    "channel"]}` that the HCAM pipeline reads only when it encodes or transcribes that turn (so the turns of an hour
+    never sit in memory together); otherwise (an array, a format decoded by ffmpeg, or `lazy=False`) it is the turn's
+    16 kHz mono audio, read with the same reader (`load_audio_span`) when the recording is a readable file.
+    """
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio_span
+
     source = _Source(recording, sampling_rate)
     try:
+        readable = source.path is not None and os.path.abspath(source.path) == os.path.abspath(os.fspath(recording))
         for turn in turns:
             channel = int(turn["speaker"][1:]) - 1 if channels_are_speakers else None
-            yield source.read(turn["start"], turn["end"], channel)
+            if not readable:
+                yield source.read(turn["start"], turn["end"], channel)
+                continue
+            span = {"path": os.path.abspath(source.path), "start": turn["start"], "end": turn["end"]}
+            if channel is not None:
+                span["channel"] = channel
+            yield span if lazy else load_audio_span(span["path"], span["start"], span["end"],
+                                                    SAMPLING_RATE, channel)
     finally:
         source.close()

@@ -235,17 +235,18 @@ def test_live_recording_without_segments(dialogue, checkpoint, tmp_path):
     assert len(live) == len(gold)
 
 
-def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp_path):
-    """bench/bench_recordings.py on one recording whose gold turns are known: the diarization error rate and the
-    boundary F1 come from pyannote.metrics; a found turn set that is wrong on purpose scores worse."""
-    pytest.importorskip("pyannote.metrics", reason='the benchmark needs pip install "hcam[bench]" (make setup)')
+def bench_module(name):
     import importlib
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    bench = importlib.import_module("bench_recordings")
-    path, waveform, gold = dialogue
-    folder = tmp_path / "recordings"
+    return importlib.import_module(name)
+
+
+def recordings_folder(dialogue, folder):
+    """The test call laid out as bench/make_recordings.py writes a folder: <name>.wav, <name>.turns.csv and
+    recordings.json. Returns the gold rows."""
+    _, waveform, gold = dialogue
     folder.mkdir()
     soundfile.write(folder / "call.wav", waveform, SR, subtype="PCM_16")
     rows = [{"start": round(a, 3), "end": round(b, 3), "speaker": s, "text": "", "label": "happy"} for a, b, s in gold]
@@ -255,6 +256,16 @@ def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp
         writer.writerows(rows)
     (folder / "recordings.json").write_text(json.dumps([{"name": "call", "speakers": 2, "turns": len(gold),
                                                          "seconds": len(waveform) / SR}]))
+    return rows
+
+
+def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp_path):
+    """bench/bench_recordings.py on one recording whose gold turns are known: the diarization error rate and the
+    boundary F1 come from pyannote.metrics; a found turn set that is wrong on purpose scores worse."""
+    pytest.importorskip("pyannote.metrics", reason='the benchmark needs pip install "hcam[bench]" (make setup)')
+    bench = bench_module("bench_recordings")
+    folder = tmp_path / "recordings"
+    rows = recordings_folder(dialogue, folder)
     bench.main(["--recordings", str(folder), "--model", str(checkpoint["audio"]), "--json", str(tmp_path / "r.json")])
     result = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
     assert result["der"] < 0.1 and result["found_speakers"] == 2
@@ -321,3 +332,94 @@ def test_formats_soundfile_cannot_read_are_decoded_with_ffmpeg(dialogue, tmp_pat
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "hcam-recording-*")))
     assert_matches(find_turns(m4a), gold)
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "hcam-recording-*"))) == before  # the WAV is gone
+
+
+def test_turn_spans_read_the_same_audio_as_the_recording_reader(tmp_path):
+    """A turn given as a span of the file (read when needed) is the very audio the recording reader gives for it:
+    44.1 kHz stereo, the mix and each channel."""
+    from hcam.modeling_hcam.feature_extraction_hcam import load_audio_span
+    from hcam.processing.recording import _Source
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, 0.1 * rng.standard_normal((44100 * 3, 2)).astype(np.float32), 44100, subtype="FLOAT")
+    source = _Source(path)
+    try:
+        for channel in (None, 0, 1):
+            for start, end in ((0.0, 1.3), (0.77, 2.31), (2.5, 3.5)):  # the last one runs past the end
+                assert np.array_equal(load_audio_span(path, start, end, SR, channel),
+                                      source.read(start, end, channel))
+    finally:
+        source.close()
+    with pytest.raises(ValueError, match="no channel 2"):
+        load_audio_span(path, 0, 1, SR, 2)
+    with pytest.raises(ValueError, match="holds no samples"):
+        load_audio_span(path, 4, 5, SR)
+
+
+def test_lazy_turn_audio_gives_the_same_predictions_as_arrays(dialogue, checkpoint):
+    """The turns of a recording file reach the pipeline as spans of the file, read only when a chunk of turns is
+    encoded or transcribed (memory does not grow with the recording); the predictions, transcripts and the
+    transcriber's inputs are exactly those of the turns' audio given as arrays."""
+    from hcam.trainer.predict import load_pipeline
+    from hcam.trainer.recordings import ProgressTranscriber, find_recording_turns
+
+    path, _, gold = dialogue
+    lazy = find_recording_turns(path, num_speakers=2)[0]["turns"]
+    eager = find_recording_turns(path, num_speakers=2, lazy_audio=False)[0]["turns"]
+    assert len(lazy) == len(gold) and all(isinstance(t["audio"], dict) for t in lazy)
+    assert all(isinstance(t["audio"], np.ndarray) for t in eager)
+    for kind in ("audio", "bimodal"):
+        pipe = load_pipeline(str(checkpoint[kind]))
+        heard = {}
+
+        def transcriber(waveforms, heard=heard):  # a stand-in recogniser: the words say what audio it was given
+            waveforms = list(waveforms)
+            assert len(waveforms) <= 3
+            heard.setdefault("calls", []).append([w.copy() for w in waveforms])
+            return [f"turn of {len(w)} samples peaking at {np.abs(w).max():.6f}" for w in waveforms]
+
+        results = {}
+        for name, turns in (("lazy", lazy), ("eager", eager)):
+            heard.clear()
+            conversation = {"turns": [{"audio": t["audio"], "speaker": t["speaker"], "text": ""} for t in turns]}
+            if kind == "audio":
+                assert isinstance(pipe.preprocess(conversation)["waveforms"][0], dict) == (name == "lazy")
+            kwargs = {} if kind == "audio" else {
+                "transcriber": ProgressTranscriber(transcriber, chunk=3, progress=False)}
+            results[name] = (pipe([conversation], batch_size=1, **kwargs)[0], heard.get("calls"))
+        (lazy_rows, lazy_heard), (eager_rows, eager_heard) = results["lazy"], results["eager"]
+        assert lazy_rows == eager_rows  # labels, probabilities, stages and transcripts, exactly
+        if kind == "bimodal":
+            assert len(lazy_heard) == int(np.ceil(len(gold) / 3)) and all(
+                np.array_equal(a, b) for x, y in zip(lazy_heard, eager_heard) for a, b in zip(x, y))
+
+
+def test_diarization_variants_benchmark(dialogue, tmp_path, monkeypatch):
+    """bench/bench_diarization.py: the default speaker step scores as find_turns does; every variant runs on the
+    cached embeddings; the one-voice check scores each voice alone; a variant told one speaker scores badly."""
+    pytest.importorskip("pyannote.metrics", reason='the benchmark needs pip install "hcam[bench]" (make setup)')
+    bench = bench_module("bench_diarization")
+    monkeypatch.setattr(bench, "MIN_REGIONS_ALONE", 3)  # the test call is short: 4 turns a voice
+    folder = tmp_path / "recordings"
+    recordings_folder(dialogue, folder)
+    out = tmp_path / "d.json"
+    bench.main(["--recordings", str(folder), "--cache", str(tmp_path / "cache"), "--json", str(out)])
+    report = json.loads(out.read_text())
+    call = report["recordings"][0]["variants"]
+    default = "default (silhouette count, agglomerative)"
+    assert call[default]["speakers"] == 2 and call[default]["der"] < 0.1
+    assert set(call) == set(bench.variants())
+    # cached: the same figures from the cache alone
+    bench.main(["--recordings", str(folder), "--cache", str(tmp_path / "cache"), "--json", str(out), "--only", default])
+    assert json.loads(out.read_text())["recordings"][0]["variants"][default] == call[default]
+    alone = [r for r in report["recordings"] if r["speakers"] == 1]
+    assert alone and all(r["variants"][default]["speakers"] == 1 for r in alone)
+    one = bench.variants()["true count given (a bound, not a default)"]
+    regions, centres, embeddings, spectra = bench.embeddings_of(folder / "call.wav", tmp_path / "cache")
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    with open(folder / "call.turns.csv", encoding="utf-8") as f:
+        gold = list(csv.DictReader(f))
+    annotation = bench_module("bench_recordings").annotation
+    assert DiarizationErrorRate()(annotation(gold), annotation(one(regions, centres, embeddings, 1))) > 0.3

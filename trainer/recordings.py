@@ -17,8 +17,10 @@ from hcam.trainer.predict import PredictError, load_pipeline, predict, read_reco
 from hcam.trainer.predict_inputs import _group, _turn
 
 
-def find_recording_turns(recording, sampling_rate=None, progress=False, **options) -> list[dict]:
-    """Voice activity, speakers and turn audio of a recording without a segments table (hcam.processing.recording)."""
+def find_recording_turns(recording, sampling_rate=None, progress=False, lazy_audio=True, **options) -> list[dict]:
+    """Voice activity, speakers and turn audio of a recording without a segments table (hcam.processing.recording).
+    With `lazy_audio` (the default), a turn of a file soundfile reads carries the span of the file it covers, read by
+    the pipeline when needed (memory does not grow with the recording); without, its audio array."""
     from tqdm.auto import tqdm
 
     from hcam.processing.recording import RecordingError, find_turns, turn_audio
@@ -39,7 +41,7 @@ def find_recording_turns(recording, sampling_rate=None, progress=False, **option
                "{desc}: {n:.0f} s of audio [{elapsed}]")
     try:
         turns = find_turns(recording, sampling_rate, progress=bar.update, **options)
-        audio = turn_audio(recording, turns, sampling_rate, options.get("channels_are_speakers", False))
+        audio = turn_audio(recording, turns, sampling_rate, options.get("channels_are_speakers", False), lazy_audio)
         conversation = [_turn(name, t["speaker"], "", clip, "", f"{name} {t['start']:.2f}-{t['end']:.2f} s",
                               start=t["start"], end=t["end"]) for t, clip in zip(turns, audio)]
     except RecordingError as error:
@@ -53,7 +55,8 @@ def find_recording_turns(recording, sampling_rate=None, progress=False, **option
 
 class ProgressTranscriber:
     """A transcriber called `chunk` turns at a time, so that a long recording's ASR shows progress (the pipeline hands
-    a conversation's turns to ASR in one call)."""
+    a conversation's turns to ASR in one call) and holds only `chunk` turns' audio (the pipeline's sequence reads a
+    turn given as a span of the file when it is taken)."""
 
     def __init__(self, transcriber, chunk=64, progress=True):
         self.transcriber, self.chunk, self.progress = transcriber, chunk, progress
@@ -61,12 +64,14 @@ class ProgressTranscriber:
     def __call__(self, audio):
         from tqdm.auto import tqdm
 
-        audio = list(audio)
+        if not hasattr(audio, "__getitem__"):
+            audio = list(audio)
         texts = []
         with tqdm(total=len(audio), desc="ASR", unit="turn", disable=not self.progress, file=sys.stderr) as bar:
             for start in range(0, len(audio), self.chunk):
-                texts.extend(self.transcriber(audio[start: start + self.chunk]))
-                bar.update(len(audio[start: start + self.chunk]))
+                part = audio[start: start + self.chunk]
+                texts.extend(self.transcriber(part))
+                bar.update(len(part))
         return texts
 
 
