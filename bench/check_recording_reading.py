@@ -27,7 +27,7 @@ def main(argv=None):
     from hcam.modeling_hcam.feature_extraction_hcam import load_audio_span
     from hcam.processing.recording import _Source, find_turns
     from hcam.trainer.predict import load_pipeline
-    from hcam.trainer.recordings import ProgressTranscriber
+    from hcam.processing.asr import ProgressTranscriber
 
     torch.set_num_threads(1)
     path = args.recording

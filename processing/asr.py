@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -284,3 +285,25 @@ def word_error_rate(references, hypotheses) -> float:
     if words == 0:
         raise ValueError("word_error_rate needs at least one reference word")
     return errors / words
+
+
+class ProgressTranscriber:
+    """A transcriber called `chunk` turns at a time, so that a long recording's ASR shows progress (the pipeline hands
+    a conversation's turns to ASR in one call) and holds only `chunk` turns' audio (the pipeline's sequence reads a
+    turn given as a span of the file when it is taken)."""
+
+    def __init__(self, transcriber, chunk=64, progress=True):
+        self.transcriber, self.chunk, self.progress = transcriber, chunk, progress
+
+    def __call__(self, audio):
+        from tqdm.auto import tqdm
+
+        if not hasattr(audio, "__getitem__"):
+            audio = list(audio)
+        texts = []
+        with tqdm(total=len(audio), desc="ASR", unit="turn", disable=not self.progress, file=sys.stderr) as bar:
+            for start in range(0, len(audio), self.chunk):
+                part = audio[start: start + self.chunk]
+                texts.extend(self.transcriber(part))
+                bar.update(len(part))
+        return texts

@@ -76,3 +76,46 @@ def test_nothing_outside_tests_imports_from_tests():
             for match in pattern.finditer(path.read_text(encoding="utf-8")):
                 offenders.append(f"{path.relative_to(REPO)}: {match.group(0).strip()}")
     assert not offenders, "code outside tests/ reaching into it:\n" + "\n".join(offenders)
+
+
+def test_product_modules_import_each_other_without_a_cycle():
+    """Imports between hcam's modules, at module level or inside functions, form no cycle (labels <-> corpora and
+    run_stage <-> cross_fit were two): each concept has a home that the others import, never the other way round."""
+    import ast
+
+    graph = {}
+    for folder in SOURCE_FOLDERS:
+        for path in (REPO / folder).rglob("*.py"):
+            package = ["hcam", *path.relative_to(REPO).with_suffix("").parts]
+            module = ".".join(package[:-1] if package[-1] == "__init__" else package)
+            imports = set()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # inside functions too
+                if isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:
+                        parent = package[:-node.level]
+                        base = ".".join(parent + ([base] if base else []))
+                    names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:
+                    continue
+                imports |= {name for name in names if name.startswith("hcam.")}
+            graph[module] = imports
+    graph = {module: {target for target in targets if target in graph and target != module}
+             for module, targets in graph.items()}
+
+    def cycle_from(start, path, seen):
+        for target in sorted(graph[start]):
+            if target == path[0]:
+                return path + [target]
+            if target not in seen:
+                seen.add(target)
+                found = cycle_from(target, path + [target], seen)
+                if found:
+                    return found
+        return None
+
+    for module in sorted(graph):
+        found = cycle_from(module, [module], {module})
+        assert not found, "import cycle: " + " -> ".join(found)

@@ -362,7 +362,8 @@ def test_lazy_turn_audio_gives_the_same_predictions_as_arrays(dialogue, checkpoi
     encoded or transcribed (memory does not grow with the recording); the predictions, transcripts and the
     transcriber's inputs are exactly those of the turns' audio given as arrays."""
     from hcam.trainer.predict import load_pipeline
-    from hcam.trainer.recordings import ProgressTranscriber, find_recording_turns
+    from hcam.processing.asr import ProgressTranscriber
+    from hcam.trainer.predict_inputs import find_recording_turns
 
     path, _, gold = dialogue
     lazy = find_recording_turns(path, num_speakers=2)[0]["turns"]
@@ -423,3 +424,30 @@ def test_diarization_variants_benchmark(dialogue, tmp_path, monkeypatch):
         gold = list(csv.DictReader(f))
     annotation = bench_module("bench_recordings").annotation
     assert DiarizationErrorRate()(annotation(gold), annotation(one(regions, centres, embeddings, 1))) > 0.3
+
+
+def test_hcam_predict_hands_a_recordings_turns_to_the_pipeline_as_spans(dialogue, checkpoint, monkeypatch):
+    """predict() (what hcam-predict --recording and predict_recording run) checks each turn of a recording but keeps
+    none of their audio: the pipeline gets the spans and reads them when it encodes them, so memory does not grow
+    with the recording; a file-less turn (an array) is handed over decoded, as before."""
+    from hcam.trainer import predict as predict_module
+    from hcam.trainer.predict import load_pipeline, predict
+    from hcam.trainer.predict_inputs import check_turns, find_recording_turns
+
+    path, _, _ = dialogue
+    conversations = find_recording_turns(path, num_speakers=2)
+    pipe = load_pipeline(str(checkpoint["audio"]))
+    check_turns(conversations, pipe.processor.feature_extractor, False, True, None, "none")
+    assert all(t["waveform"] is None and not t["bad"] for t in conversations[0]["turns"])
+    given = []
+    real_call = type(pipe).__call__
+
+    def spy(self, inputs, *args, **kwargs):
+        inputs = list(inputs)
+        given.extend(turn["audio"] for conversation in inputs for turn in conversation["turns"])
+        return real_call(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", spy)
+    predict(find_recording_turns(path, num_speakers=2), pipe, str(predict_module.Path(path).with_suffix(".jsonl")),
+            progress=False)
+    assert given and all(isinstance(audio, dict) and {"path", "start", "end"} <= set(audio) for audio in given)

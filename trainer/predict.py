@@ -224,6 +224,13 @@ def _write_metrics(references, predictions, asr_pairs, asr_for_eval, output, met
     return metrics
 
 
+def _decoded_or_span(turn):
+    """What the pipeline gets as a checked turn's audio: its decoded waveform, or a recording's span (read again by the
+    pipeline when the model needs it)."""
+    waveform = turn.pop("waveform", None)
+    return waveform if waveform is not None else turn["audio"]
+
+
 def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evaluate=False, progress=True,
             metrics_file=None, batch_size=8, plot=None, plot_dialogues=1, plot_attention_turn=None, rows=None,
             asr_progress=False, skip_bad=True, problems=None, asr_options=None, source="the input"):
@@ -259,7 +266,7 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
     if evaluate:
         check_labels(conversations, labels)
     if transcriber is not None and asr_progress:
-        from hcam.trainer.recordings import ProgressTranscriber
+        from hcam.processing.asr import ProgressTranscriber
 
         transcriber = ProgressTranscriber(transcriber, progress=progress)
     feature_extractor = pipe.processor.feature_extractor
@@ -284,7 +291,7 @@ def predict(conversations, pipe, output, asr="none", asr_for_eval="none", evalua
                 continue
             kept.append({**conversation, "turns": turns})
             yield {"dialogue_id": conversation["dialogue_id"],
-                   "turns": [{"audio": t.pop("waveform", None) if (uses_audio or t["transcribe"]) else None,
+                   "turns": [{"audio": _decoded_or_span(t) if (uses_audio or t["transcribe"]) else None,
                               "sampling_rate": feature_extractor.sampling_rate,
                               "text": "" if t["transcribe"] else (t["text"] if uses_text else None),
                               "speaker": t["speaker"] or None} for t in turns]}

@@ -156,8 +156,6 @@ def read_recording(recording, segments=None, sampling_rate=None, progress=False,
     that `hcam.processing.recording.find_turns` finds (options: min_pause, max_turn_seconds, num_speakers,
     channels_are_speakers). `recording` is a file, or (without segments) an array with its `sampling_rate`."""
     if segments is None:
-        from hcam.trainer.recordings import find_recording_turns
-
         return find_recording_turns(recording, sampling_rate, progress, **find_turns_options)
     if find_turns_options:
         raise PredictError(f"{', '.join('--' + k for k in find_turns_options)} find the turns of a recording without "
@@ -203,9 +201,17 @@ def read_recording(recording, segments=None, sampling_rate=None, progress=False,
 def _audio_problem(turn, feature_extractor, check_levels):
     """((kind, message) or None, the decoded waveform or None): a problem when the turn's audio cannot be read, or,
     with `check_levels`, when the model's feature extractor would refuse it (too short, silent, NaN: its own rules)."""
+    from hcam.modeling_hcam.feature_extraction_hcam import is_audio_span
+
     audio = turn["audio"]
+    span = is_audio_span(audio)  # a turn of a long recording, read when the model needs it: checked, not kept
     if isinstance(audio, np.ndarray):  # a recording's clip (read_recording), at SAMPLING_RATE
         waveform = feature_extractor.waveform(audio, str(turn["item"]), SAMPLING_RATE)
+    elif span:
+        try:
+            waveform = feature_extractor.waveform(audio, where=str(turn["item"]))
+        except (ValueError, OSError) as error:
+            return ("corrupt_audio", f"cannot read: {error}"), None
     else:
         if not audio:
             return ("missing_audio", "no audio, but this model (or ASR) needs each turn's speech"), None
@@ -225,13 +231,14 @@ def _audio_problem(turn, feature_extractor, check_levels):
             kind = ("silent_audio" if "silent" in message else "short_audio" if "shorter than" in message
                     else "corrupt_audio")
             return (kind, message), None
-    return None, waveform
+    return None, None if span else waveform
 
 
 def check_turns(conversations, feature_extractor, uses_text, uses_audio, transcriber, asr_for_eval) -> list:
     """Every turn the model cannot read, as problems (Problem.item is the turn's item; the turn is marked "bad"), and
     each turn's "transcribe" mark (ASR gives its text; its gold text is kept in "gold_text"). A turn whose audio is
-    read keeps it decoded in "waveform" (at the feature extractor's rate) for the pipeline."""
+    read keeps it decoded in "waveform" (at the feature extractor's rate) for the pipeline, except a span of a
+    recording, which the pipeline reads again when it needs it (so a long recording's audio is never all in memory)."""
     from hcam.processing.report import Problem
 
     problems = []
@@ -341,3 +348,39 @@ def conversation_turns(conversations, realtime=False):
             if realtime:
                 time.sleep(max(0.0, started + turn["end"] - time.monotonic()))
             yield turn
+
+
+def find_recording_turns(recording, sampling_rate=None, progress=False, lazy_audio=True, **options) -> list[dict]:
+    """Voice activity, speakers and turn audio of a recording without a segments table (hcam.processing.recording).
+    With `lazy_audio` (the default), a turn of a file soundfile reads carries the span of the file it covers, read by
+    the pipeline when needed (memory does not grow with the recording); without, its audio array."""
+    from tqdm.auto import tqdm
+
+    from hcam.processing.recording import RecordingError, find_turns, turn_audio
+
+    is_file = isinstance(recording, (str, os.PathLike))
+    if is_file:
+        recording = Path(recording).expanduser().resolve()
+    name = recording.stem if is_file else "recording"
+    total = None  # the recording's length, when it is cheap to know (the bar then shows what is left)
+    try:
+        import soundfile
+
+        total = soundfile.info(str(recording)).duration if is_file else len(recording) / float(sampling_rate)
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by find_turns, with what to do
+        pass
+    bar = tqdm(desc="finding turns and speakers", unit="s", total=total, disable=not progress, file=sys.stderr,
+               bar_format="{desc}: {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}]" if total else
+               "{desc}: {n:.0f} s of audio [{elapsed}]")
+    try:
+        turns = find_turns(recording, sampling_rate, progress=bar.update, **options)
+        audio = turn_audio(recording, turns, sampling_rate, options.get("channels_are_speakers", False), lazy_audio)
+        conversation = [_turn(name, t["speaker"], "", clip, "", f"{name} {t['start']:.2f}-{t['end']:.2f} s",
+                              start=t["start"], end=t["end"]) for t, clip in zip(turns, audio)]
+    except RecordingError as error:
+        raise PredictError(str(error)) from error
+    finally:
+        bar.close()
+    speakers = sorted({t["speaker"] for t in conversation})
+    print(f"{name}: {len(conversation)} turn(s), {len(speakers)} speaker(s) ({', '.join(speakers)})", file=sys.stderr)
+    return _group(conversation)
