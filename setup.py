@@ -28,9 +28,8 @@ for folder in SOURCE_FOLDERS:
 # stepped down (2.11 only), nor tensorboard (2.21 tested; 2.15 needs protobuf<4.24, which onnx refuses).
 # scikit-learn 1.4.2 passed and is the first release built for numpy 2 (older ones were not tried); jinja2 3.1.5 is
 # what pandas (gradio's tables) asks for: with 3.1.0, tests/test_app.py fails. The whole suite then passed on this
-# set but for failures that are not about versions: test_ablation's joint training and test_full_disk fail on the
-# verified stack too (no "stage" in config.json; hub._write_atomic is gone), test_trainer_hub's stage-2 branch
-# shows the same missing "stage".
+# set but for three tests that are not about versions (at commit 57736ea, test_ablation's joint training and
+# test_full_disk fail on the verified stack too; test_trainer_hub's stage-2 test fails like the first).
 #
 # `pip install hcam` is inference: the model, processor and pipeline, hcam-predict, hcam-data-check and hcam-cache.
 # `pip install "hcam[train]"` adds what training needs (run_stage.py, run_cv.py, run_demo.py): accelerate (the
