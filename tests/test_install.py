@@ -98,3 +98,32 @@ def test_missing_default_text_encoder_offline_names_the_fix(monkeypatch):
         encoders.resolve_encoder_path("all-MiniLM-L6-v2")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     assert encoders.resolve_encoder_path("all-MiniLM-L6-v2") == encoders.DEFAULT_TEXT_ENCODER  # online: the Hub
+
+
+# setup.py's comment says how their floors were found
+STEPPED_DOWN = ("transformers", "datasets", "huggingface_hub", "safetensors", "numpy", "tqdm", "soundfile",
+                "imageio-ffmpeg", "evaluate", "accelerate", "scikit-learn", "jinja2")
+
+
+def test_lowest_constraints_are_setup_lower_bounds():
+    """constraints-lowest.txt (make test-lowest) pins each stepped-down requirement at setup.py's lower bound, and
+    every other requirement inside its range, so the lowest set cannot drift from what setup.py declares."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pins = {}
+    for line in open(os.path.join(REPO, "constraints-lowest.txt"), encoding="utf-8"):
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = Version(version)
+    lists = setup_lists()
+    for spec in lists["INFERENCE_REQUIRES"] + lists["TRAIN_REQUIRES"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints-lowest.txt does not pin {requirement.name}"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside setup.py's {spec}"
+        if name in {canonicalize_name(n) for n in STEPPED_DOWN}:
+            lower = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+            assert lower == [pins[name]], f"setup.py's lower bound {spec} is not the tested {name}=={pins[name]}"
