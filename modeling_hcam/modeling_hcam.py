@@ -920,17 +920,24 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
         if use_cache:
             output["past_turns"] = cache
 
-        heads = self.config.ensemble_stages or self.config.stage_heads()
-        missing = [h for h in heads if f"{h}_logits" not in output]
-        if missing:
-            raise ValueError(f"config.ensemble_stages names heads this model does not have: {missing}.")
-        probabilities = torch.stack([output[f"{h}_logits"].float().softmax(-1) for h in heads]).mean(0)
-        output["logits"] = probabilities.clamp_min(_MIN_PROBABILITY).log()
+        output["logits"] = self.ensemble({h: output[f"{h}_logits"] for h in self.config.stage_heads()
+                                          if output.get(f"{h}_logits") is not None})
 
         if labels is not None:
             output.update(self._loss(output, labels.masked_fill(~turns, -100)))
         result = HCAMOutput(**output)
         return result if return_dict else result.to_tuple()
+
+    def ensemble(self, head_logits):
+        """The test-time ensemble, what `logits` holds: the log of the mean probability of the heads in
+        `config.ensemble_stages` (default: every head the model has), from `{head: logits}` (the one definition;
+        hcam-export's graph calls it too)."""
+        heads = self.config.ensemble_stages or self.config.stage_heads()
+        missing = [h for h in heads if h not in head_logits]
+        if missing:
+            raise ValueError(f"config.ensemble_stages names heads this model does not have: {missing}.")
+        probabilities = torch.stack([head_logits[h].float().softmax(-1) for h in heads]).mean(0)
+        return probabilities.clamp_min(_MIN_PROBABILITY).log()
 
     def _loss(self, output, labels):
         stage, joint = self.config.num_stages, self.config.joint_training

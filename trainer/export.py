@@ -206,8 +206,6 @@ class HCAMInferenceGraph(nn.Module):
 
     def from_embeddings(self, embeddings, utterance_mask, speaker_ids=None):
         """The ensemble and every stage head from the stage-I embeddings (`{modality: (D, T, E)}`)."""
-        from hcam.modeling_hcam.modeling_hcam import _MIN_PROBABILITY
-
         model, config = self.model, self.model.config
         logits = {f"{m}_utterance": model.utterance_encoders[m].forward_head(embeddings[m]) for m in config.modalities}
         if config.num_stages >= 2:
@@ -225,10 +223,8 @@ class HCAMInferenceGraph(nn.Module):
             if config.num_stages >= 3:
                 fused, _ = model.fusion.forward_features(contexts["audio"], contexts["text"], plain_mask)
                 logits["fusion"] = model.fusion.forward_head(fused)
-        # the ensemble, as HCAMForEmotionRecognition.forward gives it in `logits`
-        heads = config.ensemble_stages or config.stage_heads()
-        probabilities = torch.stack([logits[h].float().softmax(-1) for h in heads]).mean(0)
-        return (probabilities.clamp_min(_MIN_PROBABILITY).log(), *(logits[h] for h in config.stage_heads()))
+        # the ensemble: the model's own (HCAMForEmotionRecognition.ensemble, what forward gives in `logits`)
+        return (model.ensemble(logits), *(logits[h] for h in config.stage_heads()))
 
 
 class HCAMConversationGraph(nn.Module):
