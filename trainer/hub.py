@@ -29,7 +29,6 @@ from hcam.trainer.stage_folder import (
     report_file,
     write_atomic,
 )
-from hcam.trainer.stages import Stage
 
 logger = logging.getLogger("hcam.trainer.hub")
 
@@ -56,11 +55,9 @@ CONFIG_KEYS = (
     "focal_gamma", "class_weights", "use_speaker_masks", "max_audio_seconds", "max_text_tokens", "ensemble_stages",
     "context",
 )
+
+
 # ----- what the card says -----------------------------------------------------------------------------------------
-def stage_of(marker):
-    return Stage(marker["stage"], marker["modality"])
-
-
 SECRET_FLAGS = ("--hub_token", "--token")  # never written into a card, a marker or a log
 
 
@@ -201,7 +198,8 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
     split_prefix = "test" if os.path.isfile(os.path.join(folder, report_file("test"))) else "eval"
     report = read_json(folder, report_file(split_prefix))
     labels = report["labels"]
-    selected = stage_of(marker).primary_head
+    stage = StageFolder(folder, marker).stage
+    selected = stage.primary_head
     head = "ensemble" if "ensemble" in report["heads"] else selected  # what the model outputs leads the card
     matrix = report["heads"][head]["confusion_matrix"]
     corpus, setting, data_lines = describe_data(marker, labels)
@@ -231,7 +229,7 @@ def build_stage_card(folder, marker, repo_id, revision=None, revisions=None):
         confusion_matrix_file=CONFUSION_PNG,
         confusion_matrix_split="test" if split_prefix == "test" else "validation",
         transcripts="the corpus's reference transcripts (not ASR output)",
-        extra_tags=[stage_of(marker).tag],
+        extra_tags=[stage.tag],
         reported_head="ensemble" if head == "ensemble" else None,
         selected_head=HEAD_TITLES.get(selected, selected),
         labels_note=corpus.labels_note,
@@ -252,7 +250,7 @@ def finalize_stage_folder(folder, marker, hub_model_id=None):
 
     The card's usage snippet names `hub_model_id` when given, else the folder itself (it loads from there)."""
     add_pipeline_to_folder(folder)
-    tag = stage_of(marker).tag
+    tag = StageFolder(folder, marker).stage.tag
     write_stage_card(folder, marker, hub_model_id or folder, revision=tag if hub_model_id else None)
 
 
@@ -293,7 +291,7 @@ def push_finished_stage(folder, marker, hub_model_id, *, token=None, private=Fal
     A failure raises; the folder is left complete, and rerunning the same command retries the push only."""
     from hcam.hub_cards.push import push_stage
 
-    tag = stage_of(marker).tag
+    tag = StageFolder(folder, marker).stage.tag
     also_main = marker["stage"] == 3
     record = read_push_record(folder)
     if record and record.get("repo_id") == hub_model_id and record.get("revision") == tag and _still_there(

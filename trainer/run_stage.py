@@ -40,7 +40,6 @@ any folder.
 
 import contextlib
 import copy
-import json
 import logging
 import os
 import shutil
@@ -70,7 +69,16 @@ from hcam.trainer.evaluation import detailed_report
 from hcam.trainer.hub import command_line, finalize_stage_folder, push_finished_stage
 from hcam.trainer.joint import joint_datasets
 from hcam.trainer.run_lock import output_folder_lock
-from hcam.trainer.stage_folder import DATA_REPORT, EVALUATION_DIR, FINAL_DIR, MARKER, RESULT_FILES, StageFolder
+from hcam.trainer.stage_folder import (
+    DATA_REPORT,
+    EVALUATION_DIR,
+    FINAL_DIR,
+    MARKER,
+    RESULT_FILES,
+    StageFolder,
+    report_file,
+    write_atomic,
+)
 from hcam.trainer.stages import Stage
 from hcam.trainer.trainer import HCAMStageTrainer, build_stage_trainer, remove_folder, remove_leftovers
 
@@ -405,8 +413,7 @@ def evaluate(trainer, splits, label_names):
         reports[prefix] = detailed_report(prediction.predictions, prediction.label_ids, trainer.heads, label_names)
     if trainer.is_world_process_zero():
         for prefix, report in reports.items():
-            with open(os.path.join(trainer.args.output_dir, f"{prefix}_report.json"), "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
+            write_atomic(os.path.join(trainer.args.output_dir, report_file(prefix)), report)
     return results
 
 

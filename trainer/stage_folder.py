@@ -31,6 +31,7 @@ CONFUSION_PNG = "confusion_matrix.png"
 PUSH_RECORD = "hub_push.json"  # written after a successful push (never uploaded: not in push_stage's allow-list)
 EVALUATION_DIR = "evaluation"  # --do_eval/--do_predict without --do_train: results of a finished stage go here
 FINAL_DIR = ".final"  # the best model is saved here, then moved into the folder
+STAGING_DIR = ".staging"  # a checkpoint is written here, then renamed checkpoint-N
 
 
 def report_file(prefix):

@@ -8,7 +8,7 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hcam.trainer.evaluation import build_compute_metrics
-from hcam.trainer.stage_folder import FINAL_DIR
+from hcam.trainer.stage_folder import FINAL_DIR, STAGING_DIR
 
 ENCODER_PREFIX = "utterance_encoders."
 TMP_CHECKPOINT_PREFIX = "tmp-" + PREFIX_CHECKPOINT_DIR
@@ -98,14 +98,14 @@ class HCAMStageTrainer(Trainer):
     # ----- checkpoints ------------------------------------------------------------------------------------------
     def _get_output_dir(self, trial):
         if getattr(self, "_saving_to_tmp", False):
-            return os.path.join(self.args.output_dir, ".staging")
+            return os.path.join(self.args.output_dir, STAGING_DIR)
         return super()._get_output_dir(trial)
 
     def _save_checkpoint(self, model, trial):
         """Write the checkpoint under .staging/, then rename it to checkpoint-N in one step."""
         run_dir = self.args.output_dir
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staging = os.path.join(run_dir, ".staging")
+        staging = os.path.join(run_dir, STAGING_DIR)
         best_before = self.state.best_model_checkpoint
         self._saving_to_tmp = True
         try:
@@ -170,7 +170,7 @@ def remove_leftovers(output_dir):
     if not os.path.isdir(output_dir):
         return
     for name in os.listdir(output_dir):
-        if name in (".staging", FINAL_DIR) or name.startswith(DELETING_PREFIX):
+        if name in (STAGING_DIR, FINAL_DIR) or name.startswith(DELETING_PREFIX):
             shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
