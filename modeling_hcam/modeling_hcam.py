@@ -23,6 +23,9 @@ from .configuration_hcam import ENSEMBLE, HCAMConfig, check_local_folder
 
 # Log-probabilities of the ensemble are clamped here so that a head that is certain gives finite logits.
 _MIN_PROBABILITY = 1e-8
+# Attention over a conversation's turns runs this many query turns at a time when there are more (an hour-long call
+# has ~1,400 turns): memory then grows with turns x block instead of turns x turns, and the result is the same.
+ATTENTION_QUERY_BLOCK = 256
 
 logger = logging.get_logger(__name__)
 
@@ -152,10 +155,30 @@ def focal_cross_entropy(logits, labels, gamma=0.0, class_weights=None):
     return (losses * weights).sum() / weights.sum()
 
 
+class TurnMask:
+    """An attention mask over turns that is built a block of query turns at a time, so that a conversation of T turns
+    never holds a T x T mask: `rows(start, stop)` is the boolean mask `(D, 1 or heads, stop - start, T_key)` of query
+    turns `start..stop-1` (counted from the first query). `HCAMAttention` takes it or a mask tensor.
+
+    Args:
+        build: `build(start, stop)` gives those rows.
+        num_queries: how many query turns there are.
+    """
+
+    def __init__(self, build, num_queries: int):
+        self.build = build
+        self.num_queries = num_queries
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        return self.build(start, stop)
+
+
 class HCAMAttention(nn.Module):
     """Multi-head attention whose head width is `ceil(embed_dim / num_heads)`, so any width works with 3 heads.
 
-    `attention_mask` is boolean, `True` = may attend, of shape `(D, 1 or heads, T_query, T_key)`.
+    `attention_mask` is boolean, `True` = may attend, of shape `(D, 1 or heads, T_query, T_key)`, or a `TurnMask`.
+    More than `ATTENTION_QUERY_BLOCK` queries attend a block at a time (not while exporting, nor when the weights are
+    asked for, which are T_query x T_key anyway).
     """
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, key_value_dim=None):
@@ -182,16 +205,26 @@ class HCAMAttention(nn.Module):
         q, k, v = split_heads(self.q_proj(query)), split_heads(self.k_proj(key_value)), split_heads(self.v_proj(key_value))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        weights = None
+        def mask_rows(start, stop):
+            if isinstance(attention_mask, TurnMask):
+                return attention_mask.rows(start, stop)
+            return attention_mask if (start, stop) == (0, query_len) else attention_mask[..., start:stop, :]
+
         if output_attentions:  # the same computation as SDPA's math path, keeping the weights
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            weights = scores.masked_fill(~attention_mask, float("-inf")).softmax(-1)
+            weights = scores.masked_fill(~mask_rows(0, query_len), float("-inf")).softmax(-1)
             attended = F.dropout(weights, self.dropout, self.training) @ v
+            return self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1)), weights, (k, v)
+        # (checked first: an exported graph keeps the number of turns symbolic, and has no blocks)
+        if torch.compiler.is_compiling() or query_len <= ATTENTION_QUERY_BLOCK:
+            blocks = [(0, query_len)]
         else:
-            attended = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attention_mask, dropout_p=self.dropout if self.training else 0.0
-            )
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1)), weights, (k, v)
+            blocks = [(start, min(start + ATTENTION_QUERY_BLOCK, query_len))
+                      for start in range(0, query_len, ATTENTION_QUERY_BLOCK)]
+        attended = torch.cat([F.scaled_dot_product_attention(
+            q[:, :, start:stop], k, v, attn_mask=mask_rows(start, stop), dropout_p=self.dropout if self.training else 0.0
+        ) for start, stop in blocks], dim=2)
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, query_len, -1)), None, (k, v)
 
 
 class HCAMAttentionPooling(nn.Module):
@@ -767,13 +800,13 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             embeddings[modality] = scattered
         return embeddings
 
-    def _attention_masks(self, utterance_mask, speaker_ids, first_query=0):
+    def _attention_masks(self, utterance_mask, speaker_ids, first_query=0, last_query=None):
         """Turn-level boolean masks: `context` (D, heads, Q, T) with optional speaker masks, `plain` (D, 1, Q, T), for
-        the queries `first_query`..T-1 (all turns by default; the new turns when a causal model goes on from its
-        cache). A causal model's masks also hide every later turn."""
+        the queries `first_query`..`last_query`-1 (all turns by default; the new turns when a causal model goes on
+        from its cache). A causal model's masks also hide every later turn."""
         turns = utterance_mask.bool()
         keys = torch.arange(turns.shape[1], device=turns.device)
-        queries = keys[first_query:]
+        queries = keys[first_query:last_query]
         self_only = queries[:, None] == keys[None, :]
         # every turn may attend to itself, so no row is empty (padded rows attend only to themselves)
         plain = (turns[:, None, None, :] | self_only)
@@ -781,7 +814,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             plain = plain & (keys[None, :] <= queries[:, None])
         if not self.config.use_speaker_masks or speaker_ids is None:
             return plain, plain
-        same = speaker_ids[:, first_query:, None] == speaker_ids[:, None, :]
+        same = speaker_ids[:, first_query:last_query, None] == speaker_ids[:, None, :]
         heads = [plain[:, 0]] + [plain[:, 0] & same, plain[:, 0] & ~same]
         heads = [heads[h % 3] for h in range(self.config.num_attention_heads)]
         context = torch.stack(heads, dim=1) | self_only
@@ -896,8 +929,11 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             output[f"{modality}_utterance_logits"] = self.utterance_encoders[modality].forward_head(embeddings)
 
         if self.config.num_stages >= 2:
-            if not use_cache:
-                context_mask, plain_mask = self._attention_masks(utterance_mask, speaker_ids)
+            if not use_cache:  # built a block of turns at a time (`TurnMask`)
+                context_mask, plain_mask = (TurnMask(
+                    lambda start, stop, which=which: self._attention_masks(utterance_mask, speaker_ids, start,
+                                                                           stop)[which],
+                    utterance_mask.shape[1]) for which in (0, 1))
             for modality in self.config.modalities:
                 encoder = self.context_encoders[modality]
                 context, weights, new_past = encoder.forward_features(

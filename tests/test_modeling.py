@@ -160,6 +160,41 @@ def test_dialogues_of_one_and_of_300_utterances(turns):
     assert torch.isfinite(output.logits).all() and torch.isfinite(output.loss)
 
 
+@pytest.mark.parametrize("context", ["bidirectional", "causal"])
+def test_long_conversations_attend_a_block_of_turns_at_a_time(monkeypatch, context):
+    """More turns than `ATTENTION_QUERY_BLOCK`: the masks are built and the attention runs a block of query turns at
+    a time (an hour-long call never holds a turns x turns mask or score matrix), with the outputs of one block."""
+    import hcam.modeling_hcam.modeling_hcam as modeling
+
+    model = make_model(3, context=context)
+    width = model.config.utterance_embedding_size
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(audio_embeddings=torch.randn(2, 40, width, generator=generator),
+                  text_embeddings=torch.randn(2, 40, width, generator=generator),
+                  speaker_ids=torch.randint(0, 3, (2, 40), generator=generator),
+                  utterance_mask=(torch.arange(40)[None, :] < torch.tensor([[40], [33]])).long())
+    built_rows = []
+    masks = model._attention_masks
+
+    def counting_masks(utterance_mask, speaker_ids, first_query=0, last_query=None):
+        built = masks(utterance_mask, speaker_ids, first_query, last_query)
+        built_rows.append(built[0].shape[-2])
+        return built
+
+    monkeypatch.setattr(model, "_attention_masks", counting_masks)
+    monkeypatch.setattr(modeling, "ATTENTION_QUERY_BLOCK", 1000)
+    with torch.no_grad():
+        whole = model(**inputs)
+    assert set(built_rows) == {40}
+    built_rows.clear()
+    monkeypatch.setattr(modeling, "ATTENTION_QUERY_BLOCK", 16)
+    with torch.no_grad():
+        blocks = model(**inputs)
+    assert max(built_rows) == 16 and sum(built_rows) == 40 * 6  # 16 + 16 + 8 rows for each of 6 attentions
+    for head in ["logits"] + [f"{h}_logits" for h in HEAD_NAMES]:
+        torch.testing.assert_close(getattr(blocks, head)[:, :40], getattr(whole, head)[:, :40], atol=1e-5, rtol=1e-5)
+
+
 def reference_supcon(features, labels, temperature):
     """Khosla et al.'s L_out, written with explicit loops."""
     features = F.normalize(features, dim=-1)
