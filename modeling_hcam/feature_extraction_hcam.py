@@ -16,6 +16,9 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+# The rate wav2vec2-family encoders and Whisper take: hcam's readers, recordings and ASR resample to it.
+SAMPLING_RATE = 16000
+
 
 class HCAMAudioError(ValueError):
     """Audio that cannot be used (missing, corrupt, empty, silent, non-finite, wrong rate); the message names the item."""
@@ -60,7 +63,7 @@ def _decode_with_ffmpeg(path: str, sampling_rate: int) -> np.ndarray:
     return np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
 
 
-def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
+def load_audio(path: str | os.PathLike, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """Read an audio (or video) file as float32 mono at `sampling_rate`.
 
     Args:
@@ -103,7 +106,7 @@ def is_audio_span(audio) -> bool:
     return isinstance(audio, dict) and "path" in audio and "start" in audio and "end" in audio
 
 
-def load_audio_span(path: str | os.PathLike, start: float, end: float, sampling_rate: int = 16000,
+def load_audio_span(path: str | os.PathLike, start: float, end: float, sampling_rate: int = SAMPLING_RATE,
                     channel: int | None = None) -> np.ndarray:
     """Read `[start, end]` seconds of an audio file as float32 at `sampling_rate`, without reading the rest: a turn
     of a long recording, read when it is needed.
@@ -146,7 +149,7 @@ def load_audio_span(path: str | os.PathLike, start: float, end: float, sampling_
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
-def load_audio_bytes(data: bytes, sampling_rate: int = 16000) -> np.ndarray:
+def load_audio_bytes(data: bytes, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """`load_audio` of an encoded file's bytes (wav/flac/ogg/mp3 through soundfile, anything else through ffmpeg)."""
     import tempfile
 
@@ -225,7 +228,7 @@ class HCAMFeatureExtractor(SequenceFeatureExtractor):
     def __init__(
         self,
         feature_size: int = 1,
-        sampling_rate: int = 16000,
+        sampling_rate: int = SAMPLING_RATE,
         padding_value: float = 0.0,
         do_normalize: bool = True,
         return_attention_mask: bool = True,

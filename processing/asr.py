@@ -18,9 +18,10 @@ import sys
 
 import numpy as np
 
+from hcam.modeling_hcam.feature_extraction_hcam import SAMPLING_RATE
+
 BACKENDS = ("whisper", "pocketsphinx")
 _CLOSING_PUNCTUATION = set(".,!?:;\"')]}%") | {"...", "?!", "!?", "\".", "'."}
-SAMPLING_RATE = 16000
 
 
 class ASRUnavailableError(ImportError):

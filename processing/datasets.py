@@ -19,6 +19,7 @@ import math
 import os
 from pathlib import Path
 
+from hcam.modeling_hcam.feature_extraction_hcam import SAMPLING_RATE
 from .corpora import DEFAULT_VALIDATION_FRACTION, get_corpus
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
@@ -287,7 +288,7 @@ class _LevelCache:
 
 
 def check_audio_clips(dataset, report: DataReport, *, skip_bad: bool = True, progress: bool = True,
-                      sampling_rate: int = 16000):
+                      sampling_rate: int = SAMPLING_RATE):
     """Decode every clip once; corrupt and silent clips are problems (skipped with `skip_bad`, else one error).
 
     Silent = peak below SILENCE_PEAK, or RMS more than SILENCE_BELOW_MEDIAN_DB under the corpus's median clip.

@@ -10,6 +10,7 @@ import logging
 import os
 
 from hcam.modeling_hcam.configuration_hcam import DEFAULT_TEXT_ENCODER, check_local_folder
+from hcam.modeling_hcam.feature_extraction_hcam import SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def speech_feature_settings(audio_encoder: str | os.PathLike | None) -> dict:
         ValueError: the encoder's feature extractor does not take raw waveforms (e.g. Whisper's log-mel one).
     """
     if audio_encoder is None:
-        return {"sampling_rate": 16000, "do_normalize": False}
+        return {"sampling_rate": SAMPLING_RATE, "do_normalize": False}
     from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
 
     path = resolve_encoder_path(audio_encoder)

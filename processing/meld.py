@@ -32,6 +32,7 @@ import os
 import re
 from pathlib import Path
 
+from hcam.modeling_hcam.feature_extraction_hcam import SAMPLING_RATE
 from .manifest import check_rows, read_table, rows_to_dataset, SPLIT_ORDER
 from .report import DataReport, HCAMDataError, Problem, raise_or_skip
 
@@ -96,7 +97,7 @@ def _extract_clip(job: tuple[str, str, int]) -> tuple[str, str | None, float]:
         return wav, f"{type(err).__name__}: {err}", float("nan")
 
 
-def extract_audio(jobs: list[tuple[str, str]], num_workers: int = 2, sampling_rate: int = 16000,
+def extract_audio(jobs: list[tuple[str, str]], num_workers: int = 2, sampling_rate: int = SAMPLING_RATE,
                   progress: bool = True) -> dict[str, tuple[str | None, float]]:
     """Extract many clips (clip path, wav path) in a process pool; {wav: (error, duration)}."""
     from tqdm.auto import tqdm

@@ -32,7 +32,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-SAMPLING_RATE = 16000
+from hcam.modeling_hcam.feature_extraction_hcam import SAMPLING_RATE
+
 DEFAULT_MIN_PAUSE = 1.0
 DEFAULT_MAX_TURN_SECONDS = 30.0
 DEFAULT_WINDOW_SECONDS = 120.0

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hcam.modeling_hcam.feature_extraction_hcam import SAMPLING_RATE
+
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".aac", ".opus", ".webm", ".mkv", ".aiff", ".aif"}
-SAMPLING_RATE = 16000
 
 
 class PredictError(ValueError):
