@@ -350,7 +350,7 @@ def load_encoder_weights(encoder: nn.Module, name_or_path: str) -> nn.Module:
     if problems:
         raise ValueError(
             f"cannot load the encoder weights of {name_or_path}: " + "; ".join(problems) + ". Build the HCAM config "
-            f"with HCAMConfig.from_encoders(...) from this same checkpoint, so that its nested encoder config matches."
+            "with HCAMConfig.from_encoders(...) from this same checkpoint, so that its nested encoder config matches."
         )
     if info.get("unexpected_keys"):
         logger.info("%s: checkpoint weights outside the base model left out: %s", name_or_path,
