@@ -18,7 +18,7 @@ import tempfile
 import numpy as np
 import torch
 
-from common import LABELS, hcam_config, interleaved, machine, overrides_note, paired_ratio, parser, report, row
+from common import LABELS, default_processor, hcam_config, interleaved, machine, overrides_note, paired_ratio, parser, report, row
 
 SPEED_BAR, BREAK_EVEN_BAR = 10.0, 1.2
 
@@ -42,16 +42,14 @@ def write_rows(folder, seconds, seed=0):
 
 
 def measure(seconds, batch_size, repeats):
-    from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER, HCAMForEmotionRecognition, HCAMProcessor
-    from hcam.processing.encoders import resolve_encoder_path
+    from hcam.modeling_hcam import HCAMForEmotionRecognition
     from hcam.trainer.data import UtteranceCollator
     from hcam.trainer.feature_cache import FeatureCollator, cached_features
 
     torch.manual_seed(0)
     model = HCAMForEmotionRecognition(hcam_config("base", stage=1, modalities=["audio"], use_weighted_layer_sum=True,
                                                   freeze_audio_encoder=True)).train()
-    processor = HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER, text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER),
-                                            do_normalize=True, max_duration_seconds=model.config.max_audio_seconds)
+    processor = default_processor(do_normalize=True, max_duration_seconds=model.config.max_audio_seconds)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     with tempfile.TemporaryDirectory() as tmp:
         rows = write_rows(tmp, seconds)

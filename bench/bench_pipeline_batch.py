@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from common import hcam_config, interleaved, machine, overrides_note, paired_ratio, parser, report, row
+from common import default_processor, hcam_config, interleaved, machine, overrides_note, paired_ratio, parser, report, row
 
 BAR = 1.2
 DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "demo")
@@ -34,16 +34,15 @@ def demo_conversations(limit=None):
 
 def main(argv=None):
     args = parser(__doc__).parse_args(argv)
-    from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER, HCAMForEmotionRecognition, HCAMProcessor
+    from hcam.modeling_hcam import HCAMForEmotionRecognition
     from hcam.modeling_hcam.pipeline_hcam import HCAMEmotionPipeline
-    from hcam.processing.encoders import resolve_encoder_path
 
     print(f"# bench_pipeline_batch on {machine()}")
     conversations = demo_conversations(16 if args.quick else None)
     turns = sum(len(c["turns"]) for c in conversations)
     torch.manual_seed(0)
     model = HCAMForEmotionRecognition(hcam_config("tiny", stage=3)).eval()
-    processor = HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER, text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER))
+    processor = default_processor()
     pipe = HCAMEmotionPipeline(model=model, processor=processor, device="cpu")
     results = {}
 

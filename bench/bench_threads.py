@@ -66,15 +66,13 @@ def save_model(folder, size):
     """A random-weights checkpoint of `size` ("tiny": make demo's architecture; "base") with its processor."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch
-    from common import hcam_config
+    from common import default_processor, hcam_config
 
-    from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER, HCAMForEmotionRecognition, HCAMProcessor
-    from hcam.processing.encoders import resolve_encoder_path
+    from hcam.modeling_hcam import HCAMForEmotionRecognition
 
     torch.manual_seed(0)
     HCAMForEmotionRecognition(hcam_config(size)).eval().save_pretrained(folder)
-    HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER,
-                                text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER)).save_pretrained(folder)
+    default_processor().save_pretrained(folder)
 
 
 def write_manifest(path, count):

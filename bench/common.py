@@ -63,12 +63,14 @@ def hcam_config(size="tiny", stage=3, modalities=("audio", "text"), **overrides)
     return HCAMConfig(**kwargs)
 
 
-def default_processor():
-    """The processor of a model built with `hcam_config("tiny")`: all-MiniLM-L6-v2's tokenizer, read offline."""
+def default_processor(**feature_extractor_options):
+    """The processor of a model built with `hcam_config(...)`: all-MiniLM-L6-v2's tokenizer, read offline (options such
+    as `do_normalize` go to the feature extractor)."""
     from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER, HCAMProcessor
     from hcam.processing.encoders import resolve_encoder_path
 
-    return HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER, text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER))
+    return HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER, text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER),
+                                       **feature_extractor_options)
 
 
 def dialogue_batch(dialogue_turns, seconds, tokens, seed=0, vocab=30000, num_labels=len(LABELS)):

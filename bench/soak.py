@@ -33,7 +33,7 @@ import time
 
 import torch
 
-from common import hcam_config, machine, parser, report, row
+from common import default_processor, hcam_config, machine, parser, report, row
 
 DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "demo")
 GROWTH_BAR = 0.05  # RSS growth over the second half of a pipeline run, as a share of its peak
@@ -60,13 +60,11 @@ def open_files(pid="self"):
 
 def build(folder=None):
     """A stage-3 model of the demo's shape and its processor (saved to `folder` for hcam-predict when given)."""
-    from hcam.modeling_hcam import DEFAULT_TEXT_ENCODER, HCAMForEmotionRecognition, HCAMProcessor
-    from hcam.processing.encoders import resolve_encoder_path
+    from hcam.modeling_hcam import HCAMForEmotionRecognition
 
     torch.manual_seed(0)
     model = HCAMForEmotionRecognition(hcam_config("tiny", stage=3)).eval()
-    processor = HCAMProcessor.from_encoders(DEFAULT_TEXT_ENCODER,
-                                            text_encoder_path=resolve_encoder_path(DEFAULT_TEXT_ENCODER))
+    processor = default_processor()
     if folder:
         model.save_pretrained(folder)
         processor.save_pretrained(folder)
