@@ -327,6 +327,12 @@ def test_speaker_count_from_the_mfcc_bic_of_the_embedding_tree():
     assert set(recording.speaker_tree_cut(embeddings, same)) == {0}
     assert (recording.cluster_speakers(embeddings, statistics=statistics(voices[truth])) == truth).all()
     assert set(recording.cluster_speakers(embeddings, statistics=same)) == {0}
+    # more regions than MAX_ESTIMATE_EMBEDDINGS (a long recording): the tree is built on a subset, every region labelled
+    many = np.repeat([0, 1], (recording.MAX_ESTIMATE_EMBEDDINGS + 200) // 2)
+    spread = np.stack([(first, second)[t] for t in many]) / 16 + 0.02 * rng.standard_normal((len(many), 256))
+    labels = recording.cluster_speakers(spread / np.linalg.norm(spread, axis=1, keepdims=True),
+                                        statistics=statistics(voices[many]))
+    assert (labels == many).all()
 
 
 def test_missing_packages_say_what_to_install(dialogue, checkpoint, tmp_path, monkeypatch, capsys):
