@@ -299,6 +299,42 @@ def test_clustering_of_many_embeddings_is_subsampled_and_right():
     assert set(recording.cluster_speakers(one / np.linalg.norm(one, axis=1, keepdims=True))) == {0}
 
 
+def test_speaker_count_from_the_mfcc_bic_of_the_embedding_tree():
+    """find_turns' count (speaker_tree_cut): two voices whose speaker embeddings are close (0.1 apart in cosine
+    distance, below the distance at which the embeddings alone call them one voice) but whose MFCC frames differ are
+    two; the same embeddings with one voice's frames are one; cluster_speakers with the statistics agrees."""
+    from hcam.processing import recording
+
+    rng = np.random.default_rng(0)
+    first = rng.standard_normal(256)
+    second = first + 0.5 * np.linalg.norm(first) * rng.standard_normal(256) / 16
+    truth = np.repeat([0, 1], 20)
+    embeddings = np.stack([(first, second)[t] for t in truth]) / 16 + 0.02 * rng.standard_normal((40, 256))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    assert recording.estimate_speakers(embeddings) == 1  # the embeddings alone: one voice
+
+    def statistics(means):
+        rows = []
+        for mean in means:
+            frames = mean + rng.standard_normal((150, 19)) @ np.diag(np.linspace(1, 3, 19))
+            rows.append(np.concatenate([[len(frames)], frames.sum(axis=0), (frames.T @ frames).ravel()]))
+        return np.stack(rows)
+
+    voices = np.stack([np.zeros(19), np.r_[np.full(6, 1.5), np.zeros(13)]])
+    labels = recording.speaker_tree_cut(embeddings, statistics(voices[truth]))
+    assert len({(t, l) for t, l in zip(truth, labels)}) == 2 and len(set(labels)) == 2
+    same = statistics(voices[np.zeros(40, dtype=int)])
+    assert set(recording.speaker_tree_cut(embeddings, same)) == {0}
+    assert (recording.cluster_speakers(embeddings, statistics=statistics(voices[truth])) == truth).all()
+    assert set(recording.cluster_speakers(embeddings, statistics=same)) == {0}
+    # more regions than MAX_ESTIMATE_EMBEDDINGS (a long recording): the tree is built on a subset, every region labelled
+    many = np.repeat([0, 1], (recording.MAX_ESTIMATE_EMBEDDINGS + 200) // 2)
+    spread = np.stack([(first, second)[t] for t in many]) / 16 + 0.02 * rng.standard_normal((len(many), 256))
+    labels = recording.cluster_speakers(spread / np.linalg.norm(spread, axis=1, keepdims=True),
+                                        statistics=statistics(voices[many]))
+    assert (labels == many).all()
+
+
 def test_missing_packages_say_what_to_install(dialogue, checkpoint, tmp_path, monkeypatch, capsys):
     import sys
 
@@ -408,7 +444,7 @@ def test_diarization_variants_benchmark(dialogue, tmp_path, monkeypatch):
     bench.main(["--recordings", str(folder), "--cache", str(tmp_path / "cache"), "--json", str(out)])
     report = json.loads(out.read_text())
     call = report["recordings"][0]["variants"]
-    default = "default (silhouette count, agglomerative)"
+    default = "default (count by MFCC BIC of the embeddings' tree)"
     assert call[default]["speakers"] == 2 and call[default]["der"] < 0.1
     assert set(call) == set(bench.variants())
     # cached: the same figures from the cache alone
@@ -417,7 +453,7 @@ def test_diarization_variants_benchmark(dialogue, tmp_path, monkeypatch):
     alone = [r for r in report["recordings"] if r["speakers"] == 1]
     assert alone and all(r["variants"][default]["speakers"] == 1 for r in alone)
     one = bench.variants()["true count given (a bound, not a default)"]
-    regions, centres, embeddings, spectra = bench.embeddings_of(folder / "call.wav", tmp_path / "cache")
+    regions, centres, embeddings, _, _ = bench.embeddings_of(folder / "call.wav", tmp_path / "cache")
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     with open(folder / "call.turns.csv", encoding="utf-8") as f:
