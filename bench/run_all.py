@@ -18,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = ["bench_inference.py", "bench_cache.py", "bench_padding.py", "bench_dialogue_length.py",
            "bench_stage1_step.py", "bench_processor.py", "bench_frozen_cache.py",
-           "bench_pipeline_batch.py", "bench_asr.py"]
+           "bench_pipeline_batch.py", "bench_asr.py", "bench_long_conversation.py"]
 
 
 def main():
