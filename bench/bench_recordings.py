@@ -6,14 +6,26 @@ For every recording:
   SegmentationPrecision/Recall, `--tolerance` seconds, one-to-one matching);
 - diarization error rate of the found turns against the gold turns (pyannote.metrics DiarizationErrorRate; collar 0
   and a 0.5 s collar, i.e. 0.25 s either side of each gold boundary, NIST's usual forgiveness);
-- with --model, the emotion weighted F1 of three paths of the same model, all scored on the gold turns:
-  gold turns + gold transcripts (hcam-predict --recording --segments with text), gold turns + ASR transcripts
-  (--segments without text, --asr whisper), and the whole path (--recording alone: turns, speakers, ASR, HCAM). A gold
-  turn takes the label of the found turn that overlaps it most; a gold turn no found turn overlaps counts as wrong.
+- with --model, the emotion weighted F1 of four paths of the same model, all scored on the gold turns, which
+  decompose the whole path's gap: gold turns + gold transcripts (hcam-predict --recording --segments with text); gold
+  turns + ASR transcripts (--segments without text, --asr whisper); the found turns with the GOLD speakers + ASR (each
+  found turn's speaker is the gold speaker overlapping it most; its transcript is the whole path's, so only the
+  speaker names differ from the whole path); and the whole path (--recording alone: turns, speakers, ASR, HCAM). A
+  gold turn takes the label of the found turn that overlaps it most; a gold turn no found turn overlaps counts as
+  wrong. Also per gold turn: found turns cover less than half of it (missed), two or more found turns cover a
+  quarter of it each (split), its labelling found turn covers half of another gold turn too (merged); the accuracy of
+  each path on each kind, and how often the whole path's label agrees with gold turns + ASR.
 - wall time of the whole path (find_turns + ASR + HCAM) and its real-time factor.
+
+Each voice set (the recordings' name prefix, flite or espeak) is summarised apart: the mean and standard deviation
+of the recordings' scores, and the score of all their gold turns at once (pooled: steadier than 40-turn recordings).
+--gold_from reuses the gold-turn paths' labels of an earlier run on the same recordings and model (they do not depend
+on how turns are found), to score variants of the turn finding (--set) quickly side by side.
 
     python bench/make_recordings.py --out /tmp/recordings --seed 0 --speakers 2 2 3 3 4 4 --turns 40
     python bench/bench_recordings.py --recordings /tmp/recordings --model runs/demo/stage3 --json results.json
+    python bench/bench_recordings.py --recordings /tmp/recordings --model runs/demo/stage3 --gold_from results.json \
+        --set VAD_SPEECH_PAD_MS=100 --json pad100.json
 
 Needs pip install "hcam[recordings,asr,bench]" (make setup installs them).
 """
@@ -24,6 +36,7 @@ import csv
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -90,102 +103,237 @@ def load():
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def overlap(a, b):
+    return max(0.0, min(float(a["end"]), float(b["end"])) - max(float(a["start"]), float(b["start"])))
+
+
+def with_gold_speakers(found, gold):
+    """The found turns, each with the speaker of the gold turn overlapping it most (its own when none does)."""
+    named = []
+    for turn in found:
+        best = max(gold, key=lambda g: overlap(turn, g))
+        named.append({**turn, "speaker": best["speaker"] if overlap(turn, best) > 0 else turn["speaker"]})
+    return named
+
+
+def turn_structure(gold, found):
+    """For each gold turn, which of "missed", "split", "merged" it is (a list, empty when none): found turns cover less
+    than half of it (missed); two or more found turns each cover a quarter of it (split); the found turn overlapping
+    it most (whose label it takes) also covers half of another gold turn (merged)."""
+    kinds = []
+    for index, turn in enumerate(gold):
+        length = float(turn["end"]) - float(turn["start"])
+        covers = [overlap(turn, f) for f in found]
+        kind = []
+        if sum(covers) < 0.5 * length:
+            kind.append("missed")
+        if sum(c >= 0.25 * length for c in covers) >= 2:
+            kind.append("split")
+        if covers and max(covers) > 0:
+            main = found[int(np.argmax(covers))]
+            if any(overlap(main, other) >= 0.5 * (float(other["end"]) - float(other["start"]))
+                   for k, other in enumerate(gold) if k != index):
+                kind.append("merged")
+        kinds.append(kind)
+    return kinds
+
+
+GOLD_TEXT, GOLD_ASR, GOLD_SPEAKERS, WHOLE = ("gold turns + gold text", "gold turns + ASR",
+                                            "found turns, gold speakers + ASR", "whole path")
+
+
+def write_segments(path, rows, fields):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def score_paths(rows, label_ids):
+    """{path: labels on the gold turns, "reference": gold labels} -> the paths' weighted F1 and how often the whole
+    path agrees with gold turns + ASR (one recording's, or pooled recordings' joined lists)."""
+    references = rows["reference"]
+    scores = {"weighted_f1": {k: weighted_f1(references, v, label_ids) for k, v in rows.items() if k != "reference"}}
+    if GOLD_ASR in rows and WHOLE in rows:
+        scores["whole_path_agrees_with_gold_turns_asr"] = float(np.mean(
+            [a == b for a, b in zip(rows[GOLD_ASR], rows[WHOLE])]))
+    return scores
+
+
+def structure_summary(kinds, labels):
+    """Counts of missed / split / merged / clean gold turns, and each path's accuracy on each kind."""
+    summary = {}
+    for kind in ("missed", "split", "merged", "clean"):
+        picked = [i for i, k in enumerate(kinds) if (kind in k if kind != "clean" else not k)]
+        summary[kind] = {"turns": len(picked)}
+        for path, values in labels.items():
+            if path != "reference" and picked:
+                summary[kind][f"accuracy, {path}"] = float(np.mean([values[i] == labels["reference"][i]
+                                                                    for i in picked]))
+    return summary
+
+
+def set_constants(assignments):
+    """--set NAME=VALUE: replace a constant of hcam.processing.recording (a variant of the turn finding)."""
+    from hcam.processing import recording
+
+    for assignment in assignments or []:
+        name, _, value = assignment.partition("=")
+        if not hasattr(recording, name):
+            sys.exit(f"--set: hcam.processing.recording has no {name}")
+        setattr(recording, name, type(getattr(recording, name))(value))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recordings", required=True, help="folder written by bench/make_recordings.py")
-    parser.add_argument("--model", help="a trained HCAM checkpoint: adds the emotion weighted F1 of the three paths")
+    parser.add_argument("--recordings", required=True, nargs="+", help="folders written by bench/make_recordings.py")
+    parser.add_argument("--model", help="a trained HCAM checkpoint: adds the emotion weighted F1 of the four paths")
     parser.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx"])
     parser.add_argument("--known_speakers", action="store_true", help="give find_turns the true number of speakers")
     parser.add_argument("--tolerance", type=float, default=0.5, help="turn-boundary tolerance in seconds")
     parser.add_argument("--only", nargs="*", help="names of the recordings to run (default: all)")
+    parser.add_argument("--gold_from", help="an earlier --json of the same recordings and model: reuse its gold-turn "
+                                            "paths' labels instead of running them again")
+    parser.add_argument("--set", nargs="*", metavar="NAME=VALUE",
+                        help="variant: replace constants of hcam.processing.recording (e.g. MIN_SPEAKER_SEGMENT=0.4)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*uem.*")
     import torch
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from hcam.processing.recording import find_turns
-    from hcam.trainer.predict import load_pipeline
-    from hcam.trainer.recordings import predict_recording
+    from hcam.trainer.predict import load_pipeline, predict, read_recording
 
+    set_constants(args.set)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads()))
-    folder = Path(args.recordings)
-    listing = json.loads((folder / "recordings.json").read_text())
+    listing = []
+    for folder in map(Path, args.recordings):
+        listing += [(folder, item) for item in json.loads((folder / "recordings.json").read_text())]
     if args.only:
-        listing = [item for item in listing if item["name"] in args.only]
+        listing = [(folder, item) for folder, item in listing if item["name"] in args.only]
+    earlier = {}
+    if args.gold_from:
+        earlier = {r["name"]: r for r in json.loads(Path(args.gold_from).read_text())["recordings"]}
     pipe = load_pipeline(args.model) if args.model else None
     label_ids = pipe.model.config.label2id if pipe is not None else None
     results = []
-    for item in listing:
+    for folder, item in listing:
         name = item["name"]
         with open(folder / f"{name}.turns.csv", encoding="utf-8") as f:
             gold = list(csv.DictReader(f))
         path = folder / f"{name}.wav"
-        num_speakers = item["speakers"] if args.known_speakers else None
-        result = {"name": name, "speakers": item["speakers"], "seconds": item["seconds"], "gold_turns": len(gold),
+        options = {"num_speakers": item["speakers"]} if args.known_speakers else {}
+        result = {"name": name, "voices": re.match(r"[a-z-]*", name).group() or "voices",
+                  "speakers": item["speakers"], "seconds": item["seconds"], "gold_turns": len(gold),
                   "load_before": load()}
         started = time.perf_counter()
-        turns = find_turns(path, num_speakers=num_speakers)
+        conversations = read_recording(path, **options)
         result["find_turns_seconds"] = time.perf_counter() - started
+        turns = [{"start": t["start"], "end": t["end"], "speaker": t["speaker"]} for t in conversations[0]["turns"]]
         result["found_turns"] = len(turns)
         result["found_speakers"] = len({t["speaker"] for t in turns})
         reference, hypothesis = annotation(gold), annotation(turns)
         result["der"] = DiarizationErrorRate(collar=0.0)(reference, hypothesis)
         result["der_collar_0.5"] = DiarizationErrorRate(collar=0.5)(reference, hypothesis)
         result["boundary_f1"] = boundary_f1(gold, turns, args.tolerance)
+        kinds = turn_structure(gold, turns)
+        result["gold_turns_missed_split_merged"] = [sum(kind in k for k in kinds) for kind in
+                                                    ("missed", "split", "merged")]
         if pipe is not None:
-            references = [t["label"] for t in gold]
+            labels = {"reference": [t["label"] for t in gold]}
+            if name in earlier:
+                labels.update({k: earlier[name]["labels"][k] for k in (GOLD_TEXT, GOLD_ASR)})
             with tempfile.TemporaryDirectory() as scratch:
-                no_text = Path(scratch) / "turns.csv"
-                with open(no_text, "w", newline="", encoding="utf-8") as f:
-                    writer = csv.DictWriter(f, fieldnames=["start", "end", "speaker"], extrasaction="ignore")
-                    writer.writeheader()
-                    writer.writerows(gold)
-                gold_text = predict_recording(path, pipe, segments=folder / f"{name}.turns.csv", asr="none")
-                gold_asr = predict_recording(path, pipe, segments=no_text, asr=args.asr)
-            started = time.perf_counter()
-            whole = predict_recording(path, pipe, asr=args.asr, num_speakers=num_speakers)
-            result["whole_path_seconds"] = time.perf_counter() - started
-            result["real_time_factor"] = result["whole_path_seconds"] / item["seconds"]
-            result["labels"] = {
-                "reference": references,
-                "gold turns + gold text": [r["label"] for r in gold_text],
-                f"gold turns + ASR ({args.asr})": [r["label"] for r in gold_asr],
-                "whole path": labels_on_gold_turns(gold, whole),
-            }
-            result["weighted_f1"] = {path: weighted_f1(references, labels, label_ids)
-                                     for path, labels in result["labels"].items() if path != "reference"}
+                scratch = Path(scratch)
+                if name not in earlier:
+                    write_segments(scratch / "gold.csv", gold, ["start", "end", "speaker"])
+                    run = {}
+                    for key, segments, asr in ((GOLD_TEXT, folder / f"{name}.turns.csv", "none"),
+                                               (GOLD_ASR, scratch / "gold.csv", args.asr)):
+                        rows = []
+                        predict(read_recording(path, segments), pipe, scratch / "out.jsonl", asr=asr,
+                                progress=False, rows=rows)
+                        labels[key] = labels_on_gold_turns(gold, rows)
+                        run[key] = rows
+                    transcripts = {GOLD_ASR: [r["text"] for r in run[GOLD_ASR]]}
+                else:
+                    transcripts = {GOLD_ASR: earlier[name]["transcripts"][GOLD_ASR]} if "transcripts" in earlier[name] \
+                        else {}
+                # the whole path: what predict_recording does (read_recording above, then predict)
+                whole = []
+                started = time.perf_counter()
+                predict(conversations, pipe, scratch / "out.jsonl", asr=args.asr, progress=False, rows=whole,
+                        asr_progress=True)
+                result["whole_path_seconds"] = time.perf_counter() - started + result["find_turns_seconds"]
+                result["real_time_factor"] = result["whole_path_seconds"] / item["seconds"]
+                result["turns_left_out_by_predict"] = len(turns) - len(whole)
+                # the same found turns and transcripts (an empty one is transcribed again), the gold speakers' names
+                texts = {(r["start"], r["end"]): r["text"] for r in whole if not r["text_source"].endswith(":empty")}
+                named = [{**t, "text": texts.get((t["start"], t["end"]), "")} for t in with_gold_speakers(turns, gold)]
+                write_segments(scratch / "named.csv", named, ["start", "end", "speaker", "text"])
+                speakers_gold = []
+                predict(read_recording(path, scratch / "named.csv"), pipe, scratch / "out.jsonl", asr=args.asr,
+                        progress=False, rows=speakers_gold)
+            transcripts[WHOLE] = [r["text"] for r in whole]
+            result["transcripts"] = transcripts
             if "text" in pipe.model.config.modalities:
                 from hcam.processing.asr import word_error_rate
 
-                result["asr_wer_on_gold_turns"] = word_error_rate([t["text"] for t in gold],
-                                                                  [r["text"] for r in gold_asr])
+                # turn by turn on the gold turns; and all of a recording's words at once, in time order, on the gold
+                # turns and on the found turns (what cutting the recording differently costs the recogniser)
+                if GOLD_ASR in transcripts:
+                    result["asr_wer_on_gold_turns"] = word_error_rate([t["text"] for t in gold], transcripts[GOLD_ASR])
+                spoken = " ".join(t["text"] for t in gold)
+                result["asr_wer_whole_recording"] = {key: word_error_rate([spoken], [" ".join(heard)])
+                                                     for key, heard in transcripts.items()}
+            labels[GOLD_SPEAKERS] = labels_on_gold_turns(gold, speakers_gold)
+            labels[WHOLE] = labels_on_gold_turns(gold, whole)
+            result["labels"] = labels
+            result["turn_kinds"] = kinds
+            result.update(score_paths(labels, label_ids))
         result["load_after"] = load()
         results.append(result)
-        print(json.dumps({k: v for k, v in result.items() if k != "labels"}), flush=True)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("labels", "turn_kinds", "transcripts")}), flush=True)
 
     def mean(key, rows, sub=None):
         values = [r[key][sub] if sub else r[key] for r in rows if key in r]
         return float(np.mean(values)) if values else None
 
     summary = {}
-    for group, rows in (("2-3 speakers", [r for r in results if r["speakers"] <= 3]),
-                        ("4 speakers", [r for r in results if r["speakers"] == 4]), ("all", results)):
+    groups = []
+    for voices in dict.fromkeys(r["voices"] for r in results):
+        of = [r for r in results if r["voices"] == voices]
+        groups += [(f"{voices}, 2-3 speakers", [r for r in of if r["speakers"] <= 3]),
+                   (f"{voices}, 4 speakers", [r for r in of if r["speakers"] == 4])]
+    for group, rows in groups + [("all", results)]:
         if not rows:
             continue
         summary[group] = {"recordings": len(rows), "minutes": sum(r["seconds"] for r in rows) / 60,
+                          "gold_turns": sum(r["gold_turns"] for r in rows),
                           "der": mean("der", rows), "der_collar_0.5": mean("der_collar_0.5", rows),
                           "boundary_f1_starts": mean("boundary_f1", rows, "starts"),
                           "boundary_f1_ends": mean("boundary_f1", rows, "ends"),
                           "speaker_count_right": sum(r["found_speakers"] == r["speakers"] for r in rows)}
         if pipe is not None:
-            summary[group]["weighted_f1"] = {k: mean("weighted_f1", rows, k) for k in results[0]["weighted_f1"]}
+            paths = [k for k in rows[0]["weighted_f1"]]
+            summary[group]["weighted_f1_mean"] = {k: mean("weighted_f1", rows, k) for k in paths}
+            summary[group]["weighted_f1_std"] = {
+                k: float(np.std([r["weighted_f1"][k] for r in rows], ddof=1)) if len(rows) > 1 else None
+                for k in paths}
             # every gold turn of the group scored at once: steadier than the mean of 40-turn recordings' scores
-            references = [label for r in rows for label in r["labels"]["reference"]]
-            summary[group]["weighted_f1_pooled"] = {
-                k: weighted_f1(references, [label for r in rows for label in r["labels"][k]], label_ids)
-                for k in results[0]["weighted_f1"]}
+            pooled = {k: [label for r in rows for label in r["labels"][k]] for k in ["reference"] + paths}
+            summary[group].update(score_paths(pooled, label_ids))
+            summary[group]["weighted_f1_pooled"] = summary[group].pop("weighted_f1")
+            differences = [r["weighted_f1"][WHOLE] - r["weighted_f1"][GOLD_ASR] for r in rows]
+            summary[group]["whole_path_minus_gold_turns_asr"] = {
+                "pooled": summary[group]["weighted_f1_pooled"][WHOLE] - summary[group]["weighted_f1_pooled"][GOLD_ASR],
+                "mean": float(np.mean(differences)),
+                "std": float(np.std(differences, ddof=1)) if len(rows) > 1 else None}
+            if all("asr_wer_whole_recording" in r for r in rows):
+                summary[group]["asr_wer_whole_recording"] = {k: mean("asr_wer_whole_recording", rows, k)
+                                                              for k in rows[0]["asr_wer_whole_recording"]}
+            summary[group]["turn_kinds"] = structure_summary([k for r in rows for k in r["turn_kinds"]], pooled)
             summary[group]["real_time_factor"] = (sum(r["whole_path_seconds"] for r in rows)
                                                   / sum(r["seconds"] for r in rows))
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

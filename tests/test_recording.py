@@ -270,7 +270,11 @@ def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp
     result = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
     assert result["der"] < 0.1 and result["found_speakers"] == 2
     assert min(result["boundary_f1"].values()) > 0.9
-    assert set(result["weighted_f1"]) == {"gold turns + gold text", "gold turns + ASR (whisper)", "whole path"}
+    assert set(result["weighted_f1"]) == {"gold turns + gold text", "gold turns + ASR",
+                                          "found turns, gold speakers + ASR", "whole path"}
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary["call, 2-3 speakers"]["gold_turns"] == len(rows)  # grouped by the name's voice prefix
+    assert summary["all"]["turn_kinds"]["clean"]["turns"] >= len(rows) - 1
     # the scorers see a difference: one speaker for everything, and turns shifted by 1 s
     one_speaker = [{**r, "speaker": "S1"} for r in rows]
     shifted = [{**r, "start": r["start"] + 1, "end": r["end"] + 1} for r in rows]
@@ -279,6 +283,27 @@ def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp
     assert DiarizationErrorRate()(bench.annotation(rows), bench.annotation(one_speaker)) > 0.3
     assert max(bench.boundary_f1(rows, shifted, 0.5).values()) == 0
     assert bench.labels_on_gold_turns(rows, [{"start": 0, "end": 0.2, "label": "sad"}]) == ["(none)"] * len(rows)
+
+
+def test_benchmark_decomposes_found_turns_against_gold_ones():
+    """bench_recordings' per-turn structure: a gold turn that found turns miss, split or merge with another is named
+    so, and the found turns take the gold speakers' names by overlap (a found turn over no gold turn keeps its own)."""
+    bench = bench_module("bench_recordings")
+    gold = [{"start": 0.0, "end": 2.0, "speaker": "ann"}, {"start": 2.5, "end": 4.0, "speaker": "bob"},
+            {"start": 5.0, "end": 7.0, "speaker": "ann"}, {"start": 8.0, "end": 9.0, "speaker": "bob"},
+            {"start": 10.0, "end": 12.0, "speaker": "ann"}]
+    found = [{"start": 0.0, "end": 4.0, "speaker": "S1"},  # gold 0 and 1 merged
+             {"start": 5.0, "end": 6.0, "speaker": "S2"}, {"start": 6.0, "end": 7.0, "speaker": "S1"},  # gold 2 split
+             {"start": 8.8, "end": 9.0, "speaker": "S2"},  # gold 3 mostly missed
+             {"start": 10.1, "end": 11.9, "speaker": "S1"}, {"start": 13.0, "end": 14.0, "speaker": "S3"}]
+    assert bench.turn_structure(gold, found) == [["merged"], ["merged"], ["split"], ["missed"], []]
+    assert [t["speaker"] for t in bench.with_gold_speakers(found, gold)] == ["ann", "ann", "ann", "bob", "ann", "S3"]
+    labels = {"reference": ["a", "b", "a", "b", "a"], "whole path": ["a", "a", "a", "(none)", "a"],
+              "gold turns + ASR": ["a", "b", "b", "b", "a"]}
+    kinds = bench.structure_summary(bench.turn_structure(gold, found), labels)
+    assert kinds["merged"] == {"turns": 2, "accuracy, whole path": 0.5, "accuracy, gold turns + ASR": 1.0}
+    assert kinds["missed"]["accuracy, whole path"] == 0.0 and kinds["clean"]["turns"] == 1
+    assert bench.score_paths(labels, {"a": 0, "b": 1})["whole_path_agrees_with_gold_turns_asr"] == 0.4
 
 
 def test_clustering_of_many_embeddings_is_subsampled_and_right():
