@@ -6,9 +6,10 @@ For every recording:
   SegmentationPrecision/Recall, `--tolerance` seconds, one-to-one matching);
 - diarization error rate of the found turns against the gold turns (pyannote.metrics DiarizationErrorRate; collar 0
   and a 0.5 s collar, i.e. 0.25 s either side of each gold boundary, NIST's usual forgiveness);
-- with --model, the emotion weighted F1 of four paths of the same model, all scored on the gold turns, which
+- with --model, the emotion weighted F1 of five paths of the same model, all scored on the gold turns, which
   decompose the whole path's gap: gold turns + gold transcripts (hcam-predict --recording --segments with text); gold
-  turns + ASR transcripts (--segments without text, --asr whisper); the found turns with the GOLD speakers + ASR (each
+  turns + ASR transcripts (--segments without text, --asr whisper); the turns find_turns would cut with a perfect
+  speaker step (its voice activity, each speech region cut where the gold speaker changes) + ASR; the found turns with the GOLD speakers + ASR (each
   found turn's speaker is the gold speaker overlapping it most; its transcript is the whole path's, so only the
   speaker names differ from the whole path); and the whole path (--recording alone: turns, speakers, ASR, HCAM). A
   gold turn takes the label of the found turn that overlaps it most; a gold turn no found turn overlaps counts as
@@ -138,8 +139,32 @@ def turn_structure(gold, found):
     return kinds
 
 
-GOLD_TEXT, GOLD_ASR, GOLD_SPEAKERS, WHOLE = ("gold turns + gold text", "gold turns + ASR",
-                                            "found turns, gold speakers + ASR", "whole path")
+GOLD_TEXT, GOLD_ASR, ORACLE_SPEAKERS, GOLD_SPEAKERS, WHOLE = (
+    "gold turns + gold text", "gold turns + ASR", "voice activity + gold speakers + ASR",
+    "found turns, gold speakers + ASR", "whole path")
+
+
+def turns_with_gold_speakers(path, speech):
+    """The turns find_turns would cut with a perfect speaker step: its voice activity's speech regions, each cut where
+    the gold speaker changes (`speech`: the spoken sentences, start,end,speaker), joined into turns as find_turns joins
+    them (min_pause, max_turn_seconds defaults)."""
+    from hcam.processing import recording
+
+    vad, get_speech_timestamps = recording._silero()
+    source = recording._Source(path)
+    try:
+        regions = [(start, end) for _, start, end, _ in
+                   recording._stream_regions(source, recording.DEFAULT_WINDOW_SECONDS, 1, vad, get_speech_timestamps)]
+    finally:
+        source.close()
+    names = list(dict.fromkeys(row["speaker"] for row in speech))
+    pieces = []
+    for start, end in regions:
+        for row in speech:
+            first, last = max(start, float(row["start"])), min(end, float(row["end"]))
+            if last - first > 0.05:
+                pieces.append((first, last, names.index(row["speaker"])))
+    return recording._turns_from_pieces(pieces, recording.DEFAULT_MIN_PAUSE, recording.DEFAULT_MAX_TURN_SECONDS)
 
 
 def write_segments(path, rows, fields):
@@ -188,7 +213,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recordings", required=True, nargs="+", help="folders written by bench/make_recordings.py")
-    parser.add_argument("--model", help="a trained HCAM checkpoint: adds the emotion weighted F1 of the four paths")
+    parser.add_argument("--model", help="a trained HCAM checkpoint: adds the emotion weighted F1 of the five paths")
     parser.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx"])
     parser.add_argument("--known_speakers", action="store_true", help="give find_turns the true number of speakers")
     parser.add_argument("--tolerance", type=float, default=0.5, help="turn-boundary tolerance in seconds")
@@ -272,6 +297,12 @@ def main(argv=None):
                 texts = {(r["start"], r["end"]): r["text"] for r in whole if not r["text_source"].endswith(":empty")}
                 named = [{**t, "text": texts.get((t["start"], t["end"]), "")} for t in with_gold_speakers(turns, gold)]
                 write_segments(scratch / "named.csv", named, ["start", "end", "speaker", "text"])
+                with open(folder / f"{name}.speech.csv", encoding="utf-8") as f:
+                    write_segments(scratch / "oracle.csv", turns_with_gold_speakers(path, list(csv.DictReader(f))),
+                                   ["start", "end", "speaker"])
+                oracle = []
+                predict(read_recording(path, scratch / "oracle.csv"), pipe, scratch / "out.jsonl", asr=args.asr,
+                        progress=False, rows=oracle)
                 speakers_gold = []
                 predict(read_recording(path, scratch / "named.csv"), pipe, scratch / "out.jsonl", asr=args.asr,
                         progress=False, rows=speakers_gold)
@@ -287,6 +318,7 @@ def main(argv=None):
                 spoken = " ".join(t["text"] for t in gold)
                 result["asr_wer_whole_recording"] = {key: word_error_rate([spoken], [" ".join(heard)])
                                                      for key, heard in transcripts.items()}
+            labels[ORACLE_SPEAKERS] = labels_on_gold_turns(gold, oracle)
             labels[GOLD_SPEAKERS] = labels_on_gold_turns(gold, speakers_gold)
             labels[WHOLE] = labels_on_gold_turns(gold, whole)
             result["labels"] = labels
