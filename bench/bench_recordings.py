@@ -9,7 +9,8 @@ For every recording:
 - with --model, the emotion weighted F1 of five paths of the same model, all scored on the gold turns, which
   decompose the whole path's gap: gold turns + gold transcripts (hcam-predict --recording --segments with text); gold
   turns + ASR transcripts (--segments without text, --asr whisper); the turns find_turns would cut with a perfect
-  speaker step (its voice activity, each speech region cut where the gold speaker changes) + ASR; the found turns with the GOLD speakers + ASR (each
+  speaker step (its voice activity's regions, each given the gold speaker and cut halfway between two gold speakers'
+  sentences) + ASR; the found turns with the GOLD speakers + ASR (each
   found turn's speaker is the gold speaker overlapping it most; its transcript is the whole path's, so only the
   speaker names differ from the whole path); and the whole path (--recording alone: turns, speakers, ASR, HCAM). A
   gold turn takes the label of the found turn that overlaps it most; a gold turn no found turn overlaps counts as
@@ -144,10 +145,11 @@ GOLD_TEXT, GOLD_ASR, ORACLE_SPEAKERS, GOLD_SPEAKERS, WHOLE = (
     "found turns, gold speakers + ASR", "whole path")
 
 
-def turns_with_gold_speakers(path, speech):
-    """The turns find_turns would cut with a perfect speaker step: its voice activity's speech regions, each cut where
-    the gold speaker changes (`speech`: the spoken sentences, start,end,speaker), joined into turns as find_turns joins
-    them (min_pause, max_turn_seconds defaults)."""
+def turns_with_gold_speakers(path, speech, min_pause, max_turn_seconds):
+    """The turns find_turns would cut with a perfect speaker step: its voice activity's speech regions, each given to
+    the gold speaker of the sentences in it (`speech`: start,end,speaker of each spoken sentence) and cut halfway
+    between two sentences of different speakers (across a pause, or inside an overlap), then joined into turns as
+    find_turns joins its pieces."""
     from hcam.processing import recording
 
     vad, get_speech_timestamps = recording._silero()
@@ -158,13 +160,20 @@ def turns_with_gold_speakers(path, speech):
     finally:
         source.close()
     names = list(dict.fromkeys(row["speaker"] for row in speech))
+    spoken = sorted((float(row["start"]), float(row["end"]), names.index(row["speaker"])) for row in speech)
     pieces = []
     for start, end in regions:
-        for row in speech:
-            first, last = max(start, float(row["start"])), min(end, float(row["end"]))
-            if last - first > 0.05:
-                pieces.append((first, last, names.index(row["speaker"])))
-    return recording._turns_from_pieces(pieces, recording.DEFAULT_MIN_PAUSE, recording.DEFAULT_MAX_TURN_SECONDS)
+        inside = [s for s in spoken if min(end, s[1]) - max(start, s[0]) > 0.05]
+        if not inside:  # voice activity over no sentence (noise): the nearest sentence's speaker
+            inside = [min(spoken, key=lambda s: abs((s[0] + s[1]) / 2 - (start + end) / 2))]
+        cut = start
+        for before, after in zip(inside[:-1], inside[1:]):
+            if before[2] != after[2]:
+                middle = min(end, max(cut, (before[1] + after[0]) / 2))
+                pieces.append((cut, middle, before[2]))
+                cut = middle
+        pieces.append((cut, end, inside[-1][2]))
+    return recording._turns_from_pieces([p for p in pieces if p[1] > p[0]], min_pause, max_turn_seconds)
 
 
 def write_segments(path, rows, fields):
@@ -204,8 +213,9 @@ def set_constants(assignments):
 
     for assignment in assignments or []:
         name, _, value = assignment.partition("=")
-        if not hasattr(recording, name):
-            sys.exit(f"--set: hcam.processing.recording has no {name}")
+        if not hasattr(recording, name) or name.startswith("DEFAULT_"):  # defaults are bound into find_turns
+            sys.exit(f"--set: hcam.processing.recording has no constant {name} read at run time (for its defaults "
+                     "use --min_pause, --max_turn_seconds)")
         setattr(recording, name, type(getattr(recording, name))(value))
 
 
@@ -216,6 +226,9 @@ def main(argv=None):
     parser.add_argument("--model", help="a trained HCAM checkpoint: adds the emotion weighted F1 of the five paths")
     parser.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx"])
     parser.add_argument("--known_speakers", action="store_true", help="give find_turns the true number of speakers")
+    parser.add_argument("--min_pause", type=float, default=None, help="find_turns' min_pause (default: its own)")
+    parser.add_argument("--max_turn_seconds", type=float, default=None,
+                        help="find_turns' max_turn_seconds (default: its own)")
     parser.add_argument("--tolerance", type=float, default=0.5, help="turn-boundary tolerance in seconds")
     parser.add_argument("--only", nargs="*", help="names of the recordings to run (default: all)")
     parser.add_argument("--gold_from", help="an earlier --json of the same recordings and model: reuse its gold-turn "
@@ -231,6 +244,11 @@ def main(argv=None):
     from hcam.trainer.predict import load_pipeline, predict, read_recording
 
     set_constants(args.set)
+    from hcam.processing import recording
+
+    args.min_pause = recording.DEFAULT_MIN_PAUSE if args.min_pause is None else args.min_pause
+    args.max_turn_seconds = recording.DEFAULT_MAX_TURN_SECONDS if args.max_turn_seconds is None else \
+        args.max_turn_seconds
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads()))
     listing = []
     for folder in map(Path, args.recordings):
@@ -248,7 +266,8 @@ def main(argv=None):
         with open(folder / f"{name}.turns.csv", encoding="utf-8") as f:
             gold = list(csv.DictReader(f))
         path = folder / f"{name}.wav"
-        options = {"num_speakers": item["speakers"]} if args.known_speakers else {}
+        cutting = {"min_pause": args.min_pause, "max_turn_seconds": args.max_turn_seconds}
+        options = {**cutting, "num_speakers": item["speakers"] if args.known_speakers else None}
         result = {"name": name, "voices": re.match(r"[a-z-]*", name).group() or "voices",
                   "speakers": item["speakers"], "seconds": item["seconds"], "gold_turns": len(gold),
                   "load_before": load()}
@@ -298,8 +317,12 @@ def main(argv=None):
                 named = [{**t, "text": texts.get((t["start"], t["end"]), "")} for t in with_gold_speakers(turns, gold)]
                 write_segments(scratch / "named.csv", named, ["start", "end", "speaker", "text"])
                 with open(folder / f"{name}.speech.csv", encoding="utf-8") as f:
-                    write_segments(scratch / "oracle.csv", turns_with_gold_speakers(path, list(csv.DictReader(f))),
-                                   ["start", "end", "speaker"])
+                    oracle_turns = turns_with_gold_speakers(path, list(csv.DictReader(f)), **cutting)
+                write_segments(scratch / "oracle.csv", oracle_turns, ["start", "end", "speaker"])
+                result["gold_speakers_der"] = DiarizationErrorRate(collar=0.0)(reference, annotation(oracle_turns))
+                result["gold_speakers_boundary_f1"] = boundary_f1(gold, oracle_turns, args.tolerance)
+                result["gold_speakers_missed_split_merged"] = [
+                    sum(kind in k for k in turn_structure(gold, oracle_turns)) for kind in ("missed", "split", "merged")]
                 oracle = []
                 predict(read_recording(path, scratch / "oracle.csv"), pipe, scratch / "out.jsonl", asr=args.asr,
                         progress=False, rows=oracle)
