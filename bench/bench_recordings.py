@@ -94,10 +94,12 @@ def labels_on_gold_turns(gold, rows):
     return labels
 
 
-def weighted_f1(references, predictions, label_ids):
+def weighted_f1(references, predictions):
+    """Weighted F1 of label names (hcam.trainer.evaluation.head_scores; "(none)", no prediction, is always wrong)."""
     from hcam.trainer.evaluation import head_scores
 
-    ids = {**label_ids, "(none)": -1}
+    ids = {label: index for index, label in enumerate(sorted(set(references) | set(predictions) - {"(none)"}))}
+    ids["(none)"] = -1
     return head_scores(np.array([ids[p] for p in predictions]), np.array([ids[r] for r in references]))["weighted_f1"]
 
 
@@ -183,11 +185,11 @@ def write_segments(path, rows, fields):
         writer.writerows(rows)
 
 
-def score_paths(rows, label_ids):
+def score_paths(rows):
     """{path: labels on the gold turns, "reference": gold labels} -> the paths' weighted F1 and how often the whole
     path agrees with gold turns + ASR (one recording's, or pooled recordings' joined lists)."""
     references = rows["reference"]
-    scores = {"weighted_f1": {k: weighted_f1(references, v, label_ids) for k, v in rows.items() if k != "reference"}}
+    scores = {"weighted_f1": {k: weighted_f1(references, v) for k, v in rows.items() if k != "reference"}}
     if GOLD_ASR in rows and WHOLE in rows:
         scores["whole_path_agrees_with_gold_turns_asr"] = float(np.mean(
             [a == b for a, b in zip(rows[GOLD_ASR], rows[WHOLE])]))
@@ -219,10 +221,78 @@ def set_constants(assignments):
         setattr(recording, name, type(getattr(recording, name))(value))
 
 
+def bootstrap_gap(rows, resamples=1000, seed=0):
+    """95 % interval of the pooled whole path - gold turns + ASR weighted F1, recordings drawn with replacement
+    (scikit-learn's f1_score, which evaluate's "f1" that head_scores loads wraps: the same score, a thousand times
+    faster)."""
+    from sklearn.metrics import f1_score
+
+    names = sorted({label for r in rows for k in ("reference", WHOLE, GOLD_ASR) for label in r["labels"][k]})
+    ids = [{k: np.array([names.index(label) if label != "(none)" else -1 for label in r["labels"][k]])
+            for k in ("reference", WHOLE, GOLD_ASR)} for r in rows]
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(resamples):
+        drawn = [ids[i] for i in rng.integers(len(rows), size=len(rows))]
+        joined = {k: np.concatenate([d[k] for d in drawn]) for k in ("reference", WHOLE, GOLD_ASR)}
+        gaps.append(f1_score(joined["reference"], joined[WHOLE], average="weighted")
+                    - f1_score(joined["reference"], joined[GOLD_ASR], average="weighted"))
+    return [float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))]
+
+
+def summarise(results, resamples=1000):
+    """Per voice set and speaker group: means of the recordings' scores, and with labels the paths' weighted F1 (mean,
+    standard deviation over recordings, pooled over all turns), the whole path's gap to gold turns + ASR (with a
+    bootstrap interval over recordings), the recogniser's WER and the per-turn structure."""
+    def mean(key, rows, sub=None):
+        values = [r[key][sub] if sub else r[key] for r in rows if key in r]
+        return float(np.mean(values)) if values else None
+
+    summary, groups = {}, []
+    for voices in dict.fromkeys(r["voices"] for r in results):
+        of = [r for r in results if r["voices"] == voices]
+        groups += [(f"{voices}, 2-3 speakers", [r for r in of if r["speakers"] <= 3]),
+                   (f"{voices}, 4 speakers", [r for r in of if r["speakers"] == 4])]
+    for group, rows in groups + [("all", results)]:
+        if not rows:
+            continue
+        summary[group] = {"recordings": len(rows), "minutes": sum(r["seconds"] for r in rows) / 60,
+                          "gold_turns": sum(r["gold_turns"] for r in rows),
+                          "der": mean("der", rows), "der_collar_0.5": mean("der_collar_0.5", rows),
+                          "boundary_f1_starts": mean("boundary_f1", rows, "starts"),
+                          "boundary_f1_ends": mean("boundary_f1", rows, "ends"),
+                          "speaker_count_right": sum(r["found_speakers"] == r["speakers"] for r in rows)}
+        if "labels" in rows[0]:
+            paths = [k for k in rows[0]["weighted_f1"]]
+            summary[group]["weighted_f1_mean"] = {k: mean("weighted_f1", rows, k) for k in paths}
+            summary[group]["weighted_f1_std"] = {
+                k: float(np.std([r["weighted_f1"][k] for r in rows], ddof=1)) if len(rows) > 1 else None
+                for k in paths}
+            # every gold turn of the group scored at once: steadier than the mean of 40-turn recordings' scores
+            pooled = {k: [label for r in rows for label in r["labels"][k]] for k in ["reference"] + paths}
+            summary[group].update(score_paths(pooled))
+            summary[group]["weighted_f1_pooled"] = summary[group].pop("weighted_f1")
+            differences = [r["weighted_f1"][WHOLE] - r["weighted_f1"][GOLD_ASR] for r in rows]
+            summary[group]["whole_path_minus_gold_turns_asr"] = {
+                "pooled": summary[group]["weighted_f1_pooled"][WHOLE] - summary[group]["weighted_f1_pooled"][GOLD_ASR],
+                "mean": float(np.mean(differences)),
+                "std": float(np.std(differences, ddof=1)) if len(rows) > 1 else None,
+                "pooled_95_interval": bootstrap_gap(rows, resamples) if len(rows) > 1 and resamples else None}
+            if all("asr_wer_whole_recording" in r for r in rows):
+                summary[group]["asr_wer_whole_recording"] = {k: mean("asr_wer_whole_recording", rows, k)
+                                                              for k in rows[0]["asr_wer_whole_recording"]}
+            summary[group]["turn_kinds"] = structure_summary([k for r in rows for k in r["turn_kinds"]], pooled)
+            summary[group]["real_time_factor"] = (sum(r["whole_path_seconds"] for r in rows)
+                                                  / sum(r["seconds"] for r in rows))
+    return summary
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recordings", required=True, nargs="+", help="folders written by bench/make_recordings.py")
+    parser.add_argument("--recordings", nargs="+", help="folders written by bench/make_recordings.py")
+    parser.add_argument("--summarise", nargs="+", metavar="JSON",
+                        help="instead of running: summarise the recordings of earlier --json files together")
     parser.add_argument("--model", help="a trained HCAM checkpoint: adds the emotion weighted F1 of the five paths")
     parser.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx"])
     parser.add_argument("--known_speakers", action="store_true", help="give find_turns the true number of speakers")
@@ -235,6 +305,8 @@ def main(argv=None):
                                             "paths' labels instead of running them again")
     parser.add_argument("--set", nargs="*", metavar="NAME=VALUE",
                         help="variant: replace constants of hcam.processing.recording (e.g. MIN_SPEAKER_SEGMENT=0.4)")
+    parser.add_argument("--whole_path_only", action="store_true",
+                        help="of the found-turn paths, only the whole path (variants: quicker)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*uem.*")
@@ -243,6 +315,16 @@ def main(argv=None):
 
     from hcam.trainer.predict import load_pipeline, predict, read_recording
 
+    if args.summarise:
+        runs = [json.loads(Path(f).read_text()) for f in args.summarise]
+        report = {"summarises": [{k: run[k] for k in ("command", "date", "revision", "machine")} for run in runs],
+                  "summary": summarise([r for run in runs for r in run["recordings"]])}
+        print(json.dumps(report, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        return
+    if not args.recordings:
+        parser.error("give --recordings (or --summarise)")
     set_constants(args.set)
     from hcam.processing import recording
 
@@ -259,7 +341,6 @@ def main(argv=None):
     if args.gold_from:
         earlier = {r["name"]: r for r in json.loads(Path(args.gold_from).read_text())["recordings"]}
     pipe = load_pipeline(args.model) if args.model else None
-    label_ids = pipe.model.config.label2id if pipe is not None else None
     results = []
     for folder, item in listing:
         name = item["name"]
@@ -316,19 +397,21 @@ def main(argv=None):
                 texts = {(r["start"], r["end"]): r["text"] for r in whole if not r["text_source"].endswith(":empty")}
                 named = [{**t, "text": texts.get((t["start"], t["end"]), "")} for t in with_gold_speakers(turns, gold)]
                 write_segments(scratch / "named.csv", named, ["start", "end", "speaker", "text"])
-                with open(folder / f"{name}.speech.csv", encoding="utf-8") as f:
-                    oracle_turns = turns_with_gold_speakers(path, list(csv.DictReader(f)), **cutting)
-                write_segments(scratch / "oracle.csv", oracle_turns, ["start", "end", "speaker"])
-                result["gold_speakers_der"] = DiarizationErrorRate(collar=0.0)(reference, annotation(oracle_turns))
-                result["gold_speakers_boundary_f1"] = boundary_f1(gold, oracle_turns, args.tolerance)
-                result["gold_speakers_missed_split_merged"] = [
-                    sum(kind in k for k in turn_structure(gold, oracle_turns)) for kind in ("missed", "split", "merged")]
-                oracle = []
-                predict(read_recording(path, scratch / "oracle.csv"), pipe, scratch / "out.jsonl", asr=args.asr,
-                        progress=False, rows=oracle)
-                speakers_gold = []
-                predict(read_recording(path, scratch / "named.csv"), pipe, scratch / "out.jsonl", asr=args.asr,
-                        progress=False, rows=speakers_gold)
+                if not args.whole_path_only:
+                    with open(folder / f"{name}.speech.csv", encoding="utf-8") as f:
+                        oracle_turns = turns_with_gold_speakers(path, list(csv.DictReader(f)), **cutting)
+                    write_segments(scratch / "oracle.csv", oracle_turns, ["start", "end", "speaker"])
+                    result["gold_speakers_der"] = DiarizationErrorRate(collar=0.0)(reference, annotation(oracle_turns))
+                    result["gold_speakers_boundary_f1"] = boundary_f1(gold, oracle_turns, args.tolerance)
+                    oracle_kinds = turn_structure(gold, oracle_turns)
+                    result["gold_speakers_missed_split_merged"] = [sum(kind in k for k in oracle_kinds)
+                                                                   for kind in ("missed", "split", "merged")]
+                    oracle = []
+                    predict(read_recording(path, scratch / "oracle.csv"), pipe, scratch / "out.jsonl", asr=args.asr,
+                            progress=False, rows=oracle)
+                    speakers_gold = []
+                    predict(read_recording(path, scratch / "named.csv"), pipe, scratch / "out.jsonl", asr=args.asr,
+                            progress=False, rows=speakers_gold)
             transcripts[WHOLE] = [r["text"] for r in whole]
             result["transcripts"] = transcripts
             if "text" in pipe.model.config.modalities:
@@ -341,56 +424,19 @@ def main(argv=None):
                 spoken = " ".join(t["text"] for t in gold)
                 result["asr_wer_whole_recording"] = {key: word_error_rate([spoken], [" ".join(heard)])
                                                      for key, heard in transcripts.items()}
-            labels[ORACLE_SPEAKERS] = labels_on_gold_turns(gold, oracle)
-            labels[GOLD_SPEAKERS] = labels_on_gold_turns(gold, speakers_gold)
+            if not args.whole_path_only:
+                labels[ORACLE_SPEAKERS] = labels_on_gold_turns(gold, oracle)
+                labels[GOLD_SPEAKERS] = labels_on_gold_turns(gold, speakers_gold)
             labels[WHOLE] = labels_on_gold_turns(gold, whole)
             result["labels"] = labels
             result["turn_kinds"] = kinds
-            result.update(score_paths(labels, label_ids))
+            result.update(score_paths(labels))
         result["load_after"] = load()
         results.append(result)
-        print(json.dumps({k: v for k, v in result.items() if k not in ("labels", "turn_kinds", "transcripts")}), flush=True)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("labels", "turn_kinds", "transcripts")}),
+              flush=True)
 
-    def mean(key, rows, sub=None):
-        values = [r[key][sub] if sub else r[key] for r in rows if key in r]
-        return float(np.mean(values)) if values else None
-
-    summary = {}
-    groups = []
-    for voices in dict.fromkeys(r["voices"] for r in results):
-        of = [r for r in results if r["voices"] == voices]
-        groups += [(f"{voices}, 2-3 speakers", [r for r in of if r["speakers"] <= 3]),
-                   (f"{voices}, 4 speakers", [r for r in of if r["speakers"] == 4])]
-    for group, rows in groups + [("all", results)]:
-        if not rows:
-            continue
-        summary[group] = {"recordings": len(rows), "minutes": sum(r["seconds"] for r in rows) / 60,
-                          "gold_turns": sum(r["gold_turns"] for r in rows),
-                          "der": mean("der", rows), "der_collar_0.5": mean("der_collar_0.5", rows),
-                          "boundary_f1_starts": mean("boundary_f1", rows, "starts"),
-                          "boundary_f1_ends": mean("boundary_f1", rows, "ends"),
-                          "speaker_count_right": sum(r["found_speakers"] == r["speakers"] for r in rows)}
-        if pipe is not None:
-            paths = [k for k in rows[0]["weighted_f1"]]
-            summary[group]["weighted_f1_mean"] = {k: mean("weighted_f1", rows, k) for k in paths}
-            summary[group]["weighted_f1_std"] = {
-                k: float(np.std([r["weighted_f1"][k] for r in rows], ddof=1)) if len(rows) > 1 else None
-                for k in paths}
-            # every gold turn of the group scored at once: steadier than the mean of 40-turn recordings' scores
-            pooled = {k: [label for r in rows for label in r["labels"][k]] for k in ["reference"] + paths}
-            summary[group].update(score_paths(pooled, label_ids))
-            summary[group]["weighted_f1_pooled"] = summary[group].pop("weighted_f1")
-            differences = [r["weighted_f1"][WHOLE] - r["weighted_f1"][GOLD_ASR] for r in rows]
-            summary[group]["whole_path_minus_gold_turns_asr"] = {
-                "pooled": summary[group]["weighted_f1_pooled"][WHOLE] - summary[group]["weighted_f1_pooled"][GOLD_ASR],
-                "mean": float(np.mean(differences)),
-                "std": float(np.std(differences, ddof=1)) if len(rows) > 1 else None}
-            if all("asr_wer_whole_recording" in r for r in rows):
-                summary[group]["asr_wer_whole_recording"] = {k: mean("asr_wer_whole_recording", rows, k)
-                                                              for k in rows[0]["asr_wer_whole_recording"]}
-            summary[group]["turn_kinds"] = structure_summary([k for r in rows for k in r["turn_kinds"]], pooled)
-            summary[group]["real_time_factor"] = (sum(r["whole_path_seconds"] for r in rows)
-                                                  / sum(r["seconds"] for r in rows))
+    summary = summarise(results)
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent).stdout.strip()
     report = {"command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
