@@ -7,27 +7,32 @@ For every recording:
 - diarization error rate of the found turns against the gold turns (pyannote.metrics DiarizationErrorRate; collar 0
   and a 0.5 s collar, i.e. 0.25 s either side of each gold boundary, NIST's usual forgiveness);
 - with --model, the emotion weighted F1 of five paths of the same model, all scored on the gold turns, which
-  decompose the whole path's gap: gold turns + gold transcripts (hcam-predict --recording --segments with text); gold
-  turns + ASR transcripts (--segments without text, --asr whisper); the turns find_turns would cut with a perfect
-  speaker step (its voice activity's regions, each given the gold speaker and cut halfway between two gold speakers'
-  sentences) + ASR; the found turns with the GOLD speakers + ASR (each
-  found turn's speaker is the gold speaker overlapping it most; its transcript is the whole path's, so only the
-  speaker names differ from the whole path); and the whole path (--recording alone: turns, speakers, ASR, HCAM). A
-  gold turn takes the label of the found turn that overlaps it most; a gold turn no found turn overlaps counts as
+  decompose the whole path's gap step by step:
+  1. gold turns + gold transcripts (hcam-predict --recording --segments with text);
+  2. gold turns + ASR transcripts (--segments without text, --asr whisper);
+  3. the turns find_turns would cut with a perfect speaker step (its voice activity's regions, each given the gold
+     speaker and cut halfway between two gold speakers' sentences) + ASR: what voice activity's edges cost;
+  4. the found turns with the gold speakers' names + ASR (each found turn named after the gold speaker overlapping it
+     most; its transcript is the whole path's): what the speaker step's cuts cost;
+  5. the whole path (--recording alone: turns, speakers, ASR, HCAM): 4 -> 5 is what the speakers' names cost.
+  A gold turn takes the label of the found turn that overlaps it most; a gold turn no found turn overlaps counts as
   wrong. Also per gold turn: found turns cover less than half of it (missed), two or more found turns cover a
-  quarter of it each (split), its labelling found turn covers half of another gold turn too (merged); the accuracy of
-  each path on each kind, and how often the whole path's label agrees with gold turns + ASR.
+  quarter of it each (split), its labelling found turn covers half of another gold turn too (merged); each path's
+  accuracy on each kind; how often the whole path's label agrees with gold turns + ASR; and the recogniser's WER over
+  all of a recording's words, on the gold turns and on the found turns.
 - wall time of the whole path (find_turns + ASR + HCAM) and its real-time factor.
 
 Each voice set (the recordings' name prefix, flite or espeak) is summarised apart: the mean and standard deviation
-of the recordings' scores, and the score of all their gold turns at once (pooled: steadier than 40-turn recordings).
---gold_from reuses the gold-turn paths' labels of an earlier run on the same recordings and model (they do not depend
-on how turns are found), to score variants of the turn finding (--set) quickly side by side.
+of the recordings' scores, the score of all their gold turns at once (pooled: steadier than 40-turn recordings), and
+the whole path's pooled gap to gold turns + ASR with a 95 % bootstrap interval over recordings. --gold_from reuses the
+gold-turn paths (1, 2) of an earlier run on the same recordings and model, and --whole_path_only skips 3 and 4, to
+score variants of the turn finding (--min_pause, --max_turn_seconds, --set CONSTANT=value) quickly;
+--summarise joins earlier runs (e.g. one per voice set) into one summary.
 
     python bench/make_recordings.py --out /tmp/recordings --seed 0 --speakers 2 2 3 3 4 4 --turns 40
     python bench/bench_recordings.py --recordings /tmp/recordings --model runs/demo/stage3 --json results.json
     python bench/bench_recordings.py --recordings /tmp/recordings --model runs/demo/stage3 --gold_from results.json \
-        --set VAD_SPEECH_PAD_MS=100 --json pad100.json
+        --whole_path_only --max_turn_seconds 10 --json variant.json
 
 Needs pip install "hcam[recordings,asr,bench]" (make setup installs them).
 """
