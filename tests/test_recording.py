@@ -244,14 +244,18 @@ def bench_module(name):
 
 
 def recordings_folder(dialogue, folder):
-    """The test call laid out as bench/make_recordings.py writes a folder: <name>.wav, <name>.turns.csv and
-    recordings.json. Returns the gold rows."""
+    """The test call laid out as bench/make_recordings.py writes a folder: <name>.wav, <name>.turns.csv,
+    <name>.speech.csv (one sentence per turn) and recordings.json. Returns the gold rows."""
     _, waveform, gold = dialogue
     folder.mkdir()
     soundfile.write(folder / "call.wav", waveform, SR, subtype="PCM_16")
     rows = [{"start": round(a, 3), "end": round(b, 3), "speaker": s, "text": "", "label": "happy"} for a, b, s in gold]
     with open(folder / "call.turns.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["start", "end", "speaker", "text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(folder / "call.speech.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["start", "end", "speaker"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     (folder / "recordings.json").write_text(json.dumps([{"name": "call", "speakers": 2, "turns": len(gold),
@@ -270,7 +274,13 @@ def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp
     result = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
     assert result["der"] < 0.1 and result["found_speakers"] == 2
     assert min(result["boundary_f1"].values()) > 0.9
-    assert set(result["weighted_f1"]) == {"gold turns + gold text", "gold turns + ASR (whisper)", "whole path"}
+    assert set(result["weighted_f1"]) == {"gold turns + gold text", "gold turns + ASR", "whole path",
+                                          "voice activity + gold speakers + ASR", "found turns, gold speakers + ASR"}
+    # the turns a perfect speaker step would cut from the same voice activity are the gold turns
+    assert result["gold_speakers_boundary_f1"] == {"starts": 1.0, "ends": 1.0} and result["gold_speakers_der"] < 0.1
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary["call, 2-3 speakers"]["gold_turns"] == len(rows)  # grouped by the name's voice prefix
+    assert summary["all"]["turn_kinds"]["clean"]["turns"] >= len(rows) - 1
     # the scorers see a difference: one speaker for everything, and turns shifted by 1 s
     one_speaker = [{**r, "speaker": "S1"} for r in rows]
     shifted = [{**r, "start": r["start"] + 1, "end": r["end"] + 1} for r in rows]
@@ -279,6 +289,39 @@ def test_benchmark_scores_a_recording_with_known_turns(dialogue, checkpoint, tmp
     assert DiarizationErrorRate()(bench.annotation(rows), bench.annotation(one_speaker)) > 0.3
     assert max(bench.boundary_f1(rows, shifted, 0.5).values()) == 0
     assert bench.labels_on_gold_turns(rows, [{"start": 0, "end": 0.2, "label": "sad"}]) == ["(none)"] * len(rows)
+
+
+def test_benchmark_decomposes_found_turns_against_gold_ones():
+    """bench_recordings' per-turn structure: a gold turn that found turns miss, split or merge with another is named
+    so, and the found turns take the gold speakers' names by overlap (a found turn over no gold turn keeps its own)."""
+    bench = bench_module("bench_recordings")
+    gold = [{"start": 0.0, "end": 2.0, "speaker": "ann"}, {"start": 2.5, "end": 4.0, "speaker": "bob"},
+            {"start": 5.0, "end": 7.0, "speaker": "ann"}, {"start": 8.0, "end": 9.0, "speaker": "bob"},
+            {"start": 10.0, "end": 12.0, "speaker": "ann"}]
+    found = [{"start": 0.0, "end": 4.0, "speaker": "S1"},  # gold 0 and 1 merged
+             {"start": 5.0, "end": 6.0, "speaker": "S2"}, {"start": 6.0, "end": 7.0, "speaker": "S1"},  # gold 2 split
+             {"start": 8.8, "end": 9.0, "speaker": "S2"},  # gold 3 mostly missed
+             {"start": 10.1, "end": 11.9, "speaker": "S1"}, {"start": 13.0, "end": 14.0, "speaker": "S3"}]
+    assert bench.turn_structure(gold, found) == [["merged"], ["merged"], ["split"], ["missed"], []]
+    assert [t["speaker"] for t in bench.with_gold_speakers(found, gold)] == ["ann", "ann", "ann", "bob", "ann", "S3"]
+    labels = {"reference": ["a", "b", "a", "b", "a"], "whole path": ["a", "a", "a", "(none)", "a"],
+              "gold turns + ASR": ["a", "b", "b", "b", "a"]}
+    kinds = bench.structure_summary(bench.turn_structure(gold, found), labels)
+    assert kinds["merged"] == {"turns": 2, "accuracy, whole path": 0.5, "accuracy, gold turns + ASR": 1.0}
+    assert kinds["missed"]["accuracy, whole path"] == 0.0 and kinds["clean"]["turns"] == 1
+    assert bench.score_paths(labels)["whole_path_agrees_with_gold_turns_asr"] == 0.4
+    # summarised per voice set: the whole path loses one turn of ten to gold turns + ASR, on one recording of two
+    recording = {"voices": "flite", "speakers": 2, "seconds": 10.0, "gold_turns": 5, "der": 0.0, "found_speakers": 2,
+                 "der_collar_0.5": 0.0, "boundary_f1": {"starts": 1.0, "ends": 1.0}, "whole_path_seconds": 1.0,
+                 "turn_kinds": [[]] * 5, "labels": {"reference": ["a", "b", "a", "b", "a"],
+                                                    "gold turns + ASR": ["a", "b", "a", "b", "a"]}}
+    right = {**recording, "labels": {**recording["labels"], "whole path": ["a", "b", "a", "b", "a"]}}
+    wrong = {**recording, "labels": {**recording["labels"], "whole path": ["a", "b", "a", "a", "a"]}}
+    summary = bench.summarise([{**r, **bench.score_paths(r["labels"])} for r in (right, wrong)], resamples=200)
+    gap = summary["flite, 2-3 speakers"]["whole_path_minus_gold_turns_asr"]
+    references = recording["labels"]["reference"] * 2
+    assert gap["pooled"] == pytest.approx(bench.weighted_f1(references, references[:8] + ["a", "a"]) - 1) != 0
+    assert gap["pooled_95_interval"][0] < gap["pooled"] < 0 == gap["pooled_95_interval"][1]
 
 
 def test_clustering_of_many_embeddings_is_subsampled_and_right():
