@@ -66,9 +66,10 @@ def _scratch():
     return tempfile.mkdtemp(prefix="hcam-app-")
 
 
-def analyse_recording(model, recording, segments=None, num_speakers=0, min_pause=1.0, channels_are_speakers=False,
+def analyse_recording(model, recording, segments=None, num_speakers=0, min_pause=None, channels_are_speakers=False,
                       asr="whisper"):
-    """The Recording tab: (timeline, table rows, JSON-lines path, status)."""
+    """The Recording tab: (timeline, table rows, JSON-lines path, status); `min_pause` defaults to find_turns'."""
+    from hcam.processing.recording import DEFAULT_MIN_PAUSE
     from hcam.trainer.recordings import predict_recording
 
     if not recording:
@@ -77,7 +78,8 @@ def analyse_recording(model, recording, segments=None, num_speakers=0, min_pause
     plot = os.path.join(folder, "timeline.png")
     options = {}
     if not segments:
-        options = {"min_pause": float(min_pause), "channels_are_speakers": bool(channels_are_speakers)}
+        options = {"min_pause": DEFAULT_MIN_PAUSE if min_pause is None else float(min_pause),
+                   "channels_are_speakers": bool(channels_are_speakers)}
         if num_speakers and int(num_speakers) > 0:
             options["num_speakers"] = int(num_speakers)
     rows = predict_recording(recording, _pipeline(model), segments=segments or None, asr=asr, plot=plot, **options)
@@ -137,6 +139,7 @@ def replay_live(model, recording, num_speakers=0, speed=0.0, asr="whisper"):
 def build_app(model: str = ""):
     """The Gradio Blocks of the page (launch it with `.launch()`)."""
     gr = _gradio()
+    from hcam.processing.recording import DEFAULT_MIN_PAUSE
     from hcam.trainer.predict import PredictError
 
     def guarded(function):
@@ -167,7 +170,7 @@ def build_app(model: str = ""):
                                    file_types=[".csv", ".tsv", ".jsonl"], elem_id="segments")
             with gr.Row():
                 num_speakers = gr.Number(label="Speakers (0 = estimate)", value=0, precision=0, minimum=0)
-                min_pause = gr.Number(label="A pause this long (s) ends a turn", value=1.0, minimum=0)
+                min_pause = gr.Number(label="A pause this long (s) ends a turn", value=DEFAULT_MIN_PAUSE, minimum=0)
                 channels = gr.Checkbox(label="One speaker per channel (stereo call)")
             run_recording = gr.Button("Analyse the recording", variant="primary", elem_id="analyse-recording")
             status = gr.Markdown(elem_id="recording-status")
