@@ -38,6 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # a voice is also scored alone when it has at least this many speech regions in a recording
 MIN_REGIONS_ALONE = 6
+# the variant that runs find_turns' own speaker step
+DEFAULT_VARIANT = ("default (MFCC BIC cut of the embeddings' tree, or of the supervectors' tree when it has more "
+                   "speakers)")
 
 
 def embeddings_of(path, cache):
@@ -440,8 +443,7 @@ def variants():
         "centred embeddings, refined": centred(patched(cluster_speakers=refined(original_cluster))),
         "centred and whitened (32 dims)": centred(whiten=32),
         "centred, true count (a bound)": centred(true_count),
-        "default (MFCC BIC cut of the embeddings' tree, or of the supervectors' tree when it has more speakers)":
-            patched(bic_count=True, supervectors=True),
+        DEFAULT_VARIANT: patched(bic_count=True, supervectors=True),
         "MFCC BIC cut of the embeddings' tree only (the default before)": patched(bic_count=True),
         "silhouette count (the default before)": patched(),
         "true count given (a bound, not a default)": true_count,

@@ -474,7 +474,7 @@ def test_diarization_variants_benchmark(dialogue, tmp_path, monkeypatch):
     bench.main(["--recordings", str(folder), "--cache", str(tmp_path / "cache"), "--json", str(out)])
     report = json.loads(out.read_text())
     call = report["recordings"][0]["variants"]
-    default = "default (count by MFCC BIC of the embeddings' tree)"
+    default = bench.DEFAULT_VARIANT
     assert call[default]["speakers"] == 2 and call[default]["der"] < 0.1
     assert set(call) == set(bench.variants())
     # cached: the same figures from the cache alone
