@@ -299,13 +299,13 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
     """Speaker index (0 = the one who speaks first) of each unit-norm embedding (rows), `weights` being the seconds
     of speech behind each.
 
-    Without `num_speakers`: with `statistics` (each row's MFCC frame statistics, `mfcc_statistics`), the clusters are
-    the cut of the average-linkage tree that `speaker_tree_cut` chooses (with `supervectors`, a list of
-    `mfcc_supervectors` arrays, one per GMM, a second tree's when the embeddings joined with them find more speakers:
-    `_second_view`); without them, `estimate_speakers` gives the count. Agglomerative clustering (cosine, average linkage) merges clusters while their average distance is below
-    `distance_threshold`; a cluster with less than MIN_SPEAKER_SHARE of the speech is folded into the nearest one (a
-    cough, an overlap); then the nearest clusters are merged down to the count (or, when fewer were found, the
-    clustering is redone with that count).
+    Without `num_speakers`: with `statistics` (each row's MFCC frame statistics, `mfcc_statistics`), the clusters
+    are the cut of the average-linkage tree that `speaker_tree_cut` chooses (with `supervectors`, a list of
+    `mfcc_supervectors` arrays, one per GMM, a second tree's when the embeddings joined with them find more
+    speakers: `_second_view`); without them, `estimate_speakers` gives the count. Agglomerative clustering (cosine,
+    average linkage) merges clusters while their average distance is below `distance_threshold`; a cluster with less
+    than MIN_SPEAKER_SHARE of the speech is folded into the nearest one (a cough, an overlap); then the nearest
+    clusters are merged down to the count (or, when fewer were found, the clustering is redone with that count).
     """
     from sklearn.cluster import AgglomerativeClustering
 
