@@ -38,6 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # a voice is also scored alone when it has at least this many speech regions in a recording
 MIN_REGIONS_ALONE = 6
+# the variant that runs find_turns' own speaker step
+DEFAULT_VARIANT = ("default (MFCC BIC cut of the embeddings' tree, or of the supervectors' tree when it has more "
+                   "speakers)")
 
 
 def embeddings_of(path, cache):
@@ -197,17 +200,19 @@ def variants():
     def turns(pieces):
         return rec._turns_from_pieces(pieces, rec.DEFAULT_MIN_PAUSE, rec.DEFAULT_MAX_TURN_SECONDS)
 
-    def patched(bic_count=False, **names):
+    def patched(bic_count=False, supervectors=False, **names):
         """find_turns' speaker step with some of recording.py's constants or functions replaced; the count from the
-        MFCC BIC of the embeddings' tree (find_turns' default) with `bic_count`, else from the silhouette (the
-        default before; the variants of the first round are built on it)."""
+        MFCC BIC of the embeddings' tree with `bic_count` (and, `supervectors`, of the second tree of the embeddings
+        joined with the regions' GMM supervectors: find_turns' default), else from the silhouette (the default of
+        session 7; the variants of the first round are built on it)."""
         def run(regions, centres, embeddings, _, spectra=None, frames=None):
             saved = {k: getattr(rec, k) for k in names}
             try:
                 for k, v in names.items():
                     setattr(rec, k, v)
                 return turns(rec._speaker_pieces(regions, centres, embeddings, None,
-                                                 statistics=statistics_of(frames) if bic_count else None))
+                                                 statistics=statistics_of(frames) if bic_count else None,
+                                                 frames=frames if bic_count and supervectors else None))
             finally:
                 for k, v in saved.items():
                     setattr(rec, k, v)
@@ -438,7 +443,8 @@ def variants():
         "centred embeddings, refined": centred(patched(cluster_speakers=refined(original_cluster))),
         "centred and whitened (32 dims)": centred(whiten=32),
         "centred, true count (a bound)": centred(true_count),
-        "default (count by MFCC BIC of the embeddings' tree)": patched(bic_count=True),
+        DEFAULT_VARIANT: patched(bic_count=True, supervectors=True),
+        "MFCC BIC cut of the embeddings' tree only (the default before)": patched(bic_count=True),
         "silhouette count (the default before)": patched(),
         "true count given (a bound, not a default)": true_count,
         "eigengap count (NME-SC)": patched(estimate_speakers=estimate_eigengap),
@@ -470,7 +476,7 @@ def timing(path):
     encoder = rec._voice_encoder()
     source = rec._Source(path)
     seconds = {"voice activity + speaker embeddings": 0.0, "MFCC statistics": 0.0}
-    regions, centres, embeddings, statistics = [], [], [], []
+    regions, centres, embeddings, statistics, frames = [], [], [], [], []
     try:
         clock = time.perf_counter()
         for channel, start, end, audio in rec._stream_regions(source, rec.DEFAULT_WINDOW_SECONDS, 1, vad,
@@ -480,16 +486,19 @@ def timing(path):
             centres.append([c for c, _ in pairs])
             embeddings.extend(e for _, e in pairs)
             tick = time.perf_counter()
-            statistics.append(rec.mfcc_statistics(audio))
+            frames.append(rec.mfcc_frames(audio))
+            statistics.append(rec.mfcc_statistics(frames=frames[-1]))
             seconds["MFCC statistics"] += time.perf_counter() - tick
         seconds["voice activity + speaker embeddings"] = time.perf_counter() - clock - seconds["MFCC statistics"]
         duration = source.duration
     finally:
         source.close()
     embeddings, statistics = np.asarray(embeddings), np.stack(statistics)
-    for name, given in (("count: MFCC BIC of the tree (default)", statistics), ("count: silhouette (before)", None)):
+    for name, given, second in (("count: MFCC BIC of both trees (default)", statistics, frames),
+                                ("count: MFCC BIC of the embeddings' tree", statistics, None),
+                                ("count: silhouette (session 7)", None, None)):
         clock = time.perf_counter()
-        rec._speaker_pieces(regions, centres, embeddings, None, statistics=given)
+        rec._speaker_pieces(regions, centres, embeddings, None, statistics=given, frames=second)
         seconds[name] = time.perf_counter() - clock
     clock = time.perf_counter()
     rec.find_turns(path)

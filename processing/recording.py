@@ -62,6 +62,20 @@ MIN_SPEAKER_SHARE = 0.03
 # the benchmark does not score; 3.0 splits some espeak-ng voices heard alone, 4.0 merges some flite speakers.
 SPEAKER_BIC_PENALTY = 3.5
 MFCC_COEFFICIENTS = 20
+# A second view of the voices for the count: each region's GMM supervector (its MFCC frames MAP-adapted from a
+# SUPERVECTOR_COMPONENTS-component diagonal GMM fitted on the recording's own frames), joined with its embedding
+# (the supervector weighing SUPERVECTOR_WEIGHT of the vector); that tree is cut by the same BIC with
+# SUPERVECTOR_BIC_PENALTY, once per GMM of SUPERVECTOR_SEEDS (one GMM's fit is a draw: the count varies with it), and
+# when the median count is above the first tree's, the cut of the tree of the embeddings joined with all the
+# supervectors at that count is taken (espeak-ng's look-alike voices, which the embeddings' tree merges, are told apart
+# by the supervectors). Chosen on seeds 100, 101 and 102 of bench/make_recordings.py (bench/bench_diarization.py):
+# penalties 3.0-4.0 or a single GMM split some voices heard alone, depending on the GMM's seed.
+SUPERVECTOR_WEIGHT = 0.8
+SUPERVECTOR_BIC_PENALTY = 4.5
+SUPERVECTOR_SEEDS = (0, 1, 2, 3, 4)
+SUPERVECTOR_COMPONENTS = 16
+SUPERVECTOR_RELEVANCE = 16.0
+SUPERVECTOR_FIT_FRAMES = 20000
 # Clustering reads at most this many embeddings (a random subset of a longer recording; the rest go to the nearest
 # cluster), so that its distance matrix stays small for an hour of speech.
 MAX_CLUSTERED_EMBEDDINGS = 3000
@@ -281,16 +295,17 @@ def _region_embeddings(encoder, audio):
 
 def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | None = None,
                      max_speakers: int = MAX_SPEAKERS, distance_threshold: float = SPEAKER_DISTANCE_THRESHOLD,
-                     seed: int = 0, statistics=None) -> np.ndarray:
+                     seed: int = 0, statistics=None, supervectors=None) -> np.ndarray:
     """Speaker index (0 = the one who speaks first) of each unit-norm embedding (rows), `weights` being the seconds
     of speech behind each.
 
-    Without `num_speakers`: with `statistics` (each row's MFCC frame statistics, `mfcc_statistics`), the clusters are
-    the cut of the average-linkage tree that `speaker_tree_cut` chooses; without them, `estimate_speakers` gives the
-    count. Agglomerative clustering (cosine, average linkage) merges clusters while their average distance is below
-    `distance_threshold`; a cluster with less than MIN_SPEAKER_SHARE of the speech is folded into the nearest one (a
-    cough, an overlap); then the nearest clusters are merged down to the count (or, when fewer were found, the
-    clustering is redone with that count).
+    Without `num_speakers`: with `statistics` (each row's MFCC frame statistics, `mfcc_statistics`), the clusters
+    are the cut of the average-linkage tree that `speaker_tree_cut` chooses (with `supervectors`, a list of
+    `mfcc_supervectors` arrays, one per GMM, a second tree's when the embeddings joined with them find more
+    speakers: `_second_view`); without them, `estimate_speakers` gives the count. Agglomerative clustering (cosine,
+    average linkage) merges clusters while their average distance is below `distance_threshold`; a cluster with less
+    than MIN_SPEAKER_SHARE of the speech is folded into the nearest one (a cough, an overlap); then the nearest
+    clusters are merged down to the count (or, when fewer were found, the clustering is redone with that count).
     """
     from sklearn.cluster import AgglomerativeClustering
 
@@ -307,8 +322,11 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
         sample = fit if len(fit) <= MAX_ESTIMATE_EMBEDDINGS else np.sort(
             np.random.default_rng(seed).choice(fit, MAX_ESTIMATE_EMBEDDINGS, replace=False))
         if statistics is not None:
-            labels = speaker_tree_cut(embeddings, statistics, max_speakers, sample=sample)
-            return _by_first_appearance(_fold_small(embeddings, labels, weights))
+            labels = _fold_small(embeddings, speaker_tree_cut(embeddings, statistics, max_speakers, sample=sample),
+                                 weights)
+            if supervectors is not None:
+                labels = _second_view(embeddings, weights, statistics, supervectors, labels, max_speakers, sample)
+            return _by_first_appearance(labels)
         num_speakers = estimate_speakers(embeddings[sample], max_speakers, distance_threshold)
         if num_speakers == 1:
             return np.zeros(n, dtype=int)
@@ -334,6 +352,31 @@ def cluster_speakers(embeddings: np.ndarray, weights=None, num_speakers: int | N
     return _by_first_appearance(labels)
 
 
+def _joined(embeddings, supervectors):
+    """Unit-norm rows of the embeddings joined with the supervectors (SUPERVECTOR_WEIGHT of the vector)."""
+    joined = np.concatenate([np.sqrt(1 - SUPERVECTOR_WEIGHT) * embeddings,
+                             np.sqrt(SUPERVECTOR_WEIGHT) * np.asarray(supervectors)], axis=1)
+    return joined / (np.linalg.norm(joined, axis=1, keepdims=True) + 1e-9)
+
+
+def _second_view(embeddings, weights, statistics, supervectors, labels, max_speakers, sample):
+    """`labels` (the embeddings' tree cut), or, when the median count of the joined trees' BIC cuts (one per GMM's
+    supervectors in the list `supervectors`) is higher, the cut at that count of the tree of the embeddings joined
+    with all of them."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    counts = [len(np.unique(_fold_small(embeddings, speaker_tree_cut(
+        _joined(embeddings, vectors), statistics, max_speakers, SUPERVECTOR_BIC_PENALTY, sample=sample), weights)))
+              for vectors in supervectors]
+    count = int(np.median(counts))
+    if count <= len(np.unique(labels)) or count >= len(sample):
+        return labels
+    everything = _joined(embeddings, np.concatenate(supervectors, axis=1) / np.sqrt(len(supervectors)))
+    fitted = AgglomerativeClustering(n_clusters=count, metric="cosine", linkage="average").fit_predict(
+        everything[sample])
+    return _fold_small(embeddings, _nearest_centroid(everything, fitted, sample), weights)
+
+
 def _fold_small(embeddings, labels, weights):
     """Clusters with less than MIN_SPEAKER_SHARE of the speech (`weights`) go, smallest first, to the nearest centroid
     of the others."""
@@ -351,9 +394,16 @@ def _fold_small(embeddings, labels, weights):
 _MFCC = {}
 
 
-def mfcc_statistics(audio) -> np.ndarray:
-    """One speech region's MFCC frames (c1..c19; c0, the loudness, left out) as a Gaussian's sufficient statistics:
-    one row [frames, sum (19), sum of outer products (19 x 19)], float64; statistics of regions add up."""
+def mfcc_statistics(audio=None, frames=None) -> np.ndarray:
+    """One speech region's MFCC frames (c1..c19; c0, the loudness, left out; or its `mfcc_frames`) as a Gaussian's
+    sufficient statistics: one row [frames, sum (19), sum of outer products (19 x 19)], float64; statistics of regions
+    add up."""
+    frames = np.asarray(mfcc_frames(audio) if frames is None else frames, dtype=np.float64)
+    return np.concatenate([[len(frames)], frames.sum(axis=0), (frames.T @ frames).ravel()])
+
+
+def mfcc_frames(audio) -> np.ndarray:
+    """One speech region's MFCC frames, c1..c19 (25 ms windows every 10 ms): (frames, 19), float32."""
     import torch
 
     if "transform" not in _MFCC:
@@ -364,8 +414,37 @@ def mfcc_statistics(audio) -> np.ndarray:
             melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 40})
     with torch.no_grad():
         frames = _MFCC["transform"](torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))[1:]
-    frames = frames.T.double().numpy()
-    return np.concatenate([[len(frames)], frames.sum(axis=0), (frames.T @ frames).ravel()])
+    return frames.T.numpy().astype(np.float32)
+
+
+def mfcc_supervectors(frames, components: int = SUPERVECTOR_COMPONENTS, relevance: float = SUPERVECTOR_RELEVANCE,
+                      seed: int = 0) -> np.ndarray:
+    """Each region's GMM supervector (rows, unit-norm): `frames` (one `mfcc_frames` array per region) standardised
+    over the recording; a diagonal GMM of `components` (initialised by `seed`) fitted on at most
+    SUPERVECTOR_FIT_FRAMES of them; each region's component means MAP-adapted to its frames (relevance factor
+    `relevance`), less the GMM's, scaled by the square root of the component weight over the standard deviation (the
+    GMM supervector kernel); less the mean over regions."""
+    from sklearn.mixture import GaussianMixture
+
+    everything = np.concatenate(frames).astype(np.float64)
+    centre, scale = everything.mean(axis=0), everything.std(axis=0) + 1e-6
+    rng = np.random.default_rng(seed)
+    fit = everything if len(everything) <= SUPERVECTOR_FIT_FRAMES else everything[
+        np.sort(rng.choice(len(everything), SUPERVECTOR_FIT_FRAMES, replace=False))]
+    gmm = GaussianMixture(min(components, len(fit)), covariance_type="diag", random_state=seed, max_iter=50).fit(
+        (fit - centre) / scale)
+    vectors = []
+    for region in frames:
+        x = (np.asarray(region, dtype=np.float64) - centre) / scale
+        posteriors = gmm.predict_proba(x)
+        counts = posteriors.sum(axis=0)
+        expected = posteriors.T @ x / np.maximum(counts[:, None], 1e-9)
+        alpha = (counts / (counts + relevance))[:, None]
+        shift = alpha * (expected - gmm.means_)
+        vectors.append((np.sqrt(gmm.weights_)[:, None] * shift / np.sqrt(gmm.covariances_)).ravel())
+    vectors = np.stack(vectors)
+    vectors -= vectors.mean(axis=0)
+    return vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9)
 
 
 def _gaussian_log_likelihood(statistics) -> float:
@@ -534,18 +613,22 @@ def _turns_from_pieces(pieces, min_pause, max_turn_seconds):
     return turns
 
 
-def _speaker_pieces(regions, centres, partials, num_speakers, region_vectors=None, statistics=None):
+def _speaker_pieces(regions, centres, partials, num_speakers, region_vectors=None, statistics=None, frames=None):
     """Speech regions -> (start, end, speaker) pieces: each region's mean embedding (or its row of `region_vectors`,
     unit-norm) is clustered (a region is mostly one speaker: the voice-activity detector cuts at pauses; `statistics`,
-    the regions' `mfcc_statistics`, choose the count when it is not given), then a region long enough for 3 or more
+    the regions' `mfcc_statistics`, choose the count when it is not given, with `frames`, their `mfcc_frames`, for
+    the supervectors' second tree), then a region long enough for 3 or more
     embeddings is cut where its own embeddings' nearest speaker changes (two speakers without a pause between them)."""
     partials = np.asarray(partials)
     bounds = np.cumsum([0] + [len(c) for c in centres])
     means = np.stack([partials[bounds[i]: bounds[i + 1]].mean(axis=0) for i in range(len(regions))])
     means /= np.linalg.norm(means, axis=1, keepdims=True) + 1e-9
     durations = np.array([end - start for _, start, end in regions])
+    supervectors = None
+    if statistics is not None and frames is not None and len(regions) >= 3:
+        supervectors = [mfcc_supervectors(frames, seed=seed) for seed in SUPERVECTOR_SEEDS]
     labels = cluster_speakers(means if region_vectors is None else region_vectors, durations, num_speakers,
-                              statistics=statistics)
+                              statistics=statistics, supervectors=supervectors)
     centroids = _centroids(means, labels, durations)
     keys = list(centroids)
     matrix = np.stack([centroids[k] for k in keys])
@@ -604,7 +687,7 @@ def find_turns(recording, sampling_rate: int | None = None, *, min_pause: float 
                                  "channel per speaker (a stereo call); leave it out to tell voices apart")
         channel_count = source.channels if channels_are_speakers else 1
         encoder = None if channels_are_speakers or num_speakers == 1 else _voice_encoder()
-        regions, centres, embeddings, statistics = [], [], [], []
+        regions, centres, embeddings, frames = [], [], [], []
         for channel, start, end, audio in _stream_regions(source, window_seconds, channel_count, vad,
                                                           get_speech_timestamps, progress):
             regions.append((channel, start, end))
@@ -613,7 +696,7 @@ def find_turns(recording, sampling_rate: int | None = None, *, min_pause: float 
                 centres.append([c for c, _ in pairs])
                 embeddings.extend(e for _, e in pairs)
                 if num_speakers is None:
-                    statistics.append(mfcc_statistics(audio))
+                    frames.append(mfcc_frames(audio))
         if channel_count > 1:  # another channel's speech leaking into this one (echo, crosstalk) is not a turn
             keep = [_dominant(source, channel, start, end) for channel, start, end in regions]
             regions = [r for r, k in zip(regions, keep) if k]
@@ -627,7 +710,8 @@ def find_turns(recording, sampling_rate: int | None = None, *, min_pause: float 
         pieces = [(start, end, channel) for channel, start, end in regions]
     else:
         pieces = _speaker_pieces(regions, centres, embeddings, num_speakers,
-                                 statistics=np.stack(statistics) if statistics else None)
+                                 statistics=np.stack([mfcc_statistics(frames=f) for f in frames]) if frames else None,
+                                 frames=frames or None)
     return _turns_from_pieces(pieces, min_pause, max_turn_seconds)
 
 

@@ -378,6 +378,36 @@ def test_speaker_count_from_the_mfcc_bic_of_the_embedding_tree():
     assert (labels == many).all()
 
 
+def test_second_tree_of_gmm_supervectors_tells_look_alike_voices_apart():
+    """Three voices, two of them with the same speaker embeddings (espeak-ng's look-alike variants): the embeddings'
+    tree cut by MFCC BIC finds two speakers; the trees of the embeddings joined with the regions' GMM supervectors
+    (mfcc_supervectors, one per GMM seed) find three, and that cut is taken; one voice's regions stay one speaker."""
+    from hcam.processing import recording
+
+    rng = np.random.default_rng(1)
+    truth = np.tile([0, 1, 2], 20)
+    voice_embeddings = rng.standard_normal((3, 256))
+    voice_embeddings[2] = voice_embeddings[1]
+    embeddings = voice_embeddings[truth] + 0.3 * rng.standard_normal((len(truth), 256))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    scales = np.diag(np.linspace(1, 3, 19))
+    means = np.stack([np.zeros(19), np.r_[np.full(6, 2.0), np.zeros(13)], np.r_[np.zeros(6), np.full(6, -2.0),
+                                                                              np.zeros(7)]])
+    frames = [(means[t] + rng.standard_normal((150, 19)) @ scales).astype(np.float32) for t in truth]
+    statistics = np.stack([recording.mfcc_statistics(frames=f) for f in frames])
+    supervectors = [recording.mfcc_supervectors(frames, seed=seed) for seed in recording.SUPERVECTOR_SEEDS]
+    assert supervectors[0].shape == (len(truth), 19 * recording.SUPERVECTOR_COMPONENTS)
+    assert np.allclose(np.linalg.norm(supervectors[0], axis=1), 1)
+    first = recording.cluster_speakers(embeddings, statistics=statistics)
+    assert len(set(first)) == 2  # the embeddings' tree alone merges the look-alike voices
+    labels = recording.cluster_speakers(embeddings, statistics=statistics, supervectors=supervectors)
+    assert (labels == truth).all()
+    one = np.flatnonzero(truth == 1)
+    alone = [recording.mfcc_supervectors([frames[i] for i in one], seed=seed)
+             for seed in recording.SUPERVECTOR_SEEDS]
+    assert set(recording.cluster_speakers(embeddings[one], statistics=statistics[one], supervectors=alone)) == {0}
+
+
 def test_missing_packages_say_what_to_install(dialogue, checkpoint, tmp_path, monkeypatch, capsys):
     import sys
 
@@ -487,7 +517,7 @@ def test_diarization_variants_benchmark(dialogue, tmp_path, monkeypatch):
     bench.main(["--recordings", str(folder), "--cache", str(tmp_path / "cache"), "--json", str(out)])
     report = json.loads(out.read_text())
     call = report["recordings"][0]["variants"]
-    default = "default (count by MFCC BIC of the embeddings' tree)"
+    default = bench.DEFAULT_VARIANT
     assert call[default]["speakers"] == 2 and call[default]["der"] < 0.1
     assert set(call) == set(bench.variants())
     # cached: the same figures from the cache alone
