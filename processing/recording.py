@@ -426,11 +426,19 @@ def mfcc_supervectors(frames, components: int = SUPERVECTOR_COMPONENTS, relevanc
     GMM supervector kernel); less the mean over regions."""
     from sklearn.mixture import GaussianMixture
 
-    everything = np.concatenate(frames).astype(np.float64)
-    centre, scale = everything.mean(axis=0), everything.std(axis=0) + 1e-6
+    # the recording's frames are never joined into one array (an hour holds 360,000 of them)
+    total = sum(len(region) for region in frames)
+    centre = sum(np.asarray(region, dtype=np.float64).sum(axis=0) for region in frames) / total
+    scale = np.sqrt(sum(((np.asarray(region, dtype=np.float64) - centre) ** 2).sum(axis=0) for region in frames)
+                    / total) + 1e-6
     rng = np.random.default_rng(seed)
-    fit = everything if len(everything) <= SUPERVECTOR_FIT_FRAMES else everything[
-        np.sort(rng.choice(len(everything), SUPERVECTOR_FIT_FRAMES, replace=False))]
+    if total <= SUPERVECTOR_FIT_FRAMES:
+        fit = np.concatenate(frames).astype(np.float64)
+    else:
+        chosen = np.sort(rng.choice(total, SUPERVECTOR_FIT_FRAMES, replace=False))
+        offsets = np.cumsum([0] + [len(region) for region in frames])
+        owner = np.searchsorted(offsets, chosen, side="right") - 1
+        fit = np.stack([frames[r][i - offsets[r]] for r, i in zip(owner, chosen)]).astype(np.float64)
     gmm = GaussianMixture(min(components, len(fit)), covariance_type="diag", random_state=seed, max_iter=50).fit(
         (fit - centre) / scale)
     vectors = []
