@@ -121,10 +121,10 @@ def statistics_of(frames):
 def _delta_bic(a, b, penalty):
     """BIC of one Gaussian for both clusters' frames (summed statistics a, b) less that of one each: < 0 means one
     speaker."""
-    from hcam.processing.recording import _gaussian_log_likelihood
+    from hcam.processing.voice_features import gaussian_log_likelihood
 
     d = int(round((np.sqrt(1 + 4 * (len(a) - 1)) - 1) / 2))
-    return (_gaussian_log_likelihood(a) + _gaussian_log_likelihood(b) - _gaussian_log_likelihood(a + b)
+    return (gaussian_log_likelihood(a) + gaussian_log_likelihood(b) - gaussian_log_likelihood(a + b)
             - penalty * 0.5 * (d + d * (d + 1) / 2) * np.log(a[0] + b[0]))
 
 
@@ -177,7 +177,7 @@ def tree_count_multi(trees, statistics, penalty, max_speakers=8, linkage="averag
     of the agglomerative clustering, "ward" on the unit vectors in Euclidean distance)."""
     from sklearn.cluster import AgglomerativeClustering
 
-    from hcam.processing.recording import _gaussian_log_likelihood
+    from hcam.processing.voice_features import gaussian_log_likelihood
 
     n = len(trees[0])
     d = int(round((np.sqrt(1 + 4 * (statistics.shape[1] - 1)) - 1) / 2))
@@ -186,7 +186,7 @@ def tree_count_multi(trees, statistics, penalty, max_speakers=8, linkage="averag
         AgglomerativeClustering(n_clusters=k, metric="euclidean" if linkage == "ward" else "cosine",
                                 linkage=linkage).fit_predict(vectors)
         for vectors in trees for k in range(2, min(max_speakers, n - 1) + 1)]
-    scores = [sum(_gaussian_log_likelihood(statistics[labels == c].sum(axis=0)) for c in np.unique(labels))
+    scores = [sum(gaussian_log_likelihood(statistics[labels == c].sum(axis=0)) for c in np.unique(labels))
               - cluster_penalty * len(np.unique(labels)) for labels in candidates]
     return candidates[int(np.argmax(scores))]
 
@@ -368,7 +368,7 @@ def variants():
             merged = rec._fold_small(means, bic_merge(start_labels, statistics, 1.0, down_to=k), durations)
             if choose:
                 def likelihood(labels):
-                    return sum(rec._gaussian_log_likelihood(statistics[labels == c].sum(axis=0))
+                    return sum(rec.gaussian_log_likelihood(statistics[labels == c].sum(axis=0))
                                for c in np.unique(labels))
                 if len(np.unique(merged)) != k or likelihood(cut) >= likelihood(merged):
                     merged = cut

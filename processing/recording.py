@@ -34,6 +34,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from hcam.modeling_hcam.feature_extraction_hcam import SAMPLING_RATE
+from .voice_features import gaussian_log_likelihood, mfcc_frames, mfcc_statistics, mfcc_supervectors
 
 DEFAULT_MIN_PAUSE = 1.0
 DEFAULT_MAX_TURN_SECONDS = 30.0
@@ -55,15 +56,14 @@ SPEAKER_DISTANCE_THRESHOLD = 0.33
 MIN_SPEAKER_SHARE = 0.03
 # The number of speakers, when not given: the cut of the regions' average-linkage tree (1 to MAX_SPEAKERS clusters)
 # whose clusters are best fitted by one full-covariance Gaussian each of their MFCC frames (c1..c19 of
-# MFCC_COEFFICIENTS, 25 ms windows every 10 ms), by BIC with SPEAKER_BIC_PENALTY times BIC's usual penalty per
+# voice_features.mfcc_frames, 25 ms windows every 10 ms), by BIC with SPEAKER_BIC_PENALTY times BIC's usual penalty per
 # cluster (a second view of the voices, beside the speaker encoder trained on people: it tells more of the demo
 # corpus's espeak-ng voices apart where the embeddings alone merge them). Chosen on bench/make_recordings.py --seed
 # 100 and 101 (flite and espeak-ng voices, recordings and each voice heard alone; bench/bench_diarization.py), seeds
 # the benchmark does not score; 3.0 splits some espeak-ng voices heard alone, 4.0 merges some flite speakers.
 SPEAKER_BIC_PENALTY = 3.5
-MFCC_COEFFICIENTS = 20
 # A second view of the voices for the count: each region's GMM supervector (its MFCC frames MAP-adapted from a
-# SUPERVECTOR_COMPONENTS-component diagonal GMM fitted on the recording's own frames), joined with its embedding
+# diagonal GMM fitted on the recording's own frames: voice_features.mfcc_supervectors), joined with its embedding
 # (the supervector weighing SUPERVECTOR_WEIGHT of the vector); that tree is cut by the same BIC with
 # SUPERVECTOR_BIC_PENALTY, once per GMM of SUPERVECTOR_SEEDS (one GMM's fit is a draw: the count varies with it), and
 # when the median count is above the first tree's, the cut of the tree of the embeddings joined with all the
@@ -73,9 +73,6 @@ MFCC_COEFFICIENTS = 20
 SUPERVECTOR_WEIGHT = 0.8
 SUPERVECTOR_BIC_PENALTY = 4.5
 SUPERVECTOR_SEEDS = (0, 1, 2, 3, 4)
-SUPERVECTOR_COMPONENTS = 16
-SUPERVECTOR_RELEVANCE = 16.0
-SUPERVECTOR_FIT_FRAMES = 20000
 # Clustering reads at most this many embeddings (a random subset of a longer recording; the rest go to the nearest
 # cluster), so that its distance matrix stays small for an hour of speech.
 MAX_CLUSTERED_EMBEDDINGS = 3000
@@ -391,81 +388,6 @@ def _fold_small(embeddings, labels, weights):
         labels = _nearest_centroid(embeddings, labels[keep], keep)
 
 
-_MFCC = {}
-
-
-def mfcc_statistics(audio=None, frames=None) -> np.ndarray:
-    """One speech region's MFCC frames (c1..c19; c0, the loudness, left out; or its `mfcc_frames`) as a Gaussian's
-    sufficient statistics: one row [frames, sum (19), sum of outer products (19 x 19)], float64; statistics of regions
-    add up."""
-    frames = np.asarray(mfcc_frames(audio) if frames is None else frames, dtype=np.float64)
-    return np.concatenate([[len(frames)], frames.sum(axis=0), (frames.T @ frames).ravel()])
-
-
-def mfcc_frames(audio) -> np.ndarray:
-    """One speech region's MFCC frames, c1..c19 (25 ms windows every 10 ms): (frames, 19), float32."""
-    import torch
-
-    if "transform" not in _MFCC:
-        import torchaudio
-
-        _MFCC["transform"] = torchaudio.transforms.MFCC(
-            sample_rate=SAMPLING_RATE, n_mfcc=MFCC_COEFFICIENTS,
-            melkwargs={"n_fft": 400, "hop_length": 160, "n_mels": 40})
-    with torch.no_grad():
-        frames = _MFCC["transform"](torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))[1:]
-    return frames.T.numpy().astype(np.float32)
-
-
-def mfcc_supervectors(frames, components: int = SUPERVECTOR_COMPONENTS, relevance: float = SUPERVECTOR_RELEVANCE,
-                      seed: int = 0) -> np.ndarray:
-    """Each region's GMM supervector (rows, unit-norm): `frames` (one `mfcc_frames` array per region) standardised
-    over the recording; a diagonal GMM of `components` (initialised by `seed`) fitted on at most
-    SUPERVECTOR_FIT_FRAMES of them; each region's component means MAP-adapted to its frames (relevance factor
-    `relevance`), less the GMM's, scaled by the square root of the component weight over the standard deviation (the
-    GMM supervector kernel); less the mean over regions."""
-    from sklearn.mixture import GaussianMixture
-
-    # the recording's frames are never joined into one array (an hour holds 360,000 of them)
-    total = sum(len(region) for region in frames)
-    centre = sum(np.asarray(region, dtype=np.float64).sum(axis=0) for region in frames) / total
-    scale = np.sqrt(sum(((np.asarray(region, dtype=np.float64) - centre) ** 2).sum(axis=0) for region in frames)
-                    / total) + 1e-6
-    rng = np.random.default_rng(seed)
-    if total <= SUPERVECTOR_FIT_FRAMES:
-        fit = np.concatenate(frames).astype(np.float64)
-    else:
-        chosen = np.sort(rng.choice(total, SUPERVECTOR_FIT_FRAMES, replace=False))
-        offsets = np.cumsum([0] + [len(region) for region in frames])
-        owner = np.searchsorted(offsets, chosen, side="right") - 1
-        fit = np.stack([frames[r][i - offsets[r]] for r, i in zip(owner, chosen)]).astype(np.float64)
-    gmm = GaussianMixture(min(components, len(fit)), covariance_type="diag", random_state=seed, max_iter=50).fit(
-        (fit - centre) / scale)
-    vectors = []
-    for region in frames:
-        x = (np.asarray(region, dtype=np.float64) - centre) / scale
-        posteriors = gmm.predict_proba(x)
-        counts = posteriors.sum(axis=0)
-        expected = posteriors.T @ x / np.maximum(counts[:, None], 1e-9)
-        alpha = (counts / (counts + relevance))[:, None]
-        shift = alpha * (expected - gmm.means_)
-        vectors.append((np.sqrt(gmm.weights_)[:, None] * shift / np.sqrt(gmm.covariances_)).ravel())
-    vectors = np.stack(vectors)
-    vectors -= vectors.mean(axis=0)
-    return vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9)
-
-
-def _gaussian_log_likelihood(statistics) -> float:
-    """Log-likelihood (less its constant) of the frames behind summed `mfcc_statistics` under their own
-    full-covariance Gaussian (lightly regularised)."""
-    n = statistics[0]
-    d = int(round((np.sqrt(1 + 4 * (len(statistics) - 1)) - 1) / 2))
-    mean = statistics[1: 1 + d] / n
-    covariance = statistics[1 + d:].reshape(d, d) / n - np.outer(mean, mean)
-    covariance += 1e-6 * np.eye(d) + 1e-3 * np.diag(np.diag(covariance))
-    return -0.5 * n * float(np.linalg.slogdet(covariance)[1])
-
-
 def speaker_tree_cut(embeddings: np.ndarray, statistics: np.ndarray, max_speakers: int = MAX_SPEAKERS,
                      penalty: float = SPEAKER_BIC_PENALTY, sample=None) -> np.ndarray:
     """Speaker labels of unit-norm embeddings (one per speech region): the cut of their average-linkage cosine tree
@@ -482,12 +404,12 @@ def speaker_tree_cut(embeddings: np.ndarray, statistics: np.ndarray, max_speaker
         return np.zeros(n, dtype=int)
     d = int(round((np.sqrt(1 + 4 * (statistics.shape[1] - 1)) - 1) / 2))
     cluster_penalty = penalty * 0.5 * (d + d * (d + 1) / 2) * np.log(statistics[:, 0].sum())
-    best, best_score = np.zeros(n, dtype=int), _gaussian_log_likelihood(statistics.sum(axis=0)) - cluster_penalty
+    best, best_score = np.zeros(n, dtype=int), gaussian_log_likelihood(statistics.sum(axis=0)) - cluster_penalty
     for k in range(2, min(max_speakers, len(sample) - 1) + 1):
         fitted = AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(
             embeddings[sample])
         labels = _nearest_centroid(embeddings, fitted, sample)
-        score = sum(_gaussian_log_likelihood(statistics[labels == c].sum(axis=0)) for c in np.unique(labels))
+        score = sum(gaussian_log_likelihood(statistics[labels == c].sum(axis=0)) for c in np.unique(labels))
         score -= cluster_penalty * len(np.unique(labels))
         if score > best_score:
             best, best_score = labels, score

@@ -382,7 +382,7 @@ def test_second_tree_of_gmm_supervectors_tells_look_alike_voices_apart():
     """Three voices, two of them with the same speaker embeddings (espeak-ng's look-alike variants): the embeddings'
     tree cut by MFCC BIC finds two speakers; the trees of the embeddings joined with the regions' GMM supervectors
     (mfcc_supervectors, one per GMM seed) find three, and that cut is taken; one voice's regions stay one speaker."""
-    from hcam.processing import recording
+    from hcam.processing import recording, voice_features
 
     rng = np.random.default_rng(1)
     truth = np.tile([0, 1, 2], 20)
@@ -396,7 +396,7 @@ def test_second_tree_of_gmm_supervectors_tells_look_alike_voices_apart():
     frames = [(means[t] + rng.standard_normal((150, 19)) @ scales).astype(np.float32) for t in truth]
     statistics = np.stack([recording.mfcc_statistics(frames=f) for f in frames])
     supervectors = [recording.mfcc_supervectors(frames, seed=seed) for seed in recording.SUPERVECTOR_SEEDS]
-    assert supervectors[0].shape == (len(truth), 19 * recording.SUPERVECTOR_COMPONENTS)
+    assert supervectors[0].shape == (len(truth), 19 * voice_features.SUPERVECTOR_COMPONENTS)
     assert np.allclose(np.linalg.norm(supervectors[0], axis=1), 1)
     first = recording.cluster_speakers(embeddings, statistics=statistics)
     assert len(set(first)) == 2  # the embeddings' tree alone merges the look-alike voices
