@@ -162,12 +162,10 @@ class TurnMask:
 
     Args:
         build: `build(start, stop)` gives those rows.
-        num_queries: how many query turns there are.
     """
 
-    def __init__(self, build, num_queries: int):
+    def __init__(self, build):
         self.build = build
-        self.num_queries = num_queries
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         return self.build(start, stop)
@@ -932,8 +930,7 @@ class HCAMForEmotionRecognition(HCAMPreTrainedModel):
             if not use_cache:  # built a block of turns at a time (`TurnMask`)
                 context_mask, plain_mask = (TurnMask(
                     lambda start, stop, which=which: self._attention_masks(utterance_mask, speaker_ids, start,
-                                                                           stop)[which],
-                    utterance_mask.shape[1]) for which in (0, 1))
+                                                                           stop)[which]) for which in (0, 1))
             for modality in self.config.modalities:
                 encoder = self.context_encoders[modality]
                 context, weights, new_past = encoder.forward_features(

@@ -19,11 +19,10 @@ SUPERVECTOR_FIT_FRAMES = 20000
 _MFCC = {}
 
 
-def mfcc_statistics(audio=None, frames=None) -> np.ndarray:
-    """One speech region's MFCC frames (c1..c19; c0, the loudness, left out; or its `mfcc_frames`) as a Gaussian's
-    sufficient statistics: one row [frames, sum (19), sum of outer products (19 x 19)], float64; statistics of regions
-    add up."""
-    frames = np.asarray(mfcc_frames(audio) if frames is None else frames, dtype=np.float64)
+def mfcc_statistics(frames) -> np.ndarray:
+    """One speech region's `mfcc_frames` as a Gaussian's sufficient statistics: one row [frames, sum (19), sum of outer
+    products (19 x 19)], float64; statistics of regions add up."""
+    frames = np.asarray(frames, dtype=np.float64)
     return np.concatenate([[len(frames)], frames.sum(axis=0), (frames.T @ frames).ravel()])
 
 
